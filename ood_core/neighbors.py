@@ -1,0 +1,137 @@
+"""Exact k-nearest-neighbour search: blocked matrix products plus a running top-k.
+
+Memory stays bounded by ``block_size**2`` similarities (plus the ``n x k`` result), never
+``n x n``. For the fit set the Gram matrix is symmetric, so each off-diagonal block is
+computed once and serves both its rows and its columns, halving the matrix-product cost.
+Runs on CUDA when available (``device="auto"``), on the CPU otherwise.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+METRICS = ("cosine", "euclidean")
+# Default block edge: a block of similarities is block_size**2 floats (16 MiB in float32).
+DEFAULT_BLOCK_SIZE = 2048
+
+
+def resolve_metric(metric: str, n_features: int) -> str:
+    """``"auto"`` is cosine for more than 3 features and Euclidean otherwise (SCORING.md)."""
+    if metric == "auto":
+        return "cosine" if n_features > 3 else "euclidean"
+    if metric not in METRICS:
+        raise ValueError(f"metric must be 'auto', 'cosine' or 'euclidean'; got {metric!r}")
+    return metric
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``"auto"`` (or None) picks CUDA when present, else the CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was asked for but CUDA is not available on this machine")
+    return dev
+
+
+def prepare(X: np.ndarray, metric: str, device: torch.device) -> torch.Tensor:
+    """Move rows to ``device``; for cosine, L2-normalise them (a zero row stays zero)."""
+    T = torch.from_numpy(np.ascontiguousarray(X)).to(device)
+    if metric == "cosine":
+        norms = torch.linalg.vector_norm(T, dim=1, keepdim=True)
+        norms[norms == 0] = 1.0
+        T = T / norms
+    return T
+
+
+def _closeness(A: torch.Tensor, B: torch.Tensor, metric: str) -> torch.Tensor:
+    """Larger is closer: cosine similarity, or minus the Euclidean distance (computed exactly)."""
+    if metric == "cosine":
+        return A @ B.T
+    # Euclidean is only the default for <= 3 features: exact differences are cheap there,
+    # and avoid the cancellation of |a|^2 + |b|^2 - 2ab. For wide data use the GEMM identity.
+    if A.shape[1] <= 8:
+        return -torch.cdist(A, B, compute_mode="donot_use_mm_for_euclid_dist")
+    return -torch.cdist(A, B, compute_mode="use_mm_for_euclid_dist")
+
+
+def _to_distance(closeness: torch.Tensor, metric: str) -> torch.Tensor:
+    if metric == "cosine":
+        return (1.0 - closeness).clamp_(0.0, 2.0)
+    return -closeness
+
+
+def _merge(best_v: torch.Tensor, best_i: torch.Tensor, cand_v: torch.Tensor, cand_i: torch.Tensor, k: int):
+    """Keep the k largest of (best, candidates) per row."""
+    v = torch.cat([best_v, cand_v], dim=1)
+    i = torch.cat([best_i, cand_i], dim=1)
+    top_v, pos = torch.topk(v, k, dim=1, largest=True, sorted=False)
+    return top_v, torch.gather(i, 1, pos)
+
+
+def _block_topk(S: torch.Tensor, col0: int, k: int):
+    kk = min(k, S.shape[1])
+    v, pos = torch.topk(S, kk, dim=1, largest=True, sorted=False)
+    return v, pos + col0
+
+
+def knn(
+    fit: torch.Tensor,
+    k: int,
+    metric: str,
+    query: torch.Tensor | None = None,
+    block_size: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest fit rows of each query row (``query=None``: the fit rows, self excluded).
+
+    ``fit`` and ``query`` come from :func:`prepare`. Returns ``(distances, indices)`` as
+    NumPy arrays of shape ``(n_query, k)``, each row sorted by distance, ties by index.
+    """
+    bs = int(block_size or DEFAULT_BLOCK_SIZE)
+    if bs < 1:
+        raise ValueError(f"block_size must be a positive integer; got {block_size}")
+    n_fit = fit.shape[0]
+    self_query = query is None
+    Q = fit if self_query else query
+    n_q = Q.shape[0]
+    dev, dtype = fit.device, fit.dtype
+    best_v = torch.full((n_q, k), -torch.inf, dtype=dtype, device=dev)
+    best_i = torch.full((n_q, k), -1, dtype=torch.int64, device=dev)
+    starts_q = list(range(0, n_q, bs))
+    starts_f = list(range(0, n_fit, bs))
+    total = len(starts_q) * (len(starts_q) + 1) // 2 if self_query else len(starts_q) * len(starts_f)
+    done = 0
+    with torch.inference_mode():
+        for qi, q0 in enumerate(starts_q):
+            q1 = min(q0 + bs, n_q)
+            # Symmetric fit set: only blocks on or right of the diagonal are computed.
+            cols = starts_f[qi:] if self_query else starts_f
+            for f0 in cols:
+                f1 = min(f0 + bs, n_fit)
+                S = _closeness(Q[q0:q1], fit[f0:f1], metric)
+                if self_query and f0 == q0:
+                    S.fill_diagonal_(-torch.inf)  # a row is never its own neighbour
+                v, i = _block_topk(S, f0, k)
+                best_v[q0:q1], best_i[q0:q1] = _merge(best_v[q0:q1], best_i[q0:q1], v, i, k)
+                if self_query and f0 != q0:
+                    # The same block, transposed, holds these rows' closeness to rows q0:q1.
+                    v, i = _block_topk(S.T, q0, k)
+                    best_v[f0:f1], best_i[f0:f1] = _merge(best_v[f0:f1], best_i[f0:f1], v, i, k)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+    dist = _to_distance(best_v, metric).cpu().numpy()
+    idx = best_i.cpu().numpy()
+    order = np.lexsort((idx, dist), axis=1) if dist.size else np.zeros_like(idx)
+    dist = np.take_along_axis(dist, order, axis=1)
+    idx = np.take_along_axis(idx, order, axis=1)
+    return dist, idx

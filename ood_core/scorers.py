@@ -1,0 +1,242 @@
+"""The two outlier scorers of SCORING.md. Both return scores in [0, 1]; lower = more atypical."""
+from __future__ import annotations
+
+import warnings
+from typing import Callable
+
+import numpy as np
+
+from ._validation import check_fitted, check_labels, check_matrix, check_pred_probs, check_same_length
+from .neighbors import knn, prepare, resolve_device, resolve_metric
+
+# Distances below these count as zero and score exactly 1 (SCORING.md section 1).
+ZERO_DISTANCE_TOL = {"cosine": 100 * 1.1e-16, "euclidean": float(np.sqrt(100 * 2.2e-16))}
+MIN_SCALE = 1e-6
+DEFAULT_K = 10
+
+
+class FeatureScorer:
+    """K-nearest-neighbour outlier score on feature vectors (Kuan & Mueller, 2022).
+
+    Scores lie in [0, 1]; lower means more atypical. ``score = exp(-t * d / s)`` where ``d`` is
+    the mean distance to the ``k`` nearest fit rows and ``s`` the median of ``d`` over the fit
+    set (each fit row's own entry excluded), learned by :meth:`fit`.
+
+    Parameters
+    ----------
+    k : number of neighbours; ``None`` means ``min(10, n_fit - 1)``.
+    t : temperature of the exponential transform (> 0).
+    metric : ``"auto"`` (cosine when more than 3 features, else Euclidean), ``"cosine"`` or
+        ``"euclidean"``.
+    device : ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``; where the search runs.
+    block_size : rows per block of the exact search; memory is ``block_size**2`` floats.
+
+    Attributes (after ``fit``): ``k_``, ``metric_``, ``scale_``, ``fit_scores_``,
+    ``fit_distances_`` (mean kNN distance per fit row), ``n_features_in_``, ``n_fit_``.
+    """
+
+    def __init__(self, k: int | None = None, t: float = 1.0, metric: str = "auto",
+                 device: str = "auto", block_size: int | None = None):
+        self.k = k
+        self.t = t
+        self.metric = metric
+        self.device = device
+        self.block_size = block_size
+
+    def _check_params(self, n_fit: int) -> int:
+        if not isinstance(self.t, (int, float)) or isinstance(self.t, bool) or not self.t > 0:
+            raise ValueError(f"t must be a positive number; got {self.t!r}")
+        if n_fit < 2:
+            raise ValueError(f"X needs at least 2 rows to fit a nearest-neighbour scorer; got {n_fit}")
+        if self.k is None:
+            return min(DEFAULT_K, n_fit - 1)
+        if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1:
+            raise ValueError(f"k must be a positive integer or None; got {self.k!r}")
+        if self.k >= n_fit:
+            raise ValueError(
+                f"k={self.k} must be smaller than the number of fit rows ({n_fit}): each row's "
+                f"own entry is excluded, so at most {n_fit - 1} neighbours exist"
+            )
+        return int(self.k)
+
+    def fit(self, X, progress: Callable[[int, int], None] | None = None) -> "FeatureScorer":
+        """Learn the fit set, its neighbour distances and the scale ``scale_``."""
+        X = check_matrix(X, "X")
+        self.k_ = self._check_params(X.shape[0])
+        self.metric_ = resolve_metric(self.metric, X.shape[1])
+        self.device_ = resolve_device(self.device)
+        self.n_features_in_ = X.shape[1]
+        self.n_fit_ = X.shape[0]
+        self._fit_dtype = X.dtype
+        self._fit_rows = prepare(X, self.metric_, self.device_)
+        dist, idx = knn(self._fit_rows, self.k_, self.metric_, block_size=self.block_size, progress=progress)
+        self._fit_neighbors = (dist, idx)
+        self.fit_distances_ = dist.astype(np.float64).mean(axis=1)
+        self.scale_ = float(max(np.median(self.fit_distances_), MIN_SCALE))
+        self.fit_scores_ = self._to_scores(self.fit_distances_)
+        return self
+
+    def _to_scores(self, mean_distances: np.ndarray) -> np.ndarray:
+        scores = np.exp(-float(self.t) * mean_distances / self.scale_)
+        scores[mean_distances < ZERO_DISTANCE_TOL[self.metric_]] = 1.0
+        return scores
+
+    def _check_query(self, X) -> np.ndarray:
+        check_fitted(self, "fit_scores_")
+        X = check_matrix(X, "X")
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features but this FeatureScorer was fitted on "
+                f"{self.n_features_in_}; score features from the same embedder"
+            )
+        return X
+
+    def kneighbors(self, X=None, k: int | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Distances and indices of the nearest fit rows, each row sorted by distance.
+
+        ``X=None`` means the fit set itself, each row's own entry excluded (answered from what
+        ``fit`` computed when ``k`` is ``k_``).
+        """
+        check_fitted(self, "fit_scores_")
+        limit = self.n_fit_ - 1 if X is None else self.n_fit_
+        if k is None:
+            k = self.k_
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 or k > limit:
+            raise ValueError(f"k must be an integer in 1..{limit} for this query; got {k!r}")
+        if X is None:
+            if k <= self.k_:
+                dist, idx = self._fit_neighbors
+                return dist[:, :k].copy(), idx[:, :k].copy()
+            return knn(self._fit_rows, int(k), self.metric_, block_size=self.block_size, progress=progress)
+        X = self._check_query(X)
+        # Queries are searched in the fit set's precision (float32 stays float32).
+        Q = prepare(X.astype(self._fit_dtype, copy=False), self.metric_, self.device_)
+        return knn(self._fit_rows, int(k), self.metric_, query=Q, block_size=self.block_size, progress=progress)
+
+    def mean_distances(self, X, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Mean distance of each row of ``X`` to its ``k_`` nearest fit rows."""
+        check_fitted(self, "fit_scores_")
+        dist, _ = self.kneighbors(X, self.k_, progress=progress)
+        return dist.astype(np.float64).mean(axis=1)
+
+    def score(self, X, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Scores of new rows against the fit set (nothing excluded), in [0, 1]."""
+        return self._to_scores(self.mean_distances(X, progress=progress))
+
+    def fit_score(self, X, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Fit on ``X`` and return its scores (each row's own entry excluded)."""
+        return self.fit(X, progress=progress).fit_scores_.copy()
+
+    def score_to_distance(self, score: float) -> float:
+        """The mean neighbour distance that gives ``score`` (inverse of the transform)."""
+        check_fitted(self, "fit_scores_")
+        if not 0 < score <= 1:
+            raise ValueError(f"score must lie in (0, 1]; got {score!r}")
+        return float(-np.log(score) * self.scale_ / float(self.t))
+
+
+# Per-method score of adjusted probabilities q (rows summing to 1).
+def _entropy_score(q: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plogp = np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0)), 0.0)
+    return 1.0 - (-plogp.sum(axis=1)) / np.log(q.shape[1])
+
+
+def _least_confidence_score(q: np.ndarray) -> np.ndarray:
+    return q.max(axis=1)
+
+
+PRED_PROB_METHODS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "entropy": _entropy_score,
+    "least_confidence": _least_confidence_score,
+}
+
+
+def confident_thresholds(pred_probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-class mean of ``pred_probs[:, j]`` over rows labelled ``j`` (2 for an absent class),
+    clipped below at 2e-6 (Northcutt et al., 2021)."""
+    n_classes = pred_probs.shape[1]
+    sums = np.bincount(labels, weights=pred_probs[np.arange(len(labels)), labels], minlength=n_classes)
+    counts = np.bincount(labels, minlength=n_classes)
+    thresholds = np.full(n_classes, 2.0)
+    present = counts > 0
+    thresholds[present] = sums[present] / counts[present]
+    return np.clip(thresholds, 2e-6, None)
+
+
+class PredProbScorer:
+    """Outlier score from predicted class probabilities (entropy or least confidence).
+
+    Scores lie in [0, 1]; lower means more atypical. With ``adjust=True`` (default) the
+    per-class confident thresholds learned by :meth:`fit` are subtracted first, which needs
+    labels; with ``adjust=False``, ``fit`` only checks its input and labels are optional.
+
+    Parameters
+    ----------
+    method : ``"entropy"`` (1 - normalised entropy) or ``"least_confidence"`` (max probability).
+    adjust : subtract confident thresholds before scoring.
+
+    Attributes (after ``fit``): ``thresholds_`` (per class, None when ``adjust=False``),
+    ``fit_scores_``, ``n_classes_``.
+    """
+
+    def __init__(self, method: str = "entropy", adjust: bool = True):
+        self.method = method
+        self.adjust = adjust
+
+    def _check_params(self) -> None:
+        if self.method not in PRED_PROB_METHODS:
+            raise ValueError(f"method must be one of {sorted(PRED_PROB_METHODS)}; got {self.method!r}")
+        if not isinstance(self.adjust, (bool, np.bool_)):
+            raise TypeError(f"adjust must be True or False; got {self.adjust!r}")
+
+    def fit(self, pred_probs, labels=None) -> "PredProbScorer":
+        """Learn the per-class confident thresholds from out-of-sample ``pred_probs`` and labels."""
+        self._check_params()
+        P = check_pred_probs(pred_probs)
+        self.n_classes_ = P.shape[1]
+        if self.adjust:
+            if labels is None:
+                raise ValueError("labels are required when adjust=True; pass them or set adjust=False")
+            y = check_labels(labels, self.n_classes_)
+            check_same_length(P, "pred_probs", y, "labels")
+            missing = np.setdiff1d(np.arange(self.n_classes_), y)
+            if len(missing):
+                warnings.warn(
+                    f"labels has no row of class(es) {missing.tolist()} out of {self.n_classes_}; "
+                    "their confident threshold is set to 2 as SCORING.md prescribes",
+                    stacklevel=2,
+                )
+            self.thresholds_ = confident_thresholds(P, y)
+        else:
+            if labels is not None:
+                y = check_labels(labels, self.n_classes_)
+                check_same_length(P, "pred_probs", y, "labels")
+            self.thresholds_ = None
+        self.fit_scores_ = self._score(P)
+        return self
+
+    def _score(self, P: np.ndarray) -> np.ndarray:
+        if self.thresholds_ is not None:
+            q = P - self.thresholds_
+            q += self.thresholds_.max()
+            q /= q.sum(axis=1, keepdims=True)
+        else:
+            q = P
+        return PRED_PROB_METHODS[self.method](q)
+
+    def score(self, pred_probs) -> np.ndarray:
+        """Scores of new rows, using the thresholds learned by ``fit``."""
+        check_fitted(self, "fit_scores_")
+        P = check_pred_probs(pred_probs)
+        if P.shape[1] != self.n_classes_:
+            raise ValueError(
+                f"pred_probs has {P.shape[1]} class columns but this PredProbScorer was fitted on "
+                f"{self.n_classes_}"
+            )
+        return self._score(P)
+
+    def fit_score(self, pred_probs, labels=None) -> np.ndarray:
+        """Fit and return the fit set's scores."""
+        return self.fit(pred_probs, labels).fit_scores_.copy()

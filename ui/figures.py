@@ -1,0 +1,285 @@
+"""Plotly figure builders for the dashboard: plain arrays in, figures out.
+
+Pure functions (no Streamlit), so pages stay thin and the figures can be
+tested or reused from a notebook. Histograms are binned here with numpy and
+drawn as bars, so a figure for 50,000 scores carries a few hundred numbers,
+not the raw arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+__all__ = [
+    "DEFAULT_LABELS",
+    "THRESHOLD_SHAPE_NAME",
+    "roc_figure",
+    "score_histogram_figure",
+    "shared_bin_edges",
+]
+
+#: Legend names of the two score sets, in the order (fit, query).
+DEFAULT_LABELS: tuple[str, str] = ("train (fit)", "test (query)")
+#: ``name`` of the threshold line in ``layout.shapes``; the component's
+#: JavaScript finds the draggable line by this name.
+THRESHOLD_SHAPE_NAME = "threshold"
+
+_SET_COLORS = ("#4C78A8", "#F58518")  # fit, query
+_THRESHOLD_COLOR = "#D62728"
+_GRID_COLOR = "rgba(128, 128, 128, 0.25)"  # readable on light and dark themes
+_MARGIN = dict(l=56, r=16, t=40, b=48)
+
+
+def _scores_1d(values, name: str, *, allow_empty: bool = False) -> np.ndarray:
+    """Return ``values`` as a finite 1-D float64 array or raise naming ``name``."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"{name} must be a 1-D array of numbers, got {type(values).__name__}"
+        ) from exc
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got an array of shape {array.shape}")
+    if array.size == 0 and not allow_empty:
+        raise ValueError(f"{name} is empty; it needs at least one score")
+    n_bad = int(np.count_nonzero(~np.isfinite(array)))
+    if n_bad:
+        raise ValueError(
+            f"{name} has {n_bad} non-finite value(s) (NaN or inf) out of {array.size}; "
+            "drop or fix them before plotting"
+        )
+    return array
+
+
+def _finite_float(value, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a number, got {value!r}") from exc
+    if not np.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {number}")
+    return number
+
+
+def shared_bin_edges(*score_arrays: np.ndarray, bins: int = 50) -> np.ndarray:
+    """Equal-width bin edges spanning every array given (so all share one x grid).
+
+    A degenerate range (all scores equal) is widened to one unit around the value.
+    """
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
+        raise ValueError(f"bins must be a positive integer, got {bins!r}")
+    nonempty = [a for a in score_arrays if a.size]
+    if not nonempty:
+        raise ValueError("shared_bin_edges needs at least one non-empty score array")
+    lo = min(float(a.min()) for a in nonempty)
+    hi = max(float(a.max()) for a in nonempty)
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    return np.linspace(lo, hi, int(bins) + 1)
+
+
+def _threshold_label(threshold: float, percentile: float | None) -> str:
+    text = f"threshold {threshold:.4g}"
+    if percentile is not None:
+        text += f" (p{percentile:.3g})"
+    return text
+
+
+def score_histogram_figure(
+    fit_scores,
+    query_scores=None,
+    threshold: float | None = None,
+    *,
+    percentile: float | None = None,
+    labels: Sequence[str] = DEFAULT_LABELS,
+    bins: int = 50,
+    normalize: bool = True,
+    height: int = 320,
+    x_title: str = "score (lower = more atypical)",
+) -> go.Figure:
+    """Overlaid histograms of fit and query scores on shared bins, with a threshold line.
+
+    Parameters
+    ----------
+    fit_scores, query_scores : 1-D arrays of finite scores. ``query_scores`` may be
+        ``None`` (or empty) when fit and query are the same items: one histogram.
+    threshold : x of the vertical threshold line (``None``: no line). The line is
+        ``layout.shapes[0]``, named :data:`THRESHOLD_SHAPE_NAME`, spanning the
+        plot height in paper coordinates (y 0..1).
+    percentile : shown in the line's label when given.
+    labels : legend names for (fit, query).
+    bins : number of equal-width bins over the range of both arrays.
+    normalize : bar height as percent of its own set (comparable when the sets
+        differ in size) instead of raw counts; hover shows both.
+
+    The x axis spans the scores and the threshold, and zoom is off (``fixedrange``)
+    so that a mouse drag on the chart means "move the line", never "zoom".
+    """
+    fit = _scores_1d(fit_scores, "fit_scores")
+    query = (
+        np.empty(0)
+        if query_scores is None
+        else _scores_1d(query_scores, "query_scores", allow_empty=True)
+    )
+    if isinstance(labels, str) or len(labels) != 2:
+        raise ValueError(f"labels must be two names (fit, query), got {labels!r}")
+    if isinstance(height, bool) or not isinstance(height, (int, np.integer)) or height < 100:
+        raise ValueError(f"height must be an integer of at least 100 pixels, got {height!r}")
+    if threshold is not None:
+        threshold = _finite_float(threshold, "threshold")
+    if percentile is not None:
+        percentile = _finite_float(percentile, "percentile")
+
+    edges = shared_bin_edges(fit, query, bins=bins)
+    centers = (edges[:-1] + edges[1:]) / 2
+    width = float(edges[1] - edges[0])
+    lows, highs = edges[:-1], edges[1:]
+
+    fig = go.Figure()
+    for scores, name, color in zip((fit, query), labels, _SET_COLORS):
+        if scores.size == 0:
+            continue
+        counts, _ = np.histogram(scores, bins=edges)
+        heights = counts * (100.0 / scores.size) if normalize else counts
+        fig.add_trace(
+            go.Bar(
+                x=centers,
+                y=heights,
+                width=width,
+                name=f"{name} (n={scores.size:,})",
+                marker=dict(color=color, line=dict(width=0)),
+                opacity=0.6,
+                customdata=np.column_stack([lows, highs, counts]),
+                hovertemplate=(
+                    f"{name}<br>score %{{customdata[0]:.4f}} to %{{customdata[1]:.4f}}"
+                    "<br>%{customdata[2]:,} items"
+                    + (" (%{y:.2f}%)" if normalize else "")
+                    + "<extra></extra>"
+                ),
+            )
+        )
+
+    x_lo, x_hi = float(edges[0]), float(edges[-1])
+    if threshold is not None:
+        x_lo, x_hi = min(x_lo, threshold), max(x_hi, threshold)
+    pad = 0.02 * (x_hi - x_lo)
+    fig.update_layout(
+        template="none",  # keeps the JSON small; styling below is explicit
+        height=int(height),
+        margin=_MARGIN,
+        barmode="overlay",
+        bargap=0,
+        dragmode=False,
+        hovermode="closest",
+        paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)",
+        legend=dict(orientation="h", x=0, y=1.02, xanchor="left", yanchor="bottom"),
+        xaxis=dict(
+            title=dict(text=x_title),
+            range=[x_lo - pad, x_hi + pad],
+            fixedrange=True,
+            showgrid=True,
+            gridcolor=_GRID_COLOR,
+            zeroline=False,
+        ),
+        yaxis=dict(
+            title=dict(text="% of set" if normalize else "count"),
+            fixedrange=True,
+            showgrid=True,
+            gridcolor=_GRID_COLOR,
+            zeroline=False,
+            rangemode="tozero",
+        ),
+    )
+    if threshold is not None:
+        fig.add_shape(
+            type="line",
+            name=THRESHOLD_SHAPE_NAME,
+            xref="x",
+            yref="paper",
+            x0=threshold,
+            x1=threshold,
+            y0=0,
+            y1=1,
+            line=dict(color=_THRESHOLD_COLOR, width=3),
+            label=dict(
+                text=_threshold_label(threshold, percentile),
+                textposition="end",
+                textangle=0,
+                xanchor="left",
+                yanchor="top",
+                padding=6,
+                font=dict(color=_THRESHOLD_COLOR, size=12),
+            ),
+        )
+    return fig
+
+
+def roc_figure(
+    fpr,
+    tpr,
+    point: tuple[float, float] | None = None,
+    *,
+    auroc: float | None = None,
+    height: int = 320,
+) -> go.Figure:
+    """ROC curve (FPR on x, TPR on y) with the chance diagonal and an operating point.
+
+    ``point`` is the (fpr, tpr) at the current threshold, drawn as a marker;
+    ``auroc`` when given goes into the legend name.
+    """
+    fpr_a = _scores_1d(fpr, "fpr")
+    tpr_a = _scores_1d(tpr, "tpr")
+    if fpr_a.shape != tpr_a.shape:
+        raise ValueError(
+            f"fpr and tpr must have the same length, got {fpr_a.size} and {tpr_a.size}"
+        )
+    for name, arr in (("fpr", fpr_a), ("tpr", tpr_a)):
+        if arr.min() < 0 or arr.max() > 1:
+            raise ValueError(
+                f"{name} must lie in [0, 1], got values from {arr.min()} to {arr.max()}"
+            )
+    curve_name = "ROC" if auroc is None else f"ROC (AUROC {_finite_float(auroc, 'auroc'):.3f})"
+
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=[0, 1], y=[0, 1], mode="lines", name="chance",
+            line=dict(color="gray", dash="dash", width=1), hoverinfo="skip",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=fpr_a, y=tpr_a, mode="lines", name=curve_name,
+            line=dict(color=_SET_COLORS[0], width=2),
+            hovertemplate="FPR %{x:.3f}<br>TPR %{y:.3f}<extra></extra>",
+        )
+    )
+    if point is not None:
+        if len(point) != 2:
+            raise ValueError(f"point must be (fpr, tpr), got {point!r}")
+        px = _finite_float(point[0], "point[0] (fpr)")
+        py = _finite_float(point[1], "point[1] (tpr)")
+        fig.add_trace(
+            go.Scatter(
+                x=[px], y=[py], mode="markers", name="current threshold",
+                marker=dict(color=_THRESHOLD_COLOR, size=11, line=dict(color="white", width=1)),
+                hovertemplate="at threshold<br>FPR %{x:.3f}<br>TPR %{y:.3f}<extra></extra>",
+            )
+        )
+    axis = dict(range=[-0.01, 1.01], fixedrange=True, showgrid=True,
+                gridcolor=_GRID_COLOR, zeroline=False)
+    fig.update_layout(
+        template="none",
+        height=int(height),
+        margin=_MARGIN,
+        paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)",
+        legend=dict(x=0.98, y=0.02, xanchor="right", yanchor="bottom"),
+        xaxis=dict(axis, title=dict(text="false positive rate")),
+        yaxis=dict(axis, title=dict(text="true positive rate"), scaleanchor="x"),
+    )
+    return fig
