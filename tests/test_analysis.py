@@ -1,0 +1,91 @@
+"""run_analysis / rescore / exports on precomputed arrays (no embedding needed)."""
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+
+from ood_core import FeatureScorer, PredProbScorer, out_of_sample_pred_probs, percentile_threshold
+from ood_core.analysis import ScoreConfig, rescore, run_analysis, scores_table, threshold_card, threshold_view, to_csv
+from ood_core.sources import ArraySet
+
+
+def _arrays(split=True, seed=0):
+    """Three Gaussian classes in; a fourth class (out) only among the query rows."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=4.0, size=(4, 12))
+    y = np.repeat([0, 1, 2], 40)
+    X_fit = centers[y] + rng.normal(size=(120, 12))
+    yq = np.repeat([0, 1, 2, 3], 10)
+    X_q = centers[yq] + rng.normal(size=(40, 12))
+    X = np.concatenate([X_fit, X_q])
+    labels = np.concatenate([y, np.full(40, -1)])
+    is_ood = np.concatenate([np.zeros(120, bool), yq == 3])
+    return ArraySet(
+        features=X, pred_probs=None, labels=labels, ids=[f"r{i}" for i in range(160)],
+        class_names=["a", "b", "c"], split=np.array(["train"] * 120 + ["test"] * 40) if split else None,
+        is_ood=is_ood if split else None, description="synthetic", identity="synthetic-0",
+    )
+
+
+def test_run_analysis_matches_the_scorers_used_directly():
+    src = _arrays()
+    a = run_analysis(src)
+    X_fit, X_q = src.features[:120], src.features[120:]
+    fs = FeatureScorer().fit(X_fit)
+    np.testing.assert_allclose(a.fit_feature_scores, fs.fit_scores_)
+    np.testing.assert_allclose(a.query_feature_scores, fs.score(X_q))
+    pp, clf = out_of_sample_pred_probs(X_fit, src.labels[:120])
+    np.testing.assert_allclose(a.fit_pred_probs, pp)
+    ps = PredProbScorer().fit(pp, src.labels[:120])
+    np.testing.assert_allclose(a.query_pred_scores, ps.score(clf.predict_proba(X_q)))
+    assert a.scorers == ("feature", "prediction") and not a.same_set
+    np.testing.assert_array_equal(a.is_ood, np.arange(40) >= 30)
+
+
+def test_planted_outliers_are_found_by_both_scorers():
+    a = run_analysis(_arrays())
+    for scorer in a.scorers:
+        view = threshold_view(a, scorer, percentile=5)
+        assert view.metrics["auroc"] > 0.9, scorer
+
+
+def test_rescore_refits_only_what_changed():
+    a = run_analysis(_arrays())
+    b = rescore(a, ScoreConfig(k=3))
+    assert b.feature_scorer.k_ == 3 and b.pred_scorer is a.pred_scorer
+    assert b.fit_pred_probs is a.fit_pred_probs  # the classifier is never refitted
+    c = rescore(b, ScoreConfig(k=3, method="least_confidence", adjust=False))
+    assert c.feature_scorer is b.feature_scorer
+    np.testing.assert_allclose(c.fit_pred_scores, a.fit_pred_probs.max(axis=1))
+
+
+def test_same_set_when_the_source_has_no_split():
+    a = run_analysis(_arrays(split=False))
+    assert a.same_set and a.is_ood is None
+    np.testing.assert_array_equal(a.fit_feature_scores, a.query_feature_scores)
+
+
+def test_threshold_view_counts_and_export_payloads_agree():
+    a = run_analysis(_arrays())
+    view = threshold_view(a, "feature", percentile=10)
+    assert view.threshold == percentile_threshold(a.fit_feature_scores, 10)
+    assert view.fit_flagged == int((a.fit_feature_scores < view.threshold).sum()) == 12
+    rows = list(csv.DictReader(io.StringIO(to_csv(scores_table(a, {"feature": view.threshold})))))
+    assert len(rows) == 160
+    query_rows = [r for r in rows if r["set"] == "query"]
+    np.testing.assert_allclose([float(r["feature_score"]) for r in query_rows], a.query_feature_scores, rtol=0,
+                               atol=0)
+    assert sum(r["feature_flagged"] == "True" for r in query_rows) == view.query_flagged
+    card = json.loads(json.dumps(threshold_card(a, view)))
+    assert card["threshold"] == view.threshold and card["query"]["flagged"] == view.query_flagged
+    assert card["scorer_params"]["k"] == 10 and card["metrics"]["auroc"] == pytest.approx(view.metrics["auroc"])
+
+
+def test_threshold_view_needs_one_of_percentile_or_threshold():
+    a = run_analysis(_arrays())
+    with pytest.raises(ValueError, match="exactly one of percentile or threshold"):
+        threshold_view(a, "feature")
+    with pytest.raises(ValueError, match="scorer must be one of"):
+        a.scores("knn")
