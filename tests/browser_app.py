@@ -15,9 +15,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `streamlit run` puts only tests/ on sys.path
-    sys.path.insert(0, str(ROOT))
-
 INITIAL_PERCENTILE = 5.0
 
 
@@ -35,6 +32,8 @@ def percentile_of(fit: np.ndarray, threshold: float) -> float:
 
 
 def main() -> None:
+    if str(ROOT) not in sys.path:  # `streamlit run` puts only tests/ on sys.path
+        sys.path.insert(0, str(ROOT))
     import streamlit as st
 
     from ui.threshold_histogram import threshold_histogram

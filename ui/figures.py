@@ -84,8 +84,12 @@ def shared_bin_edges(*score_arrays: np.ndarray, bins: int = 50) -> np.ndarray:
 def _threshold_label(threshold: float, percentile: float | None) -> str:
     text = f"threshold {threshold:.4g}"
     if percentile is not None:
-        text += f" (p{percentile:.3g})"
+        text += f" (p{percentile:.4g})"
     return text
+
+
+def _label_side(threshold: float, x_lo: float, x_hi: float) -> str:
+    return "left" if threshold <= (x_lo + x_hi) / 2 else "right"
 
 
 def score_histogram_figure(
@@ -162,10 +166,12 @@ def score_histogram_figure(
             )
         )
 
-    x_lo, x_hi = float(edges[0]), float(edges[-1])
+    # x range: the bins plus 2% padding, stretched to a threshold outside them.
+    # A threshold dragged to (and clamped at) an end leaves the range unchanged.
+    pad = 0.02 * float(edges[-1] - edges[0])
+    x_lo, x_hi = float(edges[0]) - pad, float(edges[-1]) + pad
     if threshold is not None:
         x_lo, x_hi = min(x_lo, threshold), max(x_hi, threshold)
-    pad = 0.02 * (x_hi - x_lo)
     fig.update_layout(
         template="none",  # keeps the JSON small; styling below is explicit
         height=int(height),
@@ -179,7 +185,7 @@ def score_histogram_figure(
         legend=dict(orientation="h", x=0, y=1.02, xanchor="left", yanchor="bottom"),
         xaxis=dict(
             title=dict(text=x_title),
-            range=[x_lo - pad, x_hi + pad],
+            range=[x_lo, x_hi],
             fixedrange=True,
             showgrid=True,
             gridcolor=_GRID_COLOR,
@@ -209,10 +215,12 @@ def score_histogram_figure(
                 text=_threshold_label(threshold, percentile),
                 textposition="end",
                 textangle=0,
-                xanchor="left",
+                # text on the roomier side of the line, so it never leaves the plot
+                xanchor=_label_side(threshold, x_lo, x_hi),
                 yanchor="top",
                 padding=6,
-                font=dict(color=_THRESHOLD_COLOR, size=12),
+                # a light halo keeps the label legible where it crosses the bars
+                font=dict(color=_THRESHOLD_COLOR, size=12, shadow="0 0 3px white"),
             ),
         )
     return fig

@@ -52,12 +52,10 @@
     setHeight(errorBox.offsetHeight + 16);
   }
 
-  function clampToAxis(x) {
+  function axisRange() {
     var range = gd._fullLayout && gd._fullLayout.xaxis && gd._fullLayout.xaxis.range;
-    if (!range) return x;
-    var lo = Math.min(range[0], range[1]);
-    var hi = Math.max(range[0], range[1]);
-    return Math.min(hi, Math.max(lo, x));
+    if (!range) return null;
+    return [Math.min(range[0], range[1]), Math.max(range[0], range[1])];
   }
 
   // plotly_relayout after a shape drag carries "shapes[i].x0" / "x1" / "y0" / "y1".
@@ -79,7 +77,8 @@
     x1 = x1 === undefined ? currentX : Number(x1);
     var x = Math.abs(x0 - currentX) >= Math.abs(x1 - currentX) ? x0 : x1;
     if (!isFinite(x)) return;
-    x = clampToAxis(x);
+    var range = axisRange();
+    if (range) x = Math.min(range[1], Math.max(range[0], x)); // keep it on the chart
     currentX = x;
 
     var update = {};
@@ -87,7 +86,9 @@
     update[p + "x1"] = x;
     update[p + "y0"] = 0;
     update[p + "y1"] = 1;
+    // Until Python redraws: the new value, on the roomier side (as ui/figures.py does).
     update[p + "label.text"] = "threshold " + Number(x.toPrecision(4));
+    if (range) update[p + "label.xanchor"] = x <= (range[0] + range[1]) / 2 ? "left" : "right";
     applying = true;
     Promise.resolve(Plotly.relayout(gd, update)).finally(function () {
       applying = false;
@@ -100,11 +101,17 @@
     });
   }
 
+  // Streamlit's theme (light/dark): text colour and font, and the line label's
+  // halo in the page's background colour (ui/figures.py defaults it to white).
   function applyTheme(layout, theme) {
     if (!theme) return;
     layout.font = layout.font || {};
     if (theme.textColor) layout.font.color = theme.textColor;
     if (theme.font) layout.font.family = theme.font;
+    var shape = shapeIndex >= 0 && layout.shapes[shapeIndex];
+    if (theme.backgroundColor && shape && shape.label && shape.label.font) {
+      shape.label.font.shadow = "0 0 3px " + theme.backgroundColor;
+    }
   }
 
   function onRender(args, theme) {
