@@ -95,6 +95,8 @@ def knn(
 
     ``fit`` and ``query`` come from :func:`prepare`. Returns ``(distances, indices)`` as
     NumPy arrays of shape ``(n_query, k)``, each row sorted by distance, ties by index.
+    When several rows tie at the k-th distance, which of them is returned is unspecified
+    (the distances, and so the scores, are the same either way).
     """
     bs = int(block_size or DEFAULT_BLOCK_SIZE)
     if bs < 1:
