@@ -1,4 +1,8 @@
 """ood_core: outlier scores for image datasets (KNN on embeddings, predicted-probability scores)."""
+from .analysis import Analysis, ScoreConfig, rescore, run_analysis
+from .cache import cached_embed, default_cache_dir
+from .catalog import list_sources, open_source
+from .embedder import EmbedConfig, Embedder, drop_failed, resolve_embed_config
 from .explain import (
     compare_auroc,
     explain_item,
@@ -14,9 +18,43 @@ from .explain import (
 )
 from .pred_probs import out_of_sample_pred_probs
 from .scorers import FeatureScorer, PredProbScorer
+from .sources import (
+    ANIMALS,
+    CIFAR10_CLASSES,
+    ArraySet,
+    ImageSet,
+    cifar10,
+    demo_split,
+    digits,
+    image_folder,
+    image_zip,
+    load_arrays,
+)
 from .thresholds import flag, ood_metrics, percentile_of, percentile_threshold, rank_outliers, roc_points
 
 __all__ = [
+    "ImageSet",
+    "ArraySet",
+    "image_folder",
+    "image_zip",
+    "cifar10",
+    "demo_split",
+    "digits",
+    "load_arrays",
+    "ANIMALS",
+    "CIFAR10_CLASSES",
+    "open_source",
+    "list_sources",
+    "Embedder",
+    "EmbedConfig",
+    "resolve_embed_config",
+    "drop_failed",
+    "cached_embed",
+    "default_cache_dir",
+    "Analysis",
+    "ScoreConfig",
+    "run_analysis",
+    "rescore",
     "FeatureScorer",
     "PredProbScorer",
     "out_of_sample_pred_probs",

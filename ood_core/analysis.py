@@ -132,7 +132,7 @@ def run_analysis(
         source_pred_probs = source.pred_probs
     elif isinstance(source, ImageSet):
         from .cache import cached_embed
-        from .embedder import Embedder
+        from .embedder import Embedder, drop_failed
 
         embedder = embedder if embedder is not None else Embedder()
         if len(source) < 2:
@@ -141,8 +141,10 @@ def run_analysis(
                 "at least 2 are needed"
             )
         features, hit = cached_embed(embedder, source, cache_dir=cache_dir, progress=_stage(progress, "embed"))
+        # Images that failed to decode come back as NaN rows: drop them, and list them as skipped.
+        source, features = drop_failed(source, features, embedder.failures_)
         items = source
-        embed_config = dataclasses.asdict(embedder.config)
+        embed_config = dataclasses.asdict(embedder.config_for(source))
     else:
         raise TypeError(f"source must be an ImageSet or ArraySet; got {type(source).__name__}")
 

@@ -1,0 +1,130 @@
+"""Embedding benchmark: Embedder vs the seed's plain loop, and feature AUROC vs input size.
+
+    python bench/embed.py [--quick] [--n 1000] [--size 128] [--sizes 32,64,96,128,160]
+
+Speed: the same model, weights and resolution, on a CIFAR-10 test slice; the seed
+loop is batch 50, torch.no_grad, no workers, PIL -> tensor per image in Python.
+Runs alternate (seed, Embedder) for ``--rounds`` rounds and the median is kept,
+so background load hits both alike. AUROC: FeatureScorer fitted on the demo
+split's fit images, scored on its query images (embeddings cached under
+bench/results/cache). Prints markdown tables. Needs OOD_CIFAR10 or
+../shared/data/cifar10-jpeg.zip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ood_core.embedder import Embedder  # noqa: E402
+from ood_core.sources import cifar10, demo_split  # noqa: E402
+
+
+def cifar_path() -> str:
+    path = os.environ.get("OOD_CIFAR10") or str(ROOT.parent / "shared" / "data" / "cifar10-jpeg.zip")
+    if not Path(path).exists():
+        sys.exit(f"CIFAR-10 not found at {path}; set OOD_CIFAR10")
+    return path
+
+
+def seed_loop(net, images, size: int, mean, std) -> np.ndarray:
+    """The seed's loop: per-image torchvision transforms, batches of 50, no workers."""
+    import torch
+    from torchvision import transforms as T
+
+    tf = T.Compose([
+        T.Resize((size, size), interpolation=T.InterpolationMode.BICUBIC),
+        T.ToTensor(),
+        T.Normalize(mean, std),
+    ])
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(images), 50):
+            batch = torch.stack([tf(images.load_image(i)) for i in range(start, min(start + 50, len(images)))])
+            out.append(net(batch).numpy())
+    return np.concatenate(out)
+
+
+def bench_speed(cifar, n: int, size: int, rounds: int) -> None:
+    from ood_core.weights import load_model
+
+    test = np.flatnonzero(cifar.split == "test")
+    images = cifar.subset(test[np.linspace(0, len(test) - 1, n).astype(int)])
+    embedder = Embedder(image_size=size)
+    cfg = embedder.config_for(images)
+    seed_net, _ = load_model(cfg.model, "bundled")
+    seed_net.reset_classifier(0)
+    embedder.embed(images.subset(np.arange(min(64, n))))  # warm-up both
+    seed_loop(seed_net, images.subset(np.arange(min(50, n))), size, cfg.mean, cfg.std)
+    seed_rates, ours_rates = [], []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        seed_feats = seed_loop(seed_net, images, size, cfg.mean, cfg.std)
+        seed_rates.append(n / (time.perf_counter() - t))
+        t = time.perf_counter()
+        ours_feats = embedder.embed(images)
+        ours_rates.append(n / (time.perf_counter() - t))
+    seed, ours = statistics.median(seed_rates), statistics.median(ours_rates)
+    diff = float(np.abs(seed_feats - ours_feats).max())
+    print(f"\n### Embedding speed ({n} CIFAR-10 test images, {size} px, lite0, CPU, "
+          f"{os.cpu_count()} cores, median of {rounds} alternating rounds)\n")
+    print("| loop | images/s | ratio |")
+    print("|---|---:|---:|")
+    print(f"| seed (batch 50, no_grad, per-image PIL->tensor) | {seed:.0f} | 1.00x |")
+    print(f"| Embedder (batch {embedder.batch_size}, inference_mode, channels-last, BatchNorm folded, "
+          f"decode threads) "
+          f"| {ours:.0f} | {ours / seed:.2f}x |")
+    print(f"\nmax |feature difference| seed vs Embedder: {diff:.2e}")
+
+
+def bench_auroc(cifar, sizes: list[int], quick: bool) -> None:
+    from ood_core.cache import cached_embed
+    from ood_core.scorers import FeatureScorer
+    from ood_core.thresholds import ood_metrics
+
+    split = demo_split(cifar, fit_fraction=1 / 30, query_fraction=1 / 50) if quick else demo_split(cifar)
+    fit, query = split.split == "train", split.split == "test"
+    cache_dir = ROOT / "bench" / "results" / "cache"
+    print(f"\n### Feature AUROC vs input size ({split.description})\n")
+    print("| input size | feature AUROC | FPR at 95% TPR | embed images/s |")
+    print("|---:|---:|---:|---:|")
+    for size in sizes:
+        embedder = Embedder(image_size=size)
+        t = time.perf_counter()
+        feats, hit = cached_embed(embedder, split, cache_dir=cache_dir)
+        rate = "cached" if hit else f"{len(split) / (time.perf_counter() - t):.0f}"
+        scores = FeatureScorer().fit(feats[fit]).score(feats[query])
+        m = ood_metrics(scores, split.is_ood[query])
+        print(f"| {size} | {m['auroc']:.3f} | {m['fpr_at_95_tpr']:.3f} | {rate} |", flush=True)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="small slices (200 images speed, 1200 demo)")
+    p.add_argument("--n", type=int, default=None, help="images in the speed slice (default: 1000, quick 200)")
+    p.add_argument("--size", type=int, default=128, help="input size for the speed run (default: 128)")
+    p.add_argument("--rounds", type=int, default=3, help="alternating speed rounds (default: 3)")
+    p.add_argument("--sizes", default="32,64,96,128,160",
+                   help="input sizes for the AUROC table (default: 32,64,96,128,160)")
+    p.add_argument("--skip-speed", action="store_true", help="only the AUROC table")
+    p.add_argument("--skip-auroc", action="store_true", help="only the speed table")
+    args = p.parse_args(argv)
+    cifar = cifar10(cifar_path())
+    if not args.skip_speed:
+        bench_speed(cifar, args.n or (200 if args.quick else 1000), args.size, args.rounds)
+    if not args.skip_auroc:
+        bench_auroc(cifar, [int(s) for s in args.sizes.split(",")], args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,137 @@
+"""Disk cache of embeddings.
+
+One ``.npz`` per (resolved :class:`~ood_core.embedder.EmbedConfig`, image set
+identity), named by :func:`cache_key`. Files are written atomically (temp file +
+``os.replace``), read with ``allow_pickle=False`` and validated (format, key,
+shapes, NaN rows only where failures were recorded); anything else is a miss and
+is recomputed, never trusted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ood_core.embedder import EmbedConfig, Embedder
+from ood_core.sources import ImageSet
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV = "OOD_CACHE_DIR"
+# Bump when the file layout or the embedding pipeline changes features for equal settings.
+CACHE_FORMAT = "ood-explorer-embeddings-v1"
+
+
+def default_cache_dir() -> Path:
+    """``$OOD_CACHE_DIR``, else the user cache dir (platformdirs) / embeddings."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("ood-explorer")) / "embeddings"
+
+
+def cache_key(config: EmbedConfig, images: ImageSet) -> str:
+    """The one place the cache key is computed: resolved settings + the images' identity."""
+    if not config.resolved:
+        raise ValueError("cache_key needs a resolved EmbedConfig (use Embedder.config_for(images))")
+    payload = json.dumps(
+        {"format": CACHE_FORMAT, "config": dataclasses.asdict(config), "images": images.identity},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def cache_path(key: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where the entry for ``key`` lives."""
+    return Path(cache_dir if cache_dir is not None else default_cache_dir()) / f"{key}.npz"
+
+
+def _read(path: Path, key: str, n: int) -> tuple[np.ndarray, list[tuple[int, str, str]]] | None:
+    """The cached features and failures, or None when the file is absent or not valid."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["format"]) != CACHE_FORMAT or str(data["key"]) != key:
+                raise ValueError("format or key mismatch")
+            features = np.asarray(data["features"])
+            failed = np.asarray(data["failed_index"], dtype=np.int64)
+            paths = [str(p) for p in data["failed_path"]]
+            reasons = [str(r) for r in data["failed_reason"]]
+        if features.dtype != np.float32 or features.ndim != 2 or features.shape[0] != n:
+            raise ValueError(f"features have shape {features.shape} and dtype {features.dtype}, expected ({n}, D) float32")
+        if len(paths) != len(failed) or len(reasons) != len(failed):
+            raise ValueError("failure lists have different lengths")
+        bad_rows = np.flatnonzero(~np.isfinite(features).all(axis=1))
+        if not np.array_equal(bad_rows, np.sort(failed)):
+            raise ValueError("non-finite rows do not match the recorded failures")
+    except Exception as exc:  # noqa: BLE001 - truncated, foreign or tampered: recompute
+        logger.warning("ignoring invalid embedding cache file %s (%s); recomputing", path, exc)
+        return None
+    return features, [(int(i), p, r) for i, p, r in zip(failed, paths, reasons)]
+
+
+def _write(path: Path, key: str, config: EmbedConfig, features: np.ndarray,
+           failures: list[tuple[int, str, str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.stem[:16] + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(
+                f,
+                format=np.array(CACHE_FORMAT),
+                key=np.array(key),
+                config=np.array(json.dumps(dataclasses.asdict(config), sort_keys=True)),
+                features=features,
+                failed_index=np.array([i for i, _, _ in failures], dtype=np.int64),
+                failed_path=np.array([p for _, p, _ in failures], dtype=str),
+                failed_reason=np.array([r for _, _, r in failures], dtype=str),
+            )
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cached_embed(
+    embedder: Embedder,
+    images: ImageSet,
+    cache_dir: str | os.PathLike | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, bool]:
+    """``embedder.embed(images)`` through the disk cache: returns (features, hit).
+
+    On a hit ``embedder.failures_`` is restored from the cache file, so
+    :func:`~ood_core.embedder.drop_failed` works the same either way. A cache
+    folder that cannot be written only costs the cache (a warning is logged).
+    """
+    config = embedder.config_for(images)
+    key = cache_key(config, images)
+    path = cache_path(key, cache_dir)
+    cached = _read(path, key, len(images))
+    if cached is not None:
+        features, embedder.failures_ = cached
+        if progress is not None:
+            progress(len(images), len(images))
+        return features, True
+    features = embedder.embed(images, progress=progress)
+    try:
+        _write(path, key, config, features, embedder.failures_)
+    except OSError as exc:
+        logger.warning("could not write embedding cache file %s (%s)", path, exc)
+    return features, False
+
+
+__all__ = ["CACHE_ENV", "cache_key", "cache_path", "cached_embed", "default_cache_dir"]

@@ -1,0 +1,66 @@
+"""Shared fixtures: the CIFAR-10 zip, and writers of tiny image folders and zips."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+# Pillow format per extension, for the writers below.
+_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP",
+            ".gif": "GIF", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+@pytest.fixture(scope="session")
+def cifar_zip() -> Path:
+    """Path of the CIFAR-10 jpeg zip (OOD_CIFAR10 or ../shared/data/cifar10-jpeg.zip); skips if absent."""
+    path = Path(os.environ.get("OOD_CIFAR10") or REPO.parent / "shared" / "data" / "cifar10-jpeg.zip")
+    if not path.exists():
+        pytest.skip(f"CIFAR-10 not available at {path} (set OOD_CIFAR10)")
+    return path
+
+
+def encode(content, name: str) -> bytes:
+    """File bytes for ``content``: bytes as is, a PIL image or an RGB colour tuple
+    (a 12x10 solid image) encoded in the format the extension of ``name`` names."""
+    if isinstance(content, bytes):
+        return content
+    img = Image.new("RGB", (12, 10), content) if isinstance(content, tuple) else content
+    buf = io.BytesIO()
+    img.save(buf, format=_FORMATS[Path(name).suffix.lower()])
+    return buf.getvalue()
+
+
+@pytest.fixture
+def write_tree(tmp_path):
+    """``write_tree({"cat/a.png": (255, 0, 0), "notes.txt": b"hi"})`` -> folder path."""
+
+    def make(files: dict, root: str = "data") -> Path:
+        base = tmp_path / root
+        base.mkdir(parents=True, exist_ok=True)
+        for rel, content in files.items():
+            path = base / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(encode(content, rel))
+        return base
+
+    return make
+
+
+@pytest.fixture
+def write_zip(tmp_path):
+    """``write_zip({"pets/cat/a.png": (255, 0, 0)})`` -> zip path (stored, no compression)."""
+
+    def make(files: dict, name: str = "data.zip") -> Path:
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+            for rel, content in files.items():
+                zf.writestr(rel, encode(content, rel))
+        return path
+
+    return make

@@ -1,0 +1,135 @@
+"""Embedding cache: hit, miss, corrupt / foreign / mismatching files, keys, atomic writes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ood_core import cache as C
+from ood_core.cache import cache_key, cache_path, cached_embed, default_cache_dir
+from ood_core.embedder import Embedder
+from ood_core.sources import image_folder
+
+COLOURS = [(200, 30, 30), (20, 40, 220), (30, 200, 30), (240, 240, 240), (0, 0, 0), (90, 90, 10)]
+
+
+class CountingEmbedder(Embedder):
+    """The real embedder, counting how often it actually embeds."""
+
+    calls = 0
+
+    def embed(self, images, progress=None):
+        type(self).calls += 1
+        return super().embed(images, progress)
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return CountingEmbedder(image_size=32, batch_size=8)
+
+
+@pytest.fixture
+def images(write_tree):
+    return image_folder(write_tree({f"c{i % 2}/{i}.png": c for i, c in enumerate(COLOURS)}))
+
+
+def entry(embedder, images, cache_dir) -> Path:
+    return cache_path(cache_key(embedder.config_for(images), images), cache_dir)
+
+
+def test_miss_then_hit(embedder, images, tmp_path):
+    tmp_path = tmp_path / "cache"
+    before = CountingEmbedder.calls
+    first, hit1 = cached_embed(embedder, images, cache_dir=tmp_path)
+    progress = []
+    second, hit2 = cached_embed(embedder, images, cache_dir=tmp_path, progress=lambda d, t: progress.append((d, t)))
+    assert (hit1, hit2) == (False, True) and CountingEmbedder.calls == before + 1
+    assert np.array_equal(first, second) and second.dtype == np.float32 and second.shape == (6, 1280)
+    assert progress == [(6, 6)]
+    assert [p.name for p in tmp_path.iterdir()] == [entry(embedder, images, tmp_path).name]  # no temp files left
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "foreign_npz", "wrong_rows", "wrong_key"])
+def test_damaged_file_is_recomputed_not_trusted(embedder, images, tmp_path, damage):
+    good, _ = cached_embed(embedder, images, cache_dir=tmp_path)
+    path = entry(embedder, images, tmp_path)
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"\0" * 100)
+    elif damage == "foreign_npz":
+        np.savez(path, features=np.zeros((6, 1280), np.float32))
+    else:
+        with np.load(path) as z:
+            fields = dict(z)
+        if damage == "wrong_rows":
+            fields["features"] = fields["features"][:5]
+        else:
+            fields["key"] = np.array("0" * 64)
+        with open(path, "wb") as f:
+            np.savez(f, **fields)
+    before = CountingEmbedder.calls
+    again, hit = cached_embed(embedder, images, cache_dir=tmp_path)
+    assert hit is False and CountingEmbedder.calls == before + 1
+    np.testing.assert_allclose(again, good, atol=1e-5)
+    assert cached_embed(embedder, images, cache_dir=tmp_path)[1] is True  # rewritten, valid again
+
+
+def test_key_follows_settings_and_files(embedder, images, tmp_path):
+    key = cache_key(embedder.config_for(images), images)
+    assert len(key) == 64
+    assert cache_key(Embedder(image_size=48).config_for(images), images) != key
+    # Two spellings of the same settings share an entry: auto size on small images == 128 px.
+    assert cache_key(Embedder().config_for(images), images) == cache_key(Embedder(image_size=128).config_for(images), images)
+    changed = Path(images._reader.root) / images.paths[0]
+    os.utime(changed, ns=(0, 10**9))
+    assert cache_key(embedder.config_for(images), image_folder(changed.parents[1])) != key
+
+
+def test_cache_dir_argument_env_and_default(monkeypatch, tmp_path):
+    monkeypatch.setenv("OOD_CACHE_DIR", str(tmp_path / "env"))
+    assert default_cache_dir() == tmp_path / "env"
+    assert cache_path("abc") == tmp_path / "env" / "abc.npz"
+    assert cache_path("abc", tmp_path / "arg") == tmp_path / "arg" / "abc.npz"
+    monkeypatch.delenv("OOD_CACHE_DIR")
+    assert default_cache_dir().parts[-2:] == ("ood-explorer", "embeddings")
+
+
+def test_env_var_is_used_by_cached_embed(embedder, images, tmp_path, monkeypatch):
+    monkeypatch.setenv("OOD_CACHE_DIR", str(tmp_path / "envcache"))
+    cached_embed(embedder, images)
+    assert entry(embedder, images, tmp_path / "envcache").is_file()
+
+
+def test_failed_write_leaves_no_partial_file(embedder, images, tmp_path, monkeypatch):
+    def broken_savez(file, **arrays):
+        file.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(C.np, "savez", broken_savez)
+    feats, hit = cached_embed(embedder, images, cache_dir=tmp_path / "cache")  # the cache is lost, not the result
+    assert hit is False and feats.shape == (6, 1280)
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_failures_survive_a_cache_hit(embedder, write_zip, tmp_path):
+    from ood_core.sources import image_zip
+
+    zpath = write_zip({"a.png": COLOURS[0], "b.png": b"not an image", "c.png": COLOURS[1]})
+    s = image_zip(zpath, verify=False)
+    with pytest.warns(UserWarning, match="1 of 3 images could not be decoded"):
+        first, hit = cached_embed(embedder, s, cache_dir=tmp_path)
+    embedder.failures_ = []
+    second, hit2 = cached_embed(embedder, s, cache_dir=tmp_path)
+    assert (hit, hit2) == (False, True) and np.isnan(second[1]).all()
+    assert np.array_equal(first, second, equal_nan=True)
+    assert embedder.failures_ == [(1, "b.png", "not a readable image (Pillow cannot identify the file)")]
+
+
+def test_unresolved_config_is_refused(images):
+    with pytest.raises(ValueError, match="cache_key needs a resolved EmbedConfig"):
+        cache_key(Embedder().config, images)

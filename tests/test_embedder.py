@@ -1,0 +1,221 @@
+"""Embedder and weights: the bundled mapping, config resolution, features, failures, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sklearn.datasets
+import torch
+
+from ood_core import weights as W
+from ood_core.embedder import (
+    SMALL_IMAGE_SIZE, Embedder, drop_failed, fold_batchnorm, resolve_embed_config, typical_side,
+)
+from ood_core.sources import cifar10, image_folder, image_zip
+
+SAMPLE_PHOTOS = Path(sklearn.datasets.__file__).parent / "images"  # china.jpg, flower.jpg
+PALACE_LIKE = {698, 663, 832}  # palace, monastery, stupa
+DAISY = 985
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    """Bundled lite0 at 32 px: the real weights, fast enough for tens of images."""
+    return Embedder(image_size=32, batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def tiny(cifar_zip):
+    c = cifar10(cifar_zip)
+    return c.subset(np.flatnonzero(c.split == "test")[::500])  # 20 test images, 2 per class
+
+
+def test_bundled_weights_classify_sample_photos():
+    photos = image_folder(SAMPLE_PHOTOS)
+    assert photos.ids == ["china.jpg", "flower.jpg"]
+    e = Embedder()
+    cfg = e.config_for(photos)
+    assert (cfg.image_size, cfg.crop_pct) == (224, 0.875)  # large photos keep timm's eval transform
+    logits = e.classify(photos)
+    assert logits.shape == (2, 1000) and logits.dtype == np.float32
+    top3 = np.argsort(-logits, axis=1)[:, :3]
+    assert PALACE_LIKE & set(top3[0].tolist()), top3[0]
+    assert DAISY in top3[1].tolist()
+
+
+def test_positional_mapping_covers_247_tensors_and_checks_shapes():
+    import timm
+
+    source = torch.load(W.bundled_weights_path(), map_location="cpu", weights_only=True)
+    target = timm.create_model("tf_efficientnet_lite0").state_dict()
+    mapped = W.map_positionally(source, target)
+    assert len(mapped) == 247 and list(mapped)[0] == "conv_stem.weight"
+    assert torch.equal(mapped["classifier.bias"], source["_fc.bias"])
+    broken = dict(source)
+    broken["_bn0.bias"] = torch.zeros(7)
+    with pytest.raises(ValueError, match=r"tensor 2 '_bn0.bias' has shape \(7,\) but the model's 'bn1.bias' has shape \(32,\)"):
+        W.map_positionally(broken, target)
+    with pytest.raises(ValueError, match="source has 246 tensors, the model 247"):
+        W.map_positionally(dict(list(source.items())[:-1]), target)
+
+
+def test_weights_errors(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="weights='bundled' exists only for model='tf_efficientnet_lite0', got model='resnet18'"):
+        Embedder(model="resnet18")
+    monkeypatch.setattr(W, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(W, "_hub_cached_file", lambda hub_id: None)
+    e = Embedder(model="resnet18", weights="hub")  # resolving is offline; loading needs the hub
+    with pytest.raises(W.WeightsUnavailableError, match="no network: cannot fetch pretrained weights for model='resnet18'.*weights=PATH"):
+        e.network
+    with pytest.raises(W.WeightsUnavailableError, match="does not exist"):
+        Embedder(weights=tmp_path / "missing.pth")
+    with pytest.raises(ValueError, match=r"weights='nonsense' is neither one of \['bundled', 'hub'\] nor a weights file"):
+        Embedder(weights="nonsense")
+    with pytest.raises(TypeError, match="weights must be one of"):
+        Embedder(weights=3)
+
+
+def test_weights_from_local_files_match_bundled(tmp_path, embedder, tiny):
+    from safetensors.torch import save_file
+
+    sub = tiny.subset(range(4))
+    state = {k: v.contiguous() for k, v in W.load_model("tf_efficientnet_lite0")[0].state_dict().items()}
+    save_file(state, tmp_path / "lite0.safetensors")
+    torch.save({"state_dict": state}, tmp_path / "lite0.pth")
+    expected = embedder.embed(sub)
+    for name in ("lite0.safetensors", "lite0.pth"):
+        e = Embedder(weights=tmp_path / name, image_size=32)
+        assert e.config.weights.startswith("file:sha256:")
+        np.testing.assert_allclose(e.embed(sub), expected, atol=1e-5)
+
+
+def test_weights_file_is_never_unpickled(tmp_path):
+    torch.save({"weights": torch.zeros(1), "extra": object()}, tmp_path / "evil.pth")
+    with pytest.raises(ValueError, match="'evil.pth' could not be read safely"):
+        Embedder(weights=tmp_path / "evil.pth").network
+    torch.save({"conv_stem.weight": torch.zeros(3)}, tmp_path / "wrong.pth")
+    with pytest.raises(ValueError, match=r"'conv_stem.weight' has shape \(3,\), the model expects \(32, 3, 3, 3\)"):
+        Embedder(weights=tmp_path / "wrong.pth").network
+
+
+def test_resolve_embed_config_uses_timm_then_auto_size():
+    auto = resolve_embed_config()
+    assert (auto.image_size, auto.crop_pct, auto.resolved) == (None, None, False)
+    assert (auto.mean, auto.std, auto.interpolation) == ((0.5,) * 3, (0.5,) * 3, "bicubic")
+    assert (auto.model_image_size, auto.model_crop_pct) == (224, 0.875)
+    small = resolve_embed_config(native_size=32)
+    assert (small.image_size, small.crop_pct) == (SMALL_IMAGE_SIZE, 1.0) == (128, 1.0)
+    assert resolve_embed_config(native_size=640).image_size == 224
+    assert resolve_embed_config(image_size=96, native_size=32).crop_pct == 1.0  # upscaled: no crop
+    assert resolve_embed_config(image_size=160, native_size=640).crop_pct == 0.875
+    # two spellings of the same settings resolve to the same config (and cache key)
+    assert resolve_embed_config(image_size=128, native_size=32) == small
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        small.image_size = 64
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"batch_size": 0}, ValueError, "batch_size must be a positive int, got 0"),
+    ({"image_size": 4}, ValueError, "image_size=4 must be between 8 and 2048"),
+    ({"image_size": 32.0}, TypeError, "image_size must be an int or None, got float"),
+    ({"model": "no_such_net"}, ValueError, "model='no_such_net' is not a timm model"),
+    ({"device": "toaster"}, ValueError, "device='toaster' is not a torch device"),
+    ({"num_workers": 0}, ValueError, "num_workers must be a positive int or None, got 0"),
+])
+def test_embedder_argument_errors(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        Embedder(**kwargs)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present")
+def test_cuda_requested_without_cuda():
+    with pytest.raises(ValueError, match="device='cuda' requested but CUDA is not available"):
+        Embedder(device="cuda")
+
+
+def test_embed_shape_progress_and_batch_independence(embedder, tiny):
+    calls = []
+    feats = embedder.embed(tiny, progress=lambda done, total: calls.append((done, total)))
+    assert feats.shape == (20, 1280) and feats.dtype == np.float32 and np.isfinite(feats).all()
+    assert calls == [(0, 20), (8, 20), (16, 20), (20, 20)]
+    other = Embedder(image_size=32, batch_size=20, num_workers=1).embed(tiny)
+    np.testing.assert_allclose(other, feats, atol=1e-4)
+    assert embedder.failures_ == []
+
+
+def test_embed_matches_timm_preprocessing(embedder, tiny):
+    """Same numbers as timm's own eval transform at crop 1.0 (resize, to tensor, normalise)."""
+    from timm.data import create_transform
+
+    sub = tiny.subset(range(3))
+    tf = create_transform(input_size=(3, 32, 32), interpolation="bicubic", mean=(0.5,) * 3, std=(0.5,) * 3,
+                          crop_pct=1.0)
+    x = torch.stack([tf(sub.load_image(i)) for i in range(3)])
+    net, _ = W.load_model("tf_efficientnet_lite0")  # plain timm model: no BatchNorm folding
+    with torch.no_grad():
+        expected = net.forward_head(net.forward_features(x), pre_logits=True).numpy()
+    np.testing.assert_allclose(embedder.embed(sub), expected, atol=1e-4)
+
+
+def test_fold_batchnorm_is_exact_or_declined():
+    from torch import nn
+
+    net, _ = W.load_model("tf_efficientnet_lite0")
+    folded = fold_batchnorm(net)
+    assert folded is not net
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()) == 49
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(3, 3, 48, 48)
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(x), net(x), rtol=1e-4, atol=1e-4)
+
+    class PreActivation(nn.Module):  # conv registered first but applied second: folding would be wrong
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 1)
+            self.bn = nn.BatchNorm2d(3)
+            self.bn.running_mean.fill_(2.0)
+
+        def forward(self, x):
+            return self.conv(self.bn(x))
+
+    pre = PreActivation().eval()
+    assert fold_batchnorm(pre) is pre
+
+
+def test_typical_side_from_hint_or_samples(write_tree, tiny):
+    assert typical_side(tiny) == 32
+    from PIL import Image
+
+    s = image_folder(write_tree({"a.png": Image.new("RGB", (40, 20)), "b.png": Image.new("RGB", (30, 60))}), verify=False)
+    assert s.size_hint is None and typical_side(s) == 50  # median of the longer sides 40 and 60
+
+
+def test_undecodable_image_at_embed_time_gives_nan_row(write_zip, embedder):
+    path = write_zip({"a.png": (10, 200, 10), "b.jpg": (1, 2, 3), "c.png": (200, 10, 10)})
+    with zipfile.ZipFile(path, "a") as zf:  # a member that only fails when decoded
+        zf.writestr("d.png", b"not an image")
+    s = image_zip(path, verify=False)
+    assert len(s) == 4 and s.skipped == []
+    with pytest.warns(UserWarning, match="1 of 4 images could not be decoded"):
+        feats = embedder.embed(s)
+    assert np.isnan(feats[3]).all() and np.isfinite(feats[:3]).all()
+    assert embedder.failures_ == [(3, "d.png", "not a readable image (Pillow cannot identify the file)")]
+    kept, kept_feats = drop_failed(s, feats, embedder.failures_)
+    assert kept.ids == ["a.png", "b.jpg", "c.png"] and kept_feats.shape == (3, 1280)
+    assert kept.skipped == [("d.png", "not a readable image (Pillow cannot identify the file)")]
+    assert kept.description == s.description
+    assert drop_failed(kept, kept_feats)[0] is kept
+
+
+def test_embed_rejects_non_imagesets(embedder):
+    with pytest.raises(TypeError, match="images must be an ImageSet"):
+        embedder.embed(np.zeros((2, 32, 32, 3)))
+
+
+def test_empty_set(embedder, tiny):
+    assert embedder.embed(tiny.subset([])).shape == (0, 1280)
