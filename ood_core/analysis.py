@@ -294,7 +294,10 @@ def threshold_card(analysis: Analysis, view: ThresholdView) -> dict[str, Any]:
                       "metric": analysis.feature_scorer.metric_, "scale": analysis.feature_scorer.scale_}
                      if view.scorer == "feature" else
                      {"method": analysis.score_config.method, "adjust": analysis.score_config.adjust,
-                      "classifier_C": getattr(analysis.classifier, "C", None)})
+                      "classifier": None if analysis.classifier is None else
+                      {"model": "LogisticRegression", "C": analysis.classifier.C,
+                       "C_chosen_by": f"{analysis.classifier.cv_select_} over stratified cross-validation",
+                       "pred_probs": "out of sample (held-out folds)"}})
     card = {
         "source": analysis.source,
         "embedding": analysis.embed_config,

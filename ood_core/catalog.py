@@ -91,4 +91,5 @@ def fit_query_arrays(fit, query):
         is_ood=is_ood,
         description=f"fit: {fit.description}; query: {query.description}",
         identity=f"{fit.identity}+{query.identity}",
+        skipped=[(f"fit/{i}", r) for i, r in fit.skipped] + [(f"query/{i}", r) for i, r in query.skipped],
     )
