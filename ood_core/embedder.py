@@ -64,6 +64,9 @@ class EmbedConfig:
     std: tuple[float, float, float]
     model_image_size: int  # the model's own input size (used by auto for larger images)
     model_crop_pct: float  # the model's own centre crop (used by auto when downscaling)
+    # BatchNorm folded into the convolutions (numerically ~1e-5 off the unfolded model, so
+    # part of the cache key: features embedded without folding are never reused for it).
+    fold_batchnorm: bool = True
 
     @property
     def resolved(self) -> bool:
@@ -87,6 +90,7 @@ def resolve_embed_config(
     image_size: int | None = None,
     *,
     native_size: int | None = None,
+    fold_batchnorm: bool = True,
 ) -> EmbedConfig:
     """Resolve embedding settings: user values, then timm's data config for ``model``.
 
@@ -102,6 +106,8 @@ def resolve_embed_config(
         close = timm.list_models(f"*{model}*")[:8] if isinstance(model, str) else []
         raise ValueError(f"model={model!r} is not a timm model" + (f"; close matches: {close}" if close else ""))
     size = _check_image_size(image_size)
+    if not isinstance(fold_batchnorm, (bool, np.bool_)):
+        raise TypeError(f"fold_batchnorm must be True or False, got {type(fold_batchnorm).__name__}")
     spec = resolve_weights(weights, model)
     pretrained = timm.models.get_pretrained_cfg(model)
     data = resolve_data_config({}, pretrained_cfg=pretrained.to_dict() if pretrained else {})
@@ -125,6 +131,7 @@ def resolve_embed_config(
         std=tuple(float(v) for v in data["std"]),
         model_image_size=model_size,
         model_crop_pct=model_crop,
+        fold_batchnorm=bool(fold_batchnorm),
     )
 
 
@@ -248,6 +255,8 @@ class Embedder:
     device : "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", …
     batch_size : images per forward pass.
     num_workers : image-decoding threads running ahead of the model; None = auto.
+    fold_batchnorm : fold BatchNorm into the convolutions (about 1.5x faster on CPU;
+        features differ from the unfolded model by ~1e-5, and are cached separately).
 
     ``config`` holds the resolved settings (``image_size``/``crop_pct`` None when
     auto); ``config_for(images)`` the ones an image set is embedded with.
@@ -257,7 +266,7 @@ class Embedder:
 
     def __init__(self, model: str = "tf_efficientnet_lite0", weights: str | os.PathLike = "bundled",
                  image_size: int | None = None, device: str = "auto", batch_size: int = 64,
-                 num_workers: int | None = None):
+                 num_workers: int | None = None, fold_batchnorm: bool = True):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 1):
@@ -268,7 +277,8 @@ class Embedder:
         self.device = device
         self.batch_size = int(batch_size)
         self.num_workers = num_workers
-        self.config = resolve_embed_config(model, weights, image_size)
+        self.fold_batchnorm = fold_batchnorm
+        self.config = resolve_embed_config(model, weights, image_size, fold_batchnorm=fold_batchnorm)
         self.device_ = _resolve_device(device)
         self.failures_: list[tuple[int, str, str]] = []
         self._net = None
@@ -283,7 +293,8 @@ class Embedder:
         if self.config.resolved:
             return self.config
         return resolve_embed_config(self.model, self.weights, self.image_size,
-                                    native_size=typical_side(images) or self.config.model_image_size)
+                                    native_size=typical_side(images) or self.config.model_image_size,
+                                    fold_batchnorm=self.fold_batchnorm)
 
     @property
     def network(self):
@@ -293,7 +304,9 @@ class Embedder:
         with self._lock:
             if self._net is None:
                 net, _ = load_model(self.model, self.weights)
-                net = fold_batchnorm(net.requires_grad_(False))
+                net = net.requires_grad_(False)
+                if self.config.fold_batchnorm:
+                    net = fold_batchnorm(net)
                 self._net = net.to(self.device_, memory_format=torch.channels_last)
             return self._net
 

@@ -484,7 +484,10 @@ def digits(in_classes: Sequence[int] = (0, 1, 2, 3, 4), seed: int = 0) -> ImageS
 # =========================================================================== arrays
 @dataclass(eq=False)
 class ArraySet:
-    """Precomputed features (and optional predictions / labels) loaded from disk."""
+    """Precomputed features (and optional predictions / labels) loaded from disk.
+
+    ``skipped`` lists rows left out as (id, reason), e.g. features holding NaN.
+    """
 
     features: np.ndarray  # (N, D) float
     pred_probs: np.ndarray | None  # (N, K) or None
@@ -495,6 +498,7 @@ class ArraySet:
     is_ood: np.ndarray | None  # bool per row, or None
     description: str
     identity: str
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason) for dropped rows
 
     def __len__(self) -> int:
         return len(self.features)
@@ -525,9 +529,6 @@ def _check_float(arr: np.ndarray, key: str, ndim: int) -> np.ndarray:
         raise ValueError(f"load_arrays: {key} must be {ndim}-D, got shape {arr.shape}")
     if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float64)
-    bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-    if bad:
-        raise ValueError(f"load_arrays: {key} contains {bad} non-finite values (NaN or inf)")
     return arr
 
 
@@ -541,6 +542,10 @@ def load_arrays(path: str | os.PathLike) -> ArraySet:
     """Load precomputed features from a ``.npz`` (key ``features`` required; optional
     ``pred_probs``, ``labels``, ``ids``, ``class_names``, ``split``, ``is_ood``) or a
     bare ``.npy`` of features. Pickled (object) arrays are refused.
+
+    Rows whose features or pred_probs hold NaN or inf are dropped (every per-row
+    array stays aligned), listed in ``skipped`` as (id, reason) and counted in a
+    warning; a ValueError is raised only when fewer than 2 rows remain.
     """
     path = Path(path)
     if not path.is_file():
@@ -585,7 +590,8 @@ def load_arrays(path: str | os.PathLike) -> ArraySet:
         pred_probs = _check_float(data["pred_probs"], "pred_probs", 2)
         if len(pred_probs) != n:
             raise ValueError(f"load_arrays: pred_probs has {len(pred_probs)} rows but features has {n}")
-        if pred_probs.min() < 0 or pred_probs.max() > 1:
+        finite = pred_probs[np.isfinite(pred_probs)]
+        if finite.size and (finite.min() < 0 or finite.max() > 1):
             raise ValueError("load_arrays: pred_probs must lie in [0, 1]")
     class_names = None
     if "class_names" in data:
@@ -636,6 +642,28 @@ def load_arrays(path: str | os.PathLike) -> ArraySet:
             raise ValueError(f"load_arrays: is_ood must be boolean (or 0/1), got dtype {raw.dtype}")
         is_ood = raw.astype(bool)
     identity = _file_digest(path, "sha256")
+    keep, skipped = _finite_rows(features, pred_probs, ids)
+    description = f"precomputed arrays {path.name} ({n} rows, {d} features)"
+    if skipped:
+        if keep.sum() < 2:
+            raise ValueError(
+                f"load_arrays: only {int(keep.sum())} of {n} rows in {path.name!r} have finite "
+                "features and pred_probs (the others hold NaN or inf); at least 2 are needed"
+            )
+        warnings.warn(
+            f"load_arrays: dropped {len(skipped)} of {n} rows in {path.name!r} whose features or "
+            "pred_probs hold NaN or inf; they are listed in .skipped",
+            stacklevel=2,
+        )
+        features, labels = features[keep], labels[keep]
+        pred_probs = None if pred_probs is None else pred_probs[keep]
+        split = None if split is None else split[keep]
+        is_ood = None if is_ood is None else is_ood[keep]
+        ids = [i for i, k in zip(ids, keep) if k]
+        description = (
+            f"precomputed arrays {path.name} ({len(ids)} rows, {d} features; "
+            f"{len(skipped)} rows with NaN/inf skipped)"
+        )
     return ArraySet(
         features=features,
         pred_probs=pred_probs,
@@ -644,9 +672,25 @@ def load_arrays(path: str | os.PathLike) -> ArraySet:
         class_names=class_names,
         split=split,
         is_ood=is_ood,
-        description=f"precomputed arrays {path.name} ({n} rows, {d} features)",
+        description=description,
         identity=identity,
+        skipped=skipped,
     )
+
+
+def _finite_rows(
+    features: np.ndarray, pred_probs: np.ndarray | None, ids: list[str]
+) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Mask of rows whose features (and pred_probs) are all finite, and (id, reason) for the rest."""
+    ok_features = np.isfinite(features).all(axis=1)
+    ok_probs = np.ones(len(features), bool) if pred_probs is None else np.isfinite(pred_probs).all(axis=1)
+    keep = ok_features & ok_probs
+    skipped = []
+    for i in np.flatnonzero(~keep):
+        reasons = [f"{key} row has NaN/inf" for key, ok in (("features", ok_features), ("pred_probs", ok_probs))
+                   if not ok[i]]
+        skipped.append((ids[i], "; ".join(reasons)))
+    return keep, skipped
 
 
 __all__ = [

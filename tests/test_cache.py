@@ -90,6 +90,28 @@ def test_key_follows_settings_and_files(embedder, images, tmp_path):
     assert cache_key(embedder.config_for(images), image_folder(changed.parents[1])) != key
 
 
+def test_batchnorm_folding_is_part_of_the_key(embedder, images, tmp_path):
+    import dataclasses
+    import hashlib
+    import json
+
+    config = embedder.config_for(images)
+    unfolded = Embedder(image_size=32, fold_batchnorm=False).config_for(images)
+    assert dataclasses.replace(config, fold_batchnorm=False) == unfolded
+    assert cache_key(unfolded, images) != cache_key(config, images)
+    # An entry written before folding was in the config (same format, key without the field,
+    # unfolded features) is not found for the folded embedder: it embeds again.
+    legacy = {k: v for k, v in dataclasses.asdict(config).items() if k != "fold_batchnorm"}
+    legacy_key = hashlib.sha256(json.dumps(
+        {"format": C.CACHE_FORMAT, "config": legacy, "images": images.identity}, sort_keys=True).encode()).hexdigest()
+    tmp_path = tmp_path / "cache"
+    C._write(cache_path(legacy_key, tmp_path), legacy_key, config, np.zeros((6, 1280), np.float32), [])
+    before = CountingEmbedder.calls
+    feats, hit = cached_embed(embedder, images, cache_dir=tmp_path)
+    assert hit is False and CountingEmbedder.calls == before + 1 and np.abs(feats).sum() > 0
+    assert sorted(p.stem for p in tmp_path.iterdir()) == sorted([legacy_key, cache_key(config, images)])
+
+
 def test_cache_dir_argument_env_and_default(monkeypatch, tmp_path):
     monkeypatch.setenv("OOD_CACHE_DIR", str(tmp_path / "env"))
     assert default_cache_dir() == tmp_path / "env"

@@ -125,6 +125,7 @@ def test_resolve_embed_config_uses_timm_then_auto_size():
     ({"model": "no_such_net"}, ValueError, "model='no_such_net' is not a timm model"),
     ({"device": "toaster"}, ValueError, "device='toaster' is not a torch device"),
     ({"num_workers": 0}, ValueError, "num_workers must be a positive int or None, got 0"),
+    ({"fold_batchnorm": "yes"}, TypeError, "fold_batchnorm must be True or False, got str"),
 ])
 def test_embedder_argument_errors(kwargs, error, message):
     with pytest.raises(error, match=message):
@@ -185,6 +186,18 @@ def test_fold_batchnorm_is_exact_or_declined():
 
     pre = PreActivation().eval()
     assert fold_batchnorm(pre) is pre
+
+
+def test_unfolded_embedder_keeps_batchnorm_and_nearly_equal_features(embedder, tiny):
+    from torch import nn
+
+    plain = Embedder(image_size=32, batch_size=8, fold_batchnorm=False)
+    assert embedder.config.fold_batchnorm is True and plain.config.fold_batchnorm is False
+    assert plain.config_for(tiny).fold_batchnorm is False
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in plain.network.modules()) == 49
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in embedder.network.modules())
+    sub = tiny.subset(range(4))
+    np.testing.assert_allclose(plain.embed(sub), embedder.embed(sub), atol=1e-4)
 
 
 def test_typical_side_from_hint_or_samples(write_tree, tiny):

@@ -365,7 +365,11 @@ def test_load_arrays_bare_npy(tmp_path):
 @pytest.mark.parametrize("arrays, message", [
     ({"labels": np.zeros(3)}, "has no 'features' key"),
     ({"features": np.ones(3)}, r"features must be 2-D, got shape \(3,\)"),
-    ({"features": np.array([[1.0, np.nan]])}, "features contains 1 non-finite values"),
+    ({"features": np.array([[1.0, np.nan]])}, r"only 0 of 1 rows in 'bad.npz' have finite features"),
+    ({"features": np.array([[1.0, 2.0], [np.inf, 0.0], [np.nan, np.nan]])},
+     "only 1 of 3 rows in 'bad.npz' have finite features and pred_probs .*; at least 2 are needed"),
+    ({"features": np.ones((2, 2)), "pred_probs": np.array([[0.5, 0.5], [1.5, np.nan]])},
+     r"pred_probs must lie in \[0, 1\]"),
     ({"features": np.ones((3, 2)), "labels": np.zeros(2)}, r"labels must have shape \(3,\) to match features"),
     ({"features": np.ones((2, 2)), "labels": np.array([0.5, 1])}, "labels must be integers"),
     ({"features": np.ones((2, 2)), "labels": np.array([0, 3]), "class_names": np.array(["a", "b"])},
@@ -383,6 +387,46 @@ def test_load_arrays_errors_name_the_key(tmp_path, arrays, message):
     np.savez(path, **arrays)
     with pytest.raises(ValueError, match=message):
         load_arrays(path)
+
+
+def test_load_arrays_drops_non_finite_rows_and_keeps_arrays_aligned(tmp_path):
+    path = tmp_path / "f.npz"
+    features = np.arange(10, dtype=np.float32).reshape(5, 2)
+    features[1, 0] = np.nan
+    features[3, 1] = -np.inf
+    pred_probs = np.array([[0.9, 0.1], [0.5, 0.5], [0.2, 0.8], [np.nan, 0.5], [np.nan, np.nan]])
+    np.savez(path, features=features, pred_probs=pred_probs, labels=np.array([0, 1, 1, 0, 1]),
+             ids=np.array(["a", "b", "c", "d", "e"]), split=np.array(["train", "train", "test", "test", "test"]),
+             is_ood=np.array([0, 0, 1, 0, 0]))
+    with pytest.warns(UserWarning, match=r"dropped 3 of 5 rows in 'f.npz' whose features or pred_probs hold NaN"):
+        a = load_arrays(path)
+    assert a.skipped == [("b", "features row has NaN/inf"),
+                         ("d", "features row has NaN/inf; pred_probs row has NaN/inf"),
+                         ("e", "pred_probs row has NaN/inf")]
+    assert len(a) == 2 and a.ids == ["a", "c"] and a.labels.tolist() == [0, 1]
+    assert a.features.tolist() == [[0.0, 1.0], [4.0, 5.0]] and a.pred_probs.tolist() == [[0.9, 0.1], [0.2, 0.8]]
+    assert a.split.tolist() == ["train", "test"] and a.is_ood.tolist() == [False, True]
+    assert a.description == "precomputed arrays f.npz (2 rows, 2 features; 3 rows with NaN/inf skipped)"
+
+
+def test_load_arrays_default_ids_name_the_original_rows(tmp_path):
+    path = tmp_path / "f.npy"
+    np.save(path, np.array([[1.0], [np.nan], [3.0]]))
+    with pytest.warns(UserWarning, match="dropped 1 of 3 rows"):
+        a = load_arrays(path)
+    assert a.ids == ["0", "2"] and a.skipped == [("1", "features row has NaN/inf")]
+    assert a.features.ravel().tolist() == [1.0, 3.0] and a.labels.tolist() == [-1, -1]
+
+
+def test_arrayset_skipped_defaults_to_empty(tmp_path):
+    a = ArraySet(features=np.ones((2, 1)), pred_probs=None, labels=np.array([-1, -1]), ids=["0", "1"],
+                 class_names=[], split=None, is_ood=None, description="", identity="")
+    b = ArraySet(features=np.ones((2, 1)), pred_probs=None, labels=np.array([-1, -1]), ids=["0", "1"],
+                 class_names=[], split=None, is_ood=None, description="", identity="")
+    assert a.skipped == [] and a.skipped is not b.skipped
+    path = tmp_path / "f.npy"
+    np.save(path, np.ones((2, 2)))
+    assert load_arrays(path).skipped == []
 
 
 def test_load_arrays_refuses_pickles_and_junk(tmp_path):
@@ -417,3 +461,18 @@ def test_imageset_validates_lengths():
 def test_module_exports():
     assert set(sources.__all__) >= {"ImageSet", "ArraySet", "image_folder", "image_zip", "cifar10",
                                     "demo_split", "digits", "load_arrays"}
+
+
+def test_arrays_with_nan_rows_still_score(tmp_path):
+    from ood_core.analysis import run_analysis
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(30, 4))
+    features[[4, 27]] = np.nan
+    path = tmp_path / "f.npz"
+    np.savez(path, features=features, split=np.array(["train"] * 20 + ["test"] * 10))
+    with pytest.warns(UserWarning, match="dropped 2 of 30 rows"):
+        a = run_analysis(load_arrays(path))
+    assert a.skipped == [("4", "features row has NaN/inf"), ("27", "features row has NaN/inf")]
+    assert len(a.fit_index) == 19 and len(a.query_index) == 9
+    assert np.isfinite(a.query_feature_scores).all() and len(a.query_feature_scores) == 9
