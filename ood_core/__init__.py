@@ -30,6 +30,7 @@ from .sources import (
     image_zip,
     load_arrays,
 )
+from .weights import WeightsUnavailableError, list_weights
 from .thresholds import flag, ood_metrics, percentile_of, percentile_threshold, rank_outliers, roc_points
 
 __all__ = [
@@ -51,6 +52,8 @@ __all__ = [
     "drop_failed",
     "cached_embed",
     "default_cache_dir",
+    "WeightsUnavailableError",
+    "list_weights",
     "Analysis",
     "ScoreConfig",
     "run_analysis",
