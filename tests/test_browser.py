@@ -9,16 +9,7 @@ types a percentile and checks the line moved. Screenshots go to screenshots/.
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,26 +20,23 @@ sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
 )
 pytest.importorskip("streamlit", reason="streamlit is not installed (pip install streamlit)")
-CHROMIUM = shutil.which("chromium")
+from browser_support import (  # noqa: E402
+    CHROMIUM,
+    HISTOGRAM_IFRAME as IFRAME,
+    ROOT,
+    SCREENSHOTS,
+    chromium,
+    streamlit_server,
+    wait_for,
+)
+
 if CHROMIUM is None:
     pytest.skip(
         "no `chromium` on PATH (apt-get install chromium); the browser test never downloads one",
         allow_module_level=True,
     )
 
-ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "tests" / "browser_app.py"
-SCREENSHOTS = ROOT / "screenshots"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless=new",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-IFRAME = 'iframe[title="ui.threshold_histogram.threshold_histogram"]'
 TIMEOUT_S = 30
 
 
@@ -63,62 +51,16 @@ browser_app = _load_app_module()
 FIT, QUERY = browser_app.synthetic_scores()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "streamlit", "run", str(APP),
-                "--server.headless", "true",
-                "--server.port", str(port),
-                "--server.address", "127.0.0.1",
-                "--browser.gatherUsageStats", "false",
-                "--server.fileWatcherType", "none",
-            ],
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit not healthy after 60 s:\n{log_path.read_text()}")
-            time.sleep(0.2)
+    with streamlit_server(APP, tmp_path_factory.mktemp("streamlit") / "server.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture()
@@ -131,21 +73,9 @@ def page(browser, app_url):
     frame = page.wait_for_selector(IFRAME).content_frame()
     # The line is a zero-width path, never "visible" to Playwright: wait for it attached.
     frame.wait_for_selector(".shapelayer path[data-index='0']", state="attached")
-    _wait_for(lambda: _status(page), lambda s: len(s) == 4, "the app's first run")
+    wait_for(lambda: _status(page), lambda s: len(s) == 4, "the app's first run")
     yield page
     context.close()
-
-
-def _wait_for(read, accept, what: str, timeout: float = TIMEOUT_S):
-    """Poll ``read()`` until ``accept(value)``; return the value (or fail showing it)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = read()
-        if accept(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}; last seen: {value!r}")
-        time.sleep(0.1)
 
 
 def _status(page) -> dict[str, str]:
@@ -191,7 +121,7 @@ def _settled_after_drag(page, previous: dict[str, str]) -> dict[str, str]:
     Streamlit replaces the lines one by one (stale ones stay visible meanwhile);
     "last drag" is written last, so when it shows the new threshold all are new.
     """
-    return _wait_for(
+    return wait_for(
         lambda: _status(page),
         lambda s: s.get("last drag") not in (None, previous["last drag"])
         and s["last drag"] == s["threshold"],
@@ -224,7 +154,7 @@ def test_dragging_the_line_updates_threshold_counts_and_percentile(page):
     assert int(status["test flagged"]) > int(start["test flagged"])
     assert int(status["train flagged"]) > int(start["train flagged"])
     percentile = page.get_by_label("Percentile")
-    _wait_for(percentile.input_value, f"{browser_app.percentile_of(FIT, t1):.2f}".__eq__,
+    wait_for(percentile.input_value, f"{browser_app.percentile_of(FIT, t1):.2f}".__eq__,
               "the percentile input to follow the line")
     assert float(percentile.input_value()) > browser_app.INITIAL_PERCENTILE
     line1 = _line(page)  # the drag moved it 25 px down as well: pinned back to full height
@@ -240,7 +170,7 @@ def test_dragging_the_line_updates_threshold_counts_and_percentile(page):
     assert t2 == line1["range"][0]
     assert status == {**_expected_status(t2), "last drag": repr(t2)}
     assert status["test flagged"] == "0"
-    _wait_for(percentile.input_value, "0.00".__eq__, "the percentile input to reach 0.00")
+    wait_for(percentile.input_value, "0.00".__eq__, "the percentile input to reach 0.00")
 
 
 def test_percentile_input_moves_the_line(page):
@@ -251,8 +181,8 @@ def test_percentile_input_moves_the_line(page):
     expected = float(np.percentile(FIT, 50))
     # A rerun caused by the input is not a drag: the component returns None.
     want = {**_expected_status(expected), "last drag": "None"}
-    _wait_for(lambda: _status(page), want.__eq__, "the status at p50")
-    line = _wait_for(lambda: _line(page), lambda ln: ln["x0"] == expected, "the line to move to p50")
+    wait_for(lambda: _status(page), want.__eq__, "the status at p50")
+    line = wait_for(lambda: _line(page), lambda ln: ln["x0"] == expected, "the line to move to p50")
     assert line["x1"] == expected
     assert line["px"] - before["px"] == pytest.approx(
         (expected - before["x0"]) * before["px_per_unit"], abs=0.5

@@ -11,7 +11,9 @@ from ood_core.explain import (
     compare_auroc,
     explain_item,
     explain_neighbours,
+    flag_metrics,
     flag_per_class,
+    item_scores,
     per_class_counts,
     per_class_thresholds,
     predicted_classes,
@@ -114,6 +116,16 @@ def test_pca_of_points_on_a_line():
     # Centred at (2, 2), projected on (1, 1)/sqrt(2); the sign puts the farthest point (5, 5) positive.
     np.testing.assert_allclose(coords[:, 0], np.array([-2, -1, 0, 3]) * np.sqrt(2), atol=1e-6)
     np.testing.assert_allclose(coords[:, 1], 0, atol=1e-6)
+
+
+def test_pca_matches_a_full_svd_up_to_the_fixed_sign():
+    from sklearn.decomposition import PCA
+
+    X = np.random.default_rng(3).normal(size=(300, 20)) * np.linspace(1, 3, 20)
+    coords, _ = project_2d(X)  # more rows than features: the covariance route
+    ref = PCA(n_components=2, svd_solver="full").fit_transform(X)
+    ref *= np.sign(ref[np.abs(ref).argmax(axis=0), [0, 1]])
+    np.testing.assert_allclose(coords, ref, atol=1e-4)
 
 
 def test_pca_of_one_feature_pads_a_zero_axis():
@@ -394,3 +406,42 @@ def test_predicted_classes_without_pred_probs(analysis):
     assert predicted_classes(bare) is None
     with pytest.raises(ValueError, match="which must be 'query' or 'fit'; got 'test'"):
         predicted_classes(analysis, "test")
+
+
+def test_item_scores_puts_each_score_at_its_position(analysis):
+    a = analysis
+    out = item_scores(a, "feature")
+    assert out.shape == (100,) and out.dtype == np.float64
+    np.testing.assert_array_equal(out[a.fit_index], a.fit_feature_scores)
+    np.testing.assert_array_equal(out[a.query_index], a.query_feature_scores)
+    np.testing.assert_array_equal(item_scores(a, "prediction")[a.query_index], a.query_pred_scores)
+    import dataclasses
+
+    partial = dataclasses.replace(a, query_index=a.query_index[:5],
+                                  query_feature_scores=a.query_feature_scores[:5])
+    assert np.isnan(item_scores(partial)[a.query_index[5:]]).all()
+    with pytest.raises(ValueError, match="scorer must be one of"):
+        item_scores(a, "knn")
+
+
+def test_flag_metrics_counts_by_hand():
+    flagged = np.array([True, True, False, False, True])
+    truth = np.array([True, False, True, False, False])
+    out = flag_metrics(flagged, truth)
+    counts = {k: out[k] for k in ("flagged", "tp", "fp", "tn", "fn")}
+    assert counts == {"flagged": 3, "tp": 1, "fp": 2, "tn": 1, "fn": 1}
+    assert out["tpr"] == 0.5 and out["fpr"] == 2 / 3 and out["precision"] == 1 / 3
+    none = flag_metrics(np.zeros(2, bool), np.array([True, False]))
+    assert none["flagged"] == 0 and np.isnan(none["precision"]) and none["tpr"] == 0.0
+    # Agrees with ood_metrics when the flags come from one threshold.
+    scores = np.array([0.1, 0.5, 0.2, 0.9, 0.3])
+    ref = ood_metrics(scores, truth, threshold=0.35)
+    mine = flag_metrics(scores < 0.35, truth)
+    assert {k: mine[k] for k in ("tp", "fp", "tn", "fn", "tpr", "fpr", "precision")} == \
+        {k: ref[k] for k in ("tp", "fp", "tn", "fn", "tpr", "fpr", "precision")}
+    with pytest.raises(ValueError, match=r"flagged must be a 1-D boolean array; got dtype int64, shape \(2,\)"):
+        flag_metrics(np.array([1, 0]), np.array([True, False]))
+    with pytest.raises(ValueError, match="is_ood must be a 1-D boolean array"):
+        flag_metrics(np.array([True]), np.array([1]))
+    with pytest.raises(ValueError, match="flagged has 1 rows but is_ood has 2"):
+        flag_metrics(np.array([True]), np.array([True, False]))

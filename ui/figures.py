@@ -287,7 +287,8 @@ def roc_figure(
         paper_bgcolor="rgba(0,0,0,0)",
         plot_bgcolor="rgba(0,0,0,0)",
         legend=dict(x=0.98, y=0.02, xanchor="right", yanchor="bottom"),
-        xaxis=dict(axis, title=dict(text="false positive rate")),
-        yaxis=dict(axis, title=dict(text="true positive rate"), scaleanchor="x"),
+        # Square plot area: the wider axis shrinks its domain instead of showing FPR < 0 or > 1.
+        xaxis=dict(axis, title=dict(text="false positive rate"), constrain="domain"),
+        yaxis=dict(axis, title=dict(text="true positive rate"), scaleanchor="x", constrain="domain"),
     )
     return fig

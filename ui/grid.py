@@ -1,6 +1,10 @@
-"""Image grids: thumbnails of analysis items with index, class and score captions."""
+"""Image grids: thumbnails of analysis items with index, class and score captions, and a "Why?"
+button under each that opens the item on the neighbours page (when that page exists)."""
 from __future__ import annotations
 
+import hashlib
+import io
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -9,7 +13,20 @@ from PIL import Image
 
 from ood_core.analysis import Analysis
 
-THUMB_SIZE = 96  # pixels; small images are upscaled by an integer factor with nearest-neighbour
+THUMB_SIZE = 128  # pixels; small images are upscaled by an integer factor with nearest-neighbour
+NEIGHBOURS_PAGE = "pages/neighbours.py"  # where "Why?" leads, relative to app.py
+EXPLAIN_KEY = "explain_position"  # session_state: position (into analysis.ids) the neighbours page opens
+_APP_DIR = Path(__file__).resolve().parents[1]
+# Page CSS (app.py injects it once per run): thumbnails stay crisp when the browser scales them,
+# and each grid cell is compact (image, caption, a small "Why?" link).
+GRID_CSS = """<style>
+[data-testid='stImage'] img {image-rendering: pixelated;}
+[class*='st-key-thumbgrid'] [data-testid='stColumn'] [data-testid='stVerticalBlock'] {gap: 0;}
+[class*='st-key-thumbgrid'] [data-testid='stImageCaption'] {white-space: pre-line; line-height: 1.3;}
+[class*='st-key-thumbgrid'] [class*='_why_'] {align-self: center;}
+[class*='st-key-thumbgrid'] [data-testid='stBaseButton-tertiary'] {min-height: 0; padding: 0 0 0.5rem 0;}
+[class*='st-key-thumbgrid'] [data-testid='stBaseButton-tertiary'] p {font-size: 0.8rem;}
+</style>"""
 
 
 def upscale(image: Image.Image, size: int = THUMB_SIZE) -> Image.Image:
@@ -27,39 +44,68 @@ def upscale(image: Image.Image, size: int = THUMB_SIZE) -> Image.Image:
 
 
 @st.cache_resource(max_entries=20_000, show_spinner=False)
-def _thumbnail(identity: str, position: int, _items) -> Image.Image:
-    return upscale(_items.load_image(position))
+def _thumbnail_png(identity: str, position: int, _items) -> bytes:
+    buf = io.BytesIO()
+    upscale(_items.load_image(position)).save(buf, format="PNG")
+    return buf.getvalue()
 
 
-def thumbnail(analysis: Analysis, position: int) -> Image.Image:
-    """The grid thumbnail of the item at ``position`` (cached per source and item)."""
-    return _thumbnail(analysis.items.identity, int(position), analysis.items)
+def thumbnail(analysis: Analysis, position: int) -> bytes:
+    """The grid thumbnail of the item at ``position`` as PNG bytes (for ``st.image``), cached per
+    source and item: a rerun neither decodes nor re-encodes it."""
+    return _thumbnail_png(analysis.items.identity, int(position), analysis.items)
 
 
 def caption(analysis: Analysis, position: int, score: float) -> str:
+    """``#position · score`` and, on a second line, the class (left out when unknown)."""
     name = analysis.class_name(position)
-    return f"#{position} · {name} · {score:.3f}" if name else f"#{position} · {score:.3f}"
+    return f"#{position} · {score:.3f}\n{name}" if name else f"#{position} · {score:.3f}"
+
+
+def explain_enabled() -> bool:
+    """Whether the neighbours page exists, so "Why?" buttons have somewhere to go."""
+    return (_APP_DIR / NEIGHBOURS_PAGE).is_file()
+
+
+def open_explanation(position: int) -> None:
+    """Show the item at ``position`` on the neighbours page (stops this run)."""
+    st.session_state[EXPLAIN_KEY] = int(position)
+    st.switch_page(NEIGHBOURS_PAGE)
 
 
 def image_grid(analysis: Analysis, positions: Sequence[int], scores: Sequence[float], *, columns: int = 8,
-               empty_text: str = "Nothing to show.") -> None:
-    """Draw items at ``positions`` (into ``analysis.ids``) with their scores, ``columns`` per row."""
+               empty_text: str = "Nothing to show.", key: str | None = None) -> None:
+    """Draw items at ``positions`` (into ``analysis.ids``) with their scores, ``columns`` per row.
+
+    Under each image a "Why?" button opens it on the neighbours page (when that page exists);
+    ``key`` names the grid's buttons (default: derived from ``positions``), so two grids on one
+    page showing the same items need different keys.
+    """
+    positions = np.asarray(positions, dtype=np.int64).reshape(-1)
     if len(positions) == 0:
         st.caption(empty_text)
         return
     if analysis.items is None:  # precomputed features: no pixels to show
         st.dataframe(
-            {"position": list(map(int, positions)), "id": [analysis.ids[p] for p in positions],
+            {"position": positions.tolist(), "id": [analysis.ids[p] for p in positions],
              "class": [analysis.class_name(p) for p in positions], "score": list(map(float, scores))},
             hide_index=True,
         )
         return
+    why = explain_enabled()
+    key = key or "grid_" + hashlib.blake2b(positions.tobytes(), digest_size=6).hexdigest()
+    chosen = None
+    grid = st.container(key=f"thumbgrid_{key}")
     for start in range(0, len(positions), columns):
-        cols = st.columns(columns)
+        cols = grid.columns(columns)
         for col, pos, score in zip(cols, positions[start:start + columns], scores[start:start + columns]):
             with col:
-                st.image(thumbnail(analysis, pos), caption=caption(analysis, pos, float(score)),
-                         width="content")
+                st.image(thumbnail(analysis, pos), caption=caption(analysis, pos, float(score)), width="content")
+                if why and st.button("Why?", key=f"{key}_why_{pos}", type="tertiary", icon=":material/manage_search:",
+                                     help=f"Open #{pos} ({analysis.ids[pos]}) beside its nearest train images"):
+                    chosen = int(pos)
+    if chosen is not None:
+        open_explanation(chosen)
 
 
 def listing_positions(analysis: Analysis, which: str, ranked: np.ndarray) -> np.ndarray:

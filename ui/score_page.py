@@ -1,5 +1,11 @@
 """The body shared by the two score pages: histogram with a draggable threshold, counts,
-evaluation, image grids and export. Pages call :func:`render` with their scorer's name."""
+evaluation, image grids and export. Pages call :func:`render` with their scorer's name.
+
+State per scorer (session_state): ``{scorer}_percentile`` and ``{scorer}_threshold`` hold the
+current threshold (plain keys, read by the other pages through :func:`sync_threshold`); the
+widgets have keys of their own, refilled from those on every run, because Streamlit forgets a
+widget's value when its page is left.
+"""
 from __future__ import annotations
 
 import json
@@ -15,6 +21,7 @@ from ui.state import apply_score_config, current_analysis
 from ui.threshold_histogram import threshold_histogram
 
 DEFAULT_PERCENTILE = 5.0
+DEFAULT_GRID_SIZE = 16
 LISTINGS = {
     "Top outliers": ("top", "lowest scores first"),
     "Borderline": ("borderline", "flagged, closest to the threshold"),
@@ -23,8 +30,8 @@ LISTINGS = {
 
 
 def _keys(scorer: str) -> dict[str, str]:
-    return {name: f"{scorer}_{name}" for name in ("percentile", "threshold", "scores_token", "histogram",
-                                                  "listing", "grid_size")}
+    names = ("percentile", "percentile_input", "threshold", "scores_token", "histogram", "listing", "grid_size")
+    return {name: f"{scorer}_{name}" for name in names}
 
 
 def sync_threshold(scorer: str, fit_scores: np.ndarray) -> None:
@@ -38,32 +45,56 @@ def sync_threshold(scorer: str, fit_scores: np.ndarray) -> None:
         st.session_state[k["threshold"]] = percentile_threshold(fit_scores, st.session_state[k["percentile"]])
 
 
+def set_percentile(scorer: str, fit_scores: np.ndarray, percentile: float) -> None:
+    """Move the threshold to ``percentile`` of the fit scores (what typing a percentile does)."""
+    k = _keys(scorer)
+    st.session_state[k["percentile"]] = float(percentile)
+    st.session_state[k["threshold"]] = percentile_threshold(fit_scores, float(percentile))
+
+
+def set_threshold(scorer: str, fit_scores: np.ndarray, threshold: float) -> None:
+    """Move the threshold to the value ``threshold`` (what dragging the line does)."""
+    k = _keys(scorer)
+    st.session_state[k["threshold"]] = float(threshold)
+    st.session_state[k["percentile"]] = round(percentile_of(fit_scores, float(threshold)), 2)
+    st.session_state[k["percentile_input"]] = st.session_state[k["percentile"]]
+
+
+def _kept(key: str, default):
+    """Refill widget ``key`` from its kept copy (Streamlit drops widget values on other pages) and
+    return the on_change callback that keeps the copy current."""
+    kept = f"{key}__kept"
+    if key not in st.session_state:
+        st.session_state[key] = st.session_state.get(kept, default)
+    return lambda: st.session_state.__setitem__(kept, st.session_state[key])
+
+
 def scorer_controls(analysis: Analysis, scorer: str) -> Analysis:
     """The scorer's own settings; a change refits that scorer only."""
     cfg = analysis.score_config
-    with st.expander("Scorer settings", expanded=False):
+    with st.expander("Scorer settings", icon=":material/tune:"):
         if scorer == "feature":
             n_fit = len(analysis.fit_index)
-            c1, c2 = st.columns(2)
+            c1, c2, c3 = st.columns([1, 1, 2])
             k = c1.number_input("k (neighbours)", min_value=1, max_value=max(1, n_fit - 1),
                                 value=int(analysis.feature_scorer.k_), step=1, key="feature_k")
             t = c2.number_input("t (temperature)", min_value=0.05, value=float(cfg.t), step=0.25, key="feature_t")
             new = ScoreConfig(k=int(k), t=float(t), method=cfg.method, adjust=cfg.adjust)
             if cfg.k is None and int(k) == analysis.feature_scorer.k_:
                 new = ScoreConfig(k=None, t=float(t), method=cfg.method, adjust=cfg.adjust)
-            st.caption(f"metric: {analysis.feature_scorer.metric_} · scale (median fit distance): "
-                       f"{analysis.feature_scorer.scale_:.4g} · exact search")
+            c3.caption(f"Score = exp(−mean distance to the k nearest train items / (t · scale)). "
+                       f"Metric: {analysis.feature_scorer.metric_}; scale (median train distance): "
+                       f"{analysis.feature_scorer.scale_:.4g}; exact search.")
         else:
-            c1, c2 = st.columns(2)
+            c1, c2, c3 = st.columns([1, 1, 2])
             method = c1.selectbox("Method", ["entropy", "least_confidence"],
                                   index=["entropy", "least_confidence"].index(cfg.method), key="prediction_method")
             adjust = c2.checkbox("Adjust by per-class confident thresholds", value=cfg.adjust,
                                  key="prediction_adjust")
             new = ScoreConfig(k=cfg.k, t=cfg.t, method=method, adjust=adjust)
             C = getattr(analysis.classifier, "C", None)
-            if C is not None:
-                st.caption(f"pred_probs: out-of-sample (stratified 5-fold) logistic regression, C={C:g} "
-                           "chosen by cross-validated log loss")
+            c3.caption("pred_probs: " + (f"out-of-sample (stratified 5-fold) logistic regression, C={C:g} chosen "
+                                         "by cross-validated log loss." if C is not None else "given with the data."))
     return apply_score_config(new) if new != cfg else analysis
 
 
@@ -73,56 +104,56 @@ def threshold_section(analysis: Analysis, scorer: str) -> None:
     k = _keys(scorer)
     fit_scores, query_scores = analysis.scores(scorer)
     sync_threshold(scorer, fit_scores)
+    st.session_state[k["percentile_input"]] = st.session_state[k["percentile"]]
 
     def on_percentile() -> None:
-        st.session_state[k["threshold"]] = percentile_threshold(fit_scores, st.session_state[k["percentile"]])
+        set_percentile(scorer, fit_scores, st.session_state[k["percentile_input"]])
 
     def on_drag(x: float) -> None:
-        st.session_state[k["threshold"]] = float(x)
-        st.session_state[k["percentile"]] = round(percentile_of(fit_scores, x), 2)
+        set_threshold(scorer, fit_scores, x)
 
-    st.number_input("Percentile of the train (fit) scores: items scoring below it are flagged",
-                    min_value=0.0, max_value=100.0, step=0.5, format="%.2f", key=k["percentile"],
-                    on_change=on_percentile)
     threshold = float(st.session_state[k["threshold"]])
-    labels = ("train (fit)", "test (query)")
+    view = threshold_view(analysis, scorer, threshold=threshold)
+    row = st.columns([1.4, 1, 1, 1], vertical_alignment="bottom")
+    row[0].number_input("Percentile of the train (fit) scores", min_value=0.0,
+                        max_value=100.0, step=0.5, format="%.2f", key=k["percentile_input"],
+                        on_change=on_percentile,
+                        help="Items scoring below this percentile of the train (fit) scores are flagged. "
+                             "Or drag the red line on the chart.")
+    row[1].metric("Threshold (score)", f"{view.threshold:.4f}")
+    row[2].metric("Train (fit) flagged", f"{view.fit_flagged:,} ({view.fit_flagged_pct:.1f}%)")
+    row[3].metric("Test (query) flagged", "same items" if analysis.same_set
+                  else f"{view.query_flagged:,} ({view.query_flagged_pct:.1f}%)")
     threshold_histogram(fit_scores, None if analysis.same_set else query_scores, threshold,
                         key=k["histogram"], percentile=st.session_state[k["percentile"]],
-                        labels=labels, on_change=on_drag)
-    view = threshold_view(analysis, scorer, threshold=threshold)
-    c = st.columns(4)
-    c[0].metric("Threshold", f"{view.threshold:.4f}")
-    c[1].metric("Percentile", f"{st.session_state[k['percentile']]:.2f}")
-    c[2].metric("Train flagged", f"{view.fit_flagged:,} ({view.fit_flagged_pct:.1f}%)")
-    if analysis.same_set:
-        c[3].metric("Test flagged", "same items")
-    else:
-        c[3].metric("Test flagged", f"{view.query_flagged:,} ({view.query_flagged_pct:.1f}%)")
-
+                        labels=("train (fit)", "test (query)"), on_change=on_drag)
     if view.metrics is not None:
         evaluation(analysis, scorer, view.metrics)
-
     grids(analysis, scorer, fit_scores, query_scores, threshold)
     export(analysis, scorer, view)
 
 
 def evaluation(analysis: Analysis, scorer: str, m: dict) -> None:
+    """Metrics against the known truth at the current threshold, and the ROC curve."""
     st.subheader("Evaluation against the known truth")
-    st.caption("Positive class: out of distribution. Detector output: minus the score.")
-    left, right = st.columns([1, 1])
+    st.caption("Positive = out of distribution (test items only). Flagged = score below the threshold.")
+    c = st.columns(5)
+    c[0].metric("AUROC", f"{m['auroc']:.4f}", help="Area under the ROC curve of −score; 0.5 = chance.")
+    c[1].metric("FPR at 95% TPR", f"{m['fpr_at_95_tpr']:.4f}",
+                help="Share of in-distribution items flagged when 95% of the outliers are.")
+    c[2].metric("TPR at threshold", f"{m['tpr']:.4f}", help="Share of the outliers that are flagged.")
+    c[3].metric("FPR at threshold", f"{m['fpr']:.4f}", help="Share of the in-distribution items that are flagged.")
+    c[4].metric("Precision at threshold", "—" if np.isnan(m["precision"]) else f"{m['precision']:.4f}",
+                help="Share of the flagged items that are outliers.")
+    left, right = st.columns([2, 3], gap="large")
     with left:
-        a, b = st.columns(2)
-        a.metric("AUROC", f"{m['auroc']:.4f}")
-        b.metric("FPR at 95% TPR", f"{m['fpr_at_95_tpr']:.4f}")
-        a.metric("TPR at threshold", f"{m['tpr']:.4f}")
-        b.metric("FPR at threshold", f"{m['fpr']:.4f}")
-        a.metric("Precision", "—" if np.isnan(m["precision"]) else f"{m['precision']:.4f}")
-        st.table({"": ["flagged", "not flagged"],
-                  "out of distribution": [m["tp"], m["fn"]],
-                  "in distribution": [m["fp"], m["tn"]]})
+        st.markdown("**Confusion counts at the threshold**")
+        st.table({"": ["flagged", "not flagged", "total"],
+                  "out of distribution": [m["tp"], m["fn"], m["tp"] + m["fn"]],
+                  "in distribution": [m["fp"], m["tn"], m["fp"] + m["tn"]]})
     with right:
         fpr, tpr = _roc(analysis, scorer)
-        st.plotly_chart(roc_figure(fpr, tpr, point=(m["fpr"], m["tpr"]), auroc=m["auroc"]),
+        st.plotly_chart(roc_figure(fpr, tpr, point=(m["fpr"], m["tpr"]), auroc=m["auroc"], height=300),
                         key=f"{scorer}_roc", config={"displayModeBar": False})
 
 
@@ -132,26 +163,31 @@ def _roc(analysis: Analysis, scorer: str) -> tuple[np.ndarray, np.ndarray]:
     _, query_scores = analysis.scores(scorer)
     key = (scorer, id(query_scores))
     if key not in store:
-        store.clear()
         store[key] = roc_points(query_scores, analysis.is_ood)
+        for old in [o for o in store if o[0] == scorer and o != key]:
+            del store[old]
     return store[key]
 
 
 def grids(analysis: Analysis, scorer: str, fit_scores, query_scores, threshold: float) -> None:
+    """Top outliers / borderline / most typical images of the train and test sets."""
     k = _keys(scorer)
     st.subheader("Images on both sides of the threshold")
-    c1, c2 = st.columns([3, 1])
-    listing = c1.segmented_control("Listing", list(LISTINGS), default="Top outliers", key=k["listing"]) \
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    keep_listing = _kept(k["listing"], "Top outliers")
+    listing = c1.segmented_control("Show", list(LISTINGS), key=k["listing"], on_change=keep_listing) \
         or "Top outliers"
-    n = c2.number_input("Images per grid", min_value=4, max_value=96, value=16, step=4, key=k["grid_size"])
+    keep_size = _kept(k["grid_size"], DEFAULT_GRID_SIZE)
+    n = c2.number_input("Images per grid", min_value=4, max_value=96, step=4, key=k["grid_size"],
+                        on_change=keep_size)
     which, what = LISTINGS[listing]
     sets = [("Train (fit)", "fit", fit_scores)]
     if not analysis.same_set:
         sets.append(("Test (query)", "query", query_scores))
     for title, name, scores in sets:
         ranked = rank_outliers(scores, threshold=threshold, n=int(n))[which]
-        st.markdown(f"**{title}: {listing.lower()}** ({what})")
-        image_grid(analysis, listing_positions(analysis, name, ranked), scores[ranked],
+        st.markdown(f"**{title}: {listing.lower()}** · {what}")
+        image_grid(analysis, listing_positions(analysis, name, ranked), scores[ranked], key=f"{scorer}_{name}",
                    empty_text="No item is flagged at this threshold." if which == "borderline" else "Nothing to show.")
 
 
@@ -164,16 +200,18 @@ def export_payloads(analysis: Analysis, scorer: str, threshold: float) -> tuple[
 
 
 def export(analysis: Analysis, scorer: str, view) -> None:
+    """Download buttons; the files are built only when clicked, so a threshold change never pays for them."""
     st.subheader("Export")
-    c1, c2 = st.columns(2)
-    # Built only when clicked: a threshold change never pays for serialising every row.
+    st.caption(f"Every scored item with its score and whether it is flagged at threshold {view.threshold:.4f}, "
+               "and a threshold card recording the data, model, scorer settings and counts.")
+    c1, c2, _ = st.columns([1, 1, 2])
     c1.download_button("Scores (CSV)", data=lambda: export_payloads(analysis, scorer, view.threshold)[0],
                        file_name=f"{scorer}_scores.csv", mime="text/csv", on_click="ignore",
-                       key=f"{scorer}_export_csv")
+                       icon=":material/download:", key=f"{scorer}_export_csv")
     c2.download_button("Threshold card (JSON)",
                        data=lambda: export_payloads(analysis, scorer, view.threshold)[1],
                        file_name=f"{scorer}_threshold.json", mime="application/json", on_click="ignore",
-                       key=f"{scorer}_export_json")
+                       icon=":material/download:", key=f"{scorer}_export_json")
 
 
 def render(scorer: str, intro: str) -> None:
@@ -186,7 +224,8 @@ def render(scorer: str, intro: str) -> None:
         st.stop()
     if scorer not in analysis.scorers:
         st.info("This dataset has no prediction score: it needs class labels on the train (fit) items "
-                "(or precomputed pred_probs). The feature score works without them.")
+                "(at least 2 classes with 2 items each), or precomputed pred_probs. The feature score works "
+                "without them.")
         st.stop()
     st.caption(f"Dataset: {analysis.source} · {len(analysis.fit_index):,} train (fit) items, "
                f"{len(analysis.query_index):,} test (query) items"

@@ -1,24 +1,56 @@
 """Shared dashboard state: which run is loaded, and the runs kept in this server process.
 
-An analysis (features, fitted scorers, scores) is computed once per run settings and kept in a
-``st.cache_resource`` store shared by every session; the session only holds the key of its
-current run. Moving a threshold or switching a view never goes through here.
+An analysis (features, fitted scorers, scores) is computed once per :class:`RunSettings` and
+kept in a ``st.cache_resource`` store shared by every session (two sessions asking for the same
+run wait for one computation); the session holds its current :class:`Analysis` and the settings
+it came from. Moving a threshold or switching a view never goes through here.
 """
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import streamlit as st
 
 from ood_core.analysis import Analysis, ScoreConfig, rescore, run_analysis
 from ood_core.cache import default_cache_dir
 
+logger = logging.getLogger(__name__)
+
 ANALYSIS_KEY = "analysis"  # session_state: the current Analysis
 RUN_KEY = "run_settings"  # session_state: the RunSettings it came from
 DEFAULT_SOURCE = "digits"
+MAX_RUNS = 6  # runs kept in memory by the server process (least recently used dropped first)
+UPLOAD_SUFFIXES = (".zip", ".npz", ".npy")
+# Widgets whose value only makes sense for one dataset: cleared when another run is loaded.
+PER_RUN_WIDGET_KEYS = ("feature_k", "feature_t", "prediction_method", "prediction_adjust")
+
+
+
+def _leave_pages_directory_mode() -> None:
+    """Make app.py run first even when a fresh server's first visitor opens a deep link.
+
+    With a ``pages/`` folder beside app.py, Streamlit starts each process in its old
+    "pages directory" mode and stays there until some script calls ``st.navigation``; in that
+    mode a link such as ``/feature_scores`` runs ``pages/feature_scores.py`` alone, without
+    app.py (no navigation, no default dataset). Every page imports this module, so on the first
+    import in such a run switch the mode off and rerun. (Renaming ``pages/`` makes this moot.)
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+    except ImportError:  # a Streamlit without this machinery has nothing to work around
+        return
+    if getattr(PagesManager, "uses_pages_directory", None) and get_script_run_ctx() is not None:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
 
 STAGE_LABELS = {"embed": "Embedding images", "classifier": "Cross-validating the classifier",
                 "neighbours": "Searching neighbours"}
@@ -31,52 +63,141 @@ class RunSettings:
     source: str = DEFAULT_SOURCE  # a built-in name or a path
     model: str = "tf_efficientnet_lite0"
     weights: str = "bundled"
-    image_size: int | None = None
-    label: str = "Built-in digits"  # how the source is shown
+    image_size: int | None = None  # None: the model's default for the images' size
+    label: str = "Built-in digits"  # the kind of source, as the Data page names it
+    name: str | None = None  # an upload's own file name, shown instead of its stored (content-hash) name
+
+
+class RunJob:
+    """One run being computed in a background thread (so a page rerun or a second session never
+    interrupts or repeats it); the script polls it to draw the progress bar."""
+
+    def __init__(self, settings: RunSettings):
+        self.settings = settings
+        self.stage, self.done, self.total = "open", 0, 0
+        self.result: Analysis | None = None
+        self.error: BaseException | None = None
+        self.finished = threading.Event()
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        self.stage, self.done, self.total = stage, done, total
+
+    @property
+    def fraction(self) -> float:
+        return min(self.done / self.total, 1.0) if self.total else 0.0
+
+    @property
+    def text(self) -> str:
+        if self.stage == "open":
+            return f"Opening {self.settings.label.lower()}…"
+        return f"{STAGE_LABELS.get(self.stage, self.stage)}: {self.done:,} / {self.total:,}"
+
+
+class RunStore:
+    """Analyses by RunSettings, at most ``max_runs`` (least recently used dropped first), each
+    computed once in a background thread even when several sessions ask at the same time."""
+
+    def __init__(self, max_runs: int = MAX_RUNS):
+        self.max_runs = max_runs
+        self._jobs: OrderedDict[RunSettings, RunJob] = OrderedDict()
+        self._guard = threading.Lock()
+
+    def get(self, settings: RunSettings) -> Analysis | None:
+        """The finished analysis for ``settings``, or None."""
+        with self._guard:
+            job = self._jobs.get(settings)
+            if job is None or job.result is None:
+                return None
+            self._jobs.move_to_end(settings)
+            return job.result
+
+    def start(self, settings: RunSettings, compute: Callable[[RunSettings, Callable], Analysis]) -> RunJob:
+        """The job for ``settings``: finished, running, or started now as ``compute(settings, progress)``."""
+        with self._guard:
+            job = self._jobs.get(settings)
+            if job is not None:
+                self._jobs.move_to_end(settings)
+                return job
+            job = self._jobs[settings] = RunJob(settings)
+            finished = [s for s, j in self._jobs.items() if j.finished.is_set()]
+            for old in finished[:max(0, len(self._jobs) - self.max_runs)]:
+                del self._jobs[old]
+        threading.Thread(target=self._work, args=(job, compute), name="ood-run", daemon=True).start()
+        return job
+
+    def _work(self, job: RunJob, compute) -> None:
+        try:
+            job.result = compute(job.settings, job.progress)
+        except BaseException as exc:  # handed to the session that waits on the job
+            logger.warning("run %s failed: %s", job.settings, exc)
+            job.error = exc
+            with self._guard:  # a failed run is not kept: asking again retries
+                if self._jobs.get(job.settings) is job:
+                    del self._jobs[job.settings]
+        finally:
+            job.finished.set()
+
+    def clear(self) -> None:
+        with self._guard:
+            self._jobs.clear()
 
 
 @st.cache_resource(show_spinner=False)
-def _run_store() -> dict:
-    """Runs computed in this server process, by RunSettings (shared by all sessions)."""
-    return {}
+def run_store() -> RunStore:
+    """The runs computed in this server process (shared by all sessions)."""
+    return RunStore()
 
 
-def load_run(settings: RunSettings) -> Analysis:
-    """The analysis for ``settings``: from the in-process store, else computed with a progress bar
-    (embeddings come from the disk cache when present)."""
+def compute_run(settings: RunSettings, progress=None) -> Analysis:
+    """Open the source and run the analysis (embeddings from the disk cache when present)."""
     from ood_core.catalog import open_source
     from ood_core.embedder import Embedder
     from ood_core.sources import ArraySet
 
-    store = _run_store()
-    if settings in store:
-        return store[settings]
-    bar = st.progress(0.0, text="Opening the source…")
-    try:
-        source = open_source(settings.source)
-        embedder = None
-        if not isinstance(source, ArraySet):
-            embedder = Embedder(model=settings.model, weights=settings.weights, image_size=settings.image_size)
-
-        def progress(stage: str, done: int, total: int) -> None:
-            bar.progress(min(done / max(total, 1), 1.0),
-                         text=f"{STAGE_LABELS.get(stage, stage)}: {done:,} / {total:,}")
-
-        analysis = run_analysis(source, embedder, ScoreConfig(), progress=progress)
-    finally:
-        bar.empty()
-    store[settings] = analysis
+    source = open_source(settings.source)
+    embedder = None
+    if not isinstance(source, ArraySet):
+        embedder = Embedder(model=settings.model, weights=settings.weights, image_size=settings.image_size)
+    analysis = run_analysis(source, embedder, ScoreConfig(), progress=progress)
+    if settings.name:
+        analysis.source = analysis.source.replace(Path(settings.source).name, settings.name)
     return analysis
 
 
+def load_run(settings: RunSettings, poll_s: float = 0.25) -> Analysis:
+    """The analysis for ``settings``: from the in-process store, else computed in the background
+    while a progress bar follows it. Raises the computation's error."""
+    job = run_store().start(settings, compute_run)
+    if not job.finished.is_set():
+        bar = st.progress(0.0, text=job.text)
+        try:
+            while not job.finished.wait(poll_s):
+                bar.progress(job.fraction, text=job.text)
+        finally:
+            bar.empty()
+    if job.error is not None:
+        raise job.error
+    return job.result
+
+
 def set_analysis(settings: RunSettings, analysis: Analysis) -> None:
-    """Make ``analysis`` the session's current one; thresholds start again from their percentiles."""
+    """Make ``analysis`` the session's current one; thresholds start again from their percentiles
+    and the scorer settings from the new run's."""
+    if st.session_state.get(RUN_KEY) != settings:
+        for key in PER_RUN_WIDGET_KEYS:
+            st.session_state.pop(key, None)
     st.session_state[RUN_KEY] = settings
     st.session_state[ANALYSIS_KEY] = analysis
 
 
 def current_analysis() -> Analysis | None:
+    """The session's current analysis (None before the first run)."""
     return st.session_state.get(ANALYSIS_KEY)
+
+
+def current_settings() -> RunSettings | None:
+    """The RunSettings of the session's current analysis."""
+    return st.session_state.get(RUN_KEY)
 
 
 def apply_score_config(config: ScoreConfig) -> Analysis:
@@ -91,13 +212,37 @@ def apply_score_config(config: ScoreConfig) -> Analysis:
 
 def ensure_default_analysis() -> None:
     """On a session's first run, load the built-in digits so every page has something to show."""
-    if ANALYSIS_KEY not in st.session_state:
-        settings = RunSettings()
-        set_analysis(settings, load_run(settings))
+    if ANALYSIS_KEY in st.session_state:
+        return
+    settings = RunSettings()
+    if run_store().get(settings) is None:
+        note = st.empty()
+        note.info("Preparing the built-in digits dataset: embedding 1,797 small images and fitting both "
+                  "scorers (about a minute the first time, seconds afterwards from the disk cache).")
+        try:
+            analysis = load_run(settings)
+        finally:
+            note.empty()
+    else:
+        analysis = load_run(settings)
+    set_analysis(settings, analysis)
 
 
+def sidebar_summary() -> None:
+    """The loaded dataset, in two lines at the bottom of the sidebar."""
+    analysis = current_analysis()
+    if analysis is None:
+        return
+    with st.sidebar:
+        st.caption(f"**Loaded:** {analysis.source}")
+        st.caption(f"{len(analysis.fit_index):,} train (fit) · {len(analysis.query_index):,} test (query)"
+                   + (" · same items" if analysis.same_set else "")
+                   + (" · truth known" if analysis.is_ood is not None else ""))
+
+
+# ------------------------------------------------------------------ uploads and folder paths
 def upload_dir() -> Path:
-    """Private folder for uploaded files, inside the cache dir."""
+    """Private folder for uploaded files, inside the cache dir ($OOD_CACHE_DIR when set)."""
     path = Path(default_cache_dir()) / "uploads"
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -105,14 +250,25 @@ def upload_dir() -> Path:
 
 def save_upload(data: bytes, suffix: str) -> Path:
     """Store an upload under a name made of its content hash, so no user-given name reaches the disk."""
-    if suffix not in (".zip", ".npz", ".npy"):
-        raise ValueError(f"uploads must be .zip, .npz or .npy files; got {suffix!r}")
+    if suffix not in UPLOAD_SUFFIXES:
+        raise ValueError(f"uploads must be {', '.join(UPLOAD_SUFFIXES)} files; got {suffix!r}")
     path = upload_dir() / f"{hashlib.sha256(data).hexdigest()}{suffix}"
     if not path.exists():
-        tmp = path.with_suffix(path.suffix + ".part")
+        tmp = path.with_suffix(path.suffix + f".{os.getpid()}.part")
         tmp.write_bytes(data)
         os.replace(tmp, path)
     return path
+
+
+def upload_source(name: str, data: bytes, allowed: tuple[str, ...] = UPLOAD_SUFFIXES) -> str:
+    """What the Data page does with an uploaded file: check its extension against ``allowed``,
+    store it by content hash and return the source spec (a path) to run on."""
+    suffix = Path(name or "").suffix.lower()
+    if suffix not in allowed:
+        raise ValueError(f"{name!r} is not a {' / '.join(allowed)} file")
+    if not data:
+        raise ValueError(f"{name!r} is empty")
+    return str(save_upload(data, suffix))
 
 
 def allowed_roots() -> list[Path]:
@@ -137,3 +293,6 @@ def check_folder(path_text: str) -> Path:
     if not path.is_dir():
         raise ValueError(f"{path} is not a folder")
     return path
+
+
+_leave_pages_directory_mode()

@@ -1,0 +1,91 @@
+"""Compare: do the feature score and the prediction score flag the same images?"""
+import numpy as np
+import streamlit as st
+
+from ood_core import compare_auroc, percentile_of, quadrants, rank_average_fit_query
+from ood_core.explain import QUADRANTS
+from ui.explain_views import QUADRANT_TITLES, score_scatter_figure
+from ui.grid import image_grid
+from ui.score_page import sync_threshold
+from ui.state import current_analysis
+
+AUROC_TITLES = {"feature": "Feature score", "prediction": "Prediction score", "rank_average": "Rank average of both"}
+
+st.title("Compare the two scores")
+st.write("Each test (query) image placed by its feature score and its prediction score, with both current "
+         "thresholds: the corners hold the images both scorers flag, only one flags, or neither flags.")
+
+analysis = current_analysis()
+if analysis is None:
+    st.info("Load a dataset on the **Data & model** page first.")
+    st.stop()
+if "prediction" not in analysis.scorers:
+    st.info("This dataset has only the feature score: the prediction score needs class labels on the train "
+            "(fit) items (or precomputed pred_probs), so there is nothing to compare.")
+    st.stop()
+
+show_fit = False
+if not analysis.same_set:
+    show_fit = st.toggle("Show the train (fit) images too (grey)", key="compare_show_fit")
+
+thresholds = {}
+for scorer in ("feature", "prediction"):
+    fit_scores = analysis.scores(scorer)[0]
+    sync_threshold(scorer, fit_scores)
+    thresholds[scorer] = float(st.session_state[f"{scorer}_threshold"])
+st.caption("Thresholds from the score pages (move them there): " + " · ".join(
+    f"{scorer} {t:.4f} (flags {percentile_of(analysis.scores(scorer)[0], t):.1f}% of train)"
+    for scorer, t in thresholds.items()))
+
+q = quadrants(analysis.query_feature_scores, analysis.query_pred_scores,
+              thresholds["feature"], thresholds["prediction"])
+_, combined = rank_average_fit_query([analysis.fit_feature_scores, analysis.fit_pred_scores],
+                                     [analysis.query_feature_scores, analysis.query_pred_scores])
+auroc = None
+if analysis.is_ood is not None:
+    auroc = compare_auroc(analysis.is_ood, feature=analysis.query_feature_scores,
+                          prediction=analysis.query_pred_scores, rank_average=combined)
+
+# ---- counts and the scatter
+cols = st.columns(5)
+for col, name in zip(cols, QUADRANTS):
+    col.metric(QUADRANT_TITLES[name], f"{q['counts'][name]:,}")
+cols[4].metric("Spearman correlation", "—" if np.isnan(q["spearman"]) else f"{q['spearman']:.3f}")
+st.plotly_chart(
+    score_scatter_figure(
+        analysis.query_feature_scores, analysis.query_pred_scores, thresholds["feature"], thresholds["prediction"],
+        positions=analysis.query_index, is_ood=analysis.is_ood, counts=q["counts"],
+        fit_feature_scores=analysis.fit_feature_scores if show_fit else None,
+        fit_pred_scores=analysis.fit_pred_scores if show_fit else None, fit_positions=analysis.fit_index),
+    key="compare_scatter", config={"displayModeBar": False})
+
+# ---- which score to trust, when the truth is known
+if auroc is not None:
+    st.subheader("Which score to trust on this data")
+    st.caption("AUROC on the test (query) images against the known truth (out of distribution = positive, "
+               "lower score = more atypical). The rank average gives each image the mean of its two scores' "
+               "ranks among the train (fit) scores.")
+    best = max(auroc, key=auroc.get)
+    cols = st.columns(3)
+    for col, (name, value) in zip(cols, auroc.items()):
+        col.metric(f"AUROC · {AUROC_TITLES[name]}", f"{value:.4f}",
+                   delta="best" if name == best else None, delta_color="normal", delta_arrow="off")
+
+# ---- the images in each quadrant
+st.subheader("Images in each corner")
+c1, c2 = st.columns([3, 1])
+chosen = c1.segmented_control("Corner", QUADRANTS, format_func=QUADRANT_TITLES.get, default="both",
+                              key="compare_quadrant") or "both"
+n_show = c2.number_input("Images per grid", min_value=4, max_value=96, value=16, step=4, key="compare_grid_size")
+# Each corner is ordered by the score that flags it: the rank average where both or neither do.
+ranking, ranking_name = {
+    "feature_only": (analysis.query_feature_scores, "feature score"),
+    "prediction_only": (analysis.query_pred_scores, "prediction score"),
+}.get(chosen, (combined, "rank average"))
+members = q["indices"][chosen]
+order = members[np.lexsort((members, ranking[members]))][: int(n_show)]  # most atypical first
+st.caption(f"{q['counts'][chosen]:,} test images; showing the {len(order)} most atypical by the {ranking_name} "
+           f"(captions: position · class · {ranking_name})."
+           + (" The rank average is the mean share of train images scoring lower, over the two scores "
+              "(0: below every train image on both)." if ranking_name == "rank average" else ""))
+image_grid(analysis, analysis.query_index[order], ranking[order], empty_text="No test image in this corner.")

@@ -1,0 +1,106 @@
+"""Why this one: an image beside its nearest train (fit) images, and its distance against the threshold's."""
+import numpy as np
+import streamlit as st
+
+from ood_core import explain_item, percentile_of, predicted_classes
+from ui.explain_views import neighbour_distance_figure, verdict
+from ui.grid import thumbnail, upscale
+from ui.score_page import sync_threshold
+from ui.state import current_analysis
+
+SELECTED_KEY, PICK_KEY, TOKEN_KEY = "neighbours_selected", "neighbours_pick", "neighbours_token"
+
+st.title("Why this one?")
+st.write("The feature score of an image is its mean distance to its nearest train (fit) images in embedding "
+         "space: here are those neighbours, and the distance at which the current threshold starts flagging.")
+
+analysis = current_analysis()
+if analysis is None:
+    st.info("Load a dataset on the **Data & model** page first.")
+    st.stop()
+
+# Which item: one sent here by a grid's "Why?" button, else the one picked before, else the most atypical
+# test (query) image. The pick survives leaving the page; a new dataset starts again.
+n = len(analysis.ids)
+token = (analysis.source, n)
+if st.session_state.get(TOKEN_KEY) != token:
+    st.session_state[TOKEN_KEY] = token
+    st.session_state[SELECTED_KEY] = int(analysis.query_index[np.argmin(analysis.query_feature_scores)])
+arrived = st.session_state.pop("explain_position", None)
+if arrived is not None and 0 <= int(arrived) < n:
+    st.session_state[SELECTED_KEY] = int(arrived)
+st.session_state[PICK_KEY] = st.session_state[SELECTED_KEY]
+
+fit_set = set(analysis.fit_index.tolist())
+query_set = set(analysis.query_index.tolist())
+
+
+def describe(p: int) -> str:
+    where = "train" if p in fit_set else "test"
+    if p in fit_set and p in query_set:
+        where = "train = test"
+    name = analysis.class_name(p)
+    return f"{analysis.ids[p]} · {where}" + (f" · {name}" if name else "")
+
+
+def keep_pick() -> None:
+    st.session_state[SELECTED_KEY] = st.session_state[PICK_KEY]
+
+
+c1, c2 = st.columns([3, 1])
+position = c1.selectbox("Image (type to search by id)", range(n), index=None, format_func=describe, key=PICK_KEY,
+                        on_change=keep_pick)
+scorer = analysis.feature_scorer
+k = c2.number_input("Neighbours to show", min_value=1, max_value=int(min(50, len(analysis.fit_index) - 1)),
+                    value=int(min(scorer.k_, 50)), step=1, key="neighbours_k")
+
+sync_threshold("feature", analysis.fit_feature_scores)
+threshold = float(st.session_state["feature_threshold"])
+
+result = explain_item(analysis, int(position), k=int(k), threshold=threshold)
+
+# ---- the item and the verdict
+left, right = st.columns([1, 3])
+with left:
+    if analysis.items is not None:
+        st.image(upscale(analysis.items.load_image(int(position)), 192), caption=describe(int(position)))
+    else:
+        st.markdown(f"**{describe(int(position))}**")
+with right:
+    (st.warning if result["flagged"] else st.success)(verdict(result))
+    m = st.columns(4)
+    m[0].metric("Feature score", f"{result['score']:.4f}")
+    m[1].metric(f"Mean distance (k={result['k_score']})", f"{result['mean_distance']:.4f}")
+    m[2].metric("Threshold's distance", f"{result['threshold_distance']:.4f}")
+    m[3].metric("Threshold", f"{threshold:.4f}",
+                help=f"Flags {percentile_of(analysis.fit_feature_scores, threshold):.1f}% of the train (fit) images; "
+                     "move it on the Feature scores page.")
+    facts = [f"metric: {result['metric']}", "in the train (fit) set: its own entry is excluded"
+             if result["is_fit"] else "a test (query) item"]
+    query_row = np.flatnonzero(analysis.query_index == int(position))
+    if len(query_row) and analysis.query_pred_probs is not None:
+        facts.append(f"predicted class: {analysis.class_names[predicted_classes(analysis)[query_row[0]]]}")
+    if len(query_row) and analysis.is_ood is not None:
+        facts.append("known truth: " + ("out of distribution" if analysis.is_ood[query_row[0]] else "in distribution"))
+    st.caption(" · ".join(facts))
+
+# ---- its neighbours
+st.subheader(f"Its {result['k']} nearest train (fit) images")
+positions, distances = result["positions"], result["distances"]
+neighbour_scores = analysis.fit_feature_scores[result["indices"]]
+captions = [f"{r}. {analysis.ids[p]} · {analysis.class_name(p) or '?'} · d {d:.3f} · score {s:.3f}"
+            for r, (p, d, s) in enumerate(zip(positions, distances, neighbour_scores), start=1)]
+if analysis.items is not None:
+    columns = 5
+    for start in range(0, len(positions), columns):
+        cols = st.columns(columns)
+        for col, p, text in zip(cols, positions[start:start + columns], captions[start:start + columns]):
+            col.image(thumbnail(analysis, int(p)), caption=text, width="content")
+st.plotly_chart(neighbour_distance_figure(distances, result["mean_distance"], result["threshold_distance"],
+                                          k_score=result["k_score"]),
+                key="neighbours_distances", config={"displayModeBar": False})
+st.dataframe({"rank": list(range(1, len(positions) + 1)), "id": [analysis.ids[p] for p in positions],
+              "class": [analysis.class_name(p) for p in positions], "distance": distances,
+              "score": neighbour_scores}, hide_index=True,
+             column_config={"distance": st.column_config.NumberColumn(format="%.4f"),
+                            "score": st.column_config.NumberColumn(format="%.4f")})

@@ -1,0 +1,141 @@
+"""The dashboard in a real browser: ``streamlit run app.py`` on the digits default, driven by
+Debian's Chromium through Playwright. Drags the threshold line on the Feature scores page with
+the mouse and checks that the percentile input and the flagged counts follow; saves a screenshot
+of every page into screenshots/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+pytest.importorskip("streamlit", reason="streamlit is not installed (pip install streamlit)")
+from browser_support import (  # noqa: E402
+    CHROMIUM,
+    HISTOGRAM_IFRAME,
+    ROOT,
+    SCREENSHOTS,
+    chromium,
+    full_page_screenshot,
+    streamlit_server,
+    wait_for,
+    wait_until_idle,
+)
+
+if CHROMIUM is None:
+    pytest.skip("no `chromium` on PATH (apt-get install chromium); the browser test never downloads one",
+                allow_module_level=True)
+
+PAGE_TITLES = re.findall(r'st\.Page\("pages/([\w/]+)\.py", title="([^"]+)"', (ROOT / "app.py").read_text())
+N_FIT = 450  # digits default: train (fit) items
+N_QUERY = 1347
+PERCENTILE = "Percentile of the train (fit) scores"
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    # The same embedding cache folder as tests/test_app.py, so one of the two pays for digits.
+    import os
+
+    cache = os.environ.get("OOD_CACHE_DIR") or str(tmp_path_factory.getbasetemp() / "ood_app_cache")
+    log = tmp_path_factory.mktemp("streamlit_app") / "server.log"
+    with streamlit_server(ROOT / "app.py", log, env={"OOD_CACHE_DIR": cache}) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    """One browser session on the feature scores page, once the default dataset is drawn."""
+    with chromium() as browser:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(120_000)  # the first visit embeds digits when the cache is cold
+        page.goto(f"{app_url}/feature_scores")
+        page.frame_locator(HISTOGRAM_IFRAME).locator(".shapelayer path[data-index='0']").wait_for(state="attached")
+        wait_until_idle(page, timeout=120)
+        page.set_default_timeout(30_000)
+        yield page
+        context.close()
+
+
+def metric(page, label: str) -> str:
+    box = page.locator('[data-testid="stMetric"]').filter(
+        has=page.locator('[data-testid="stMetricLabel"]', has_text=re.compile(f"^{re.escape(label)}$")))
+    return box.locator('[data-testid="stMetricValue"]').inner_text()
+
+
+def state(page) -> dict:
+    """What the feature page shows: percentile input, threshold, flagged counts."""
+    flagged = {}
+    for name in ("Train (fit) flagged", "Test (query) flagged"):
+        flagged[name] = int(metric(page, name).split()[0].replace(",", ""))
+    return {"percentile": float(page.get_by_role("spinbutton", name=PERCENTILE).input_value()),
+            "threshold": float(metric(page, "Threshold (score)")), **flagged}
+
+
+def line(page) -> dict:
+    """The threshold line as plotly holds it, and where it is on the page in pixels."""
+    iframe = page.locator(HISTOGRAM_IFRAME)
+    box = iframe.bounding_box()
+    info = iframe.content_frame.locator("#chart").evaluate(
+        """gd => {
+            const s = gd.layout.shapes[0], xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+            return {x: s.x0, px: xa._offset + xa.l2p(s.x0), py: ya._offset + ya._length / 2};
+        }""")
+    return {"x": info["x"], "px": box["x"] + info["px"], "py": box["y"] + info["py"]}
+
+
+def drag_line(page, dx: float) -> None:
+    start = line(page)
+    page.mouse.move(start["px"], start["py"])
+    page.mouse.down()
+    page.mouse.move(start["px"] + dx, start["py"] + 20, steps=8)
+    page.mouse.up()
+
+
+def consistent(shown: dict) -> bool:
+    """After a drag the percentile is the share of train scores below the line: the count agrees."""
+    return shown["Train (fit) flagged"] == round(shown["percentile"] * N_FIT / 100)
+
+
+def test_dragging_the_line_moves_the_percentile_and_the_counts(page):
+    start = state(page)
+    assert start["percentile"] == 5.0 and abs(start["Train (fit) flagged"] - 0.05 * N_FIT) < 1
+    assert line(page)["x"] == pytest.approx(start["threshold"], abs=5e-5)
+
+    drag_line(page, 150)  # right: a higher threshold flags more
+    after = wait_for(lambda: state(page), lambda s: s["percentile"] != start["percentile"] and consistent(s)
+                     and s["threshold"] != start["threshold"], "the page to follow the drag")
+    assert after["percentile"] > start["percentile"]
+    assert after["Train (fit) flagged"] > start["Train (fit) flagged"]
+    assert start["Test (query) flagged"] < after["Test (query) flagged"] <= N_QUERY
+    wait_until_idle(page)
+    assert line(page)["x"] == pytest.approx(after["threshold"], abs=5e-5)
+    full_page_screenshot(page, SCREENSHOTS / "app_feature_scores_dragged.png")
+
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    drag_line(page, -60)  # back left: fewer flagged
+    back = wait_for(lambda: state(page), lambda s: s["percentile"] < after["percentile"] and consistent(s),
+                    "the page to follow the second drag")
+    assert back["Test (query) flagged"] < after["Test (query) flagged"]
+
+    page.get_by_role("spinbutton", name=PERCENTILE).fill("5")  # typing moves the line back to p5
+    page.get_by_role("spinbutton", name=PERCENTILE).press("Enter")
+    wait_for(lambda: state(page), lambda s: s == start, "the page to return to p5")
+    wait_until_idle(page)
+    assert line(page)["x"] == pytest.approx(start["threshold"], abs=5e-5)
+
+
+def test_a_screenshot_of_every_page(page):
+    for path, title in PAGE_TITLES:
+        page.set_viewport_size({"width": 1400, "height": 1000})
+        page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
+        page.wait_for_url(re.compile("/$" if path == "data" else f"/{path}$"))
+        wait_until_idle(page)
+        assert page.locator('[data-testid="stException"]').count() == 0, title
+        full_page_screenshot(page, SCREENSHOTS / f"app_{path}.png")
+        assert (SCREENSHOTS / f"app_{path}.png").stat().st_size > 10_000
