@@ -7,7 +7,9 @@ from .explain import (
     compare_auroc,
     explain_item,
     explain_neighbours,
+    flag_metrics,
     flag_per_class,
+    item_scores,
     per_class_counts,
     per_class_thresholds,
     predicted_classes,
@@ -78,4 +80,6 @@ __all__ = [
     "flag_per_class",
     "per_class_counts",
     "predicted_classes",
+    "item_scores",
+    "flag_metrics",
 ]

@@ -85,7 +85,7 @@ ranking, ranking_name = {
 members = q["indices"][chosen]
 order = members[np.lexsort((members, ranking[members]))][: int(n_show)]  # most atypical first
 st.caption(f"{q['counts'][chosen]:,} test images; showing the {len(order)} most atypical by the {ranking_name} "
-           f"(captions: position · class · {ranking_name})."
+           f"(captions: position, {ranking_name}, class)."
            + (" The rank average is the mean share of train images scoring lower, over the two scores "
               "(0: below every train image on both)." if ranking_name == "rank average" else ""))
 image_grid(analysis, analysis.query_index[order], ranking[order], empty_text="No test image in this corner.")

@@ -89,5 +89,5 @@ else:
     order = selected[np.lexsort((selected, all_scores[selected]))]  # most atypical first
     flagged = int(np.count_nonzero(all_scores[selected] < threshold))
     st.caption(f"{len(selected):,} selected, {flagged:,} of them flagged; showing the "
-               f"{min(len(order), GRID_MAX)} most atypical (captions: position · class · {scorer} score).")
+               f"{min(len(order), GRID_MAX)} most atypical (captions: position, {scorer} score, class).")
     image_grid(analysis, order[:GRID_MAX], all_scores[order[:GRID_MAX]])

@@ -4,7 +4,7 @@ import streamlit as st
 
 from ood_core import explain_item, percentile_of, predicted_classes
 from ui.explain_views import neighbour_distance_figure, verdict
-from ui.grid import thumbnail, upscale
+from ui.grid import EXPLAIN_KEY, thumbnail, upscale
 from ui.score_page import sync_threshold
 from ui.state import current_analysis
 
@@ -26,7 +26,7 @@ token = (analysis.source, n)
 if st.session_state.get(TOKEN_KEY) != token:
     st.session_state[TOKEN_KEY] = token
     st.session_state[SELECTED_KEY] = int(analysis.query_index[np.argmin(analysis.query_feature_scores)])
-arrived = st.session_state.pop("explain_position", None)
+arrived = st.session_state.pop(EXPLAIN_KEY, None)
 if arrived is not None and 0 <= int(arrived) < n:
     st.session_state[SELECTED_KEY] = int(arrived)
 st.session_state[PICK_KEY] = st.session_state[SELECTED_KEY]
@@ -44,7 +44,8 @@ def describe(p: int) -> str:
 
 
 def keep_pick() -> None:
-    st.session_state[SELECTED_KEY] = st.session_state[PICK_KEY]
+    if st.session_state[PICK_KEY] is not None:  # clearing the box keeps the last image
+        st.session_state[SELECTED_KEY] = st.session_state[PICK_KEY]
 
 
 c1, c2 = st.columns([3, 1])
