@@ -4,10 +4,10 @@
 """
 import streamlit as st
 
-st.set_page_config(page_title="Outlier explorer", page_icon=":material/travel_explore:", layout="wide")
+st.set_page_config(page_title="Outlier explorer", page_icon=":material/query_stats:", layout="wide")
 
 from ui.grid import GRID_CSS  # noqa: E402  (after set_page_config)
-from ui.state import ensure_default_analysis, sidebar_summary  # noqa: E402
+from ui.state import adopt_finished_run, ensure_default_analysis, sidebar_summary  # noqa: E402
 
 pages = [
     st.Page("pages/data.py", title="Data & model", icon=":material/dataset:", default=True),
@@ -21,5 +21,6 @@ pages = [
 navigation = st.navigation(pages)
 st.html(GRID_CSS)  # crisp thumbnails, compact grid cells
 ensure_default_analysis()
+adopt_finished_run()
 sidebar_summary()
 navigation.run()

@@ -4,8 +4,7 @@ import os
 import streamlit as st
 
 from ood_core.catalog import BUILTIN_SOURCES
-from ui.state import (RunSettings, check_folder, current_analysis, current_settings, load_run, set_analysis,
-                      upload_source)
+from ui.state import RunSettings, check_folder, current_analysis, current_settings, run_and_select, upload_source
 
 DIGITS, CIFAR, FOLDER, ZIP, ARRAYS = ("Built-in digits", "CIFAR-10 demo split", "Image folder on this machine",
                                       "Upload a zip of images", "Upload precomputed features")
@@ -31,7 +30,7 @@ left, right = st.columns([3, 2], gap="large")
 with left:
     choice = st.radio("Dataset", SOURCES, key="data_source_choice")
     if choice == DIGITS:
-        st.caption(BUILTIN_SOURCES["digits"][0].capitalize() + ".")
+        st.caption(BUILTIN_SOURCES["digits"][0] + ".")
         spec = "digits"
     elif choice == CIFAR:
         st.caption(BUILTIN_SOURCES["cifar10-demo"][0] + ". The first run embeds 6,000 images (about a "
@@ -93,9 +92,11 @@ if run:
     settings = RunSettings(source=spec, model=model.strip(), weights=weights.strip(),
                            image_size=int(size) or None, label=choice, name=upload_name)
     try:
-        set_analysis(settings, load_run(settings))
+        run_and_select(settings)
     except Exception as exc:  # every failure reaches the user as a message, never a traceback
         st.error(f"Could not run on this dataset: {exc}")
+    else:
+        st.rerun()  # redraw the whole app (sidebar included) with the new run
 
 analysis = current_analysis()
 if analysis is None:
@@ -109,7 +110,8 @@ cols = st.columns(5)
 cols[0].metric("Train (fit) items", f"{len(analysis.fit_index):,}")
 cols[1].metric("Test (query) items", "same items" if analysis.same_set else f"{len(analysis.query_index):,}")
 cols[2].metric("Feature dimension", f"{analysis.features.shape[1]:,}")
-cols[3].metric("Scores", " + ".join(analysis.scorers))
+cols[3].metric("Scores", "both" if len(analysis.scorers) == 2 else "feature only",
+               help="Feature score (KNN on the embeddings) and prediction score (pred_probs of a classifier).")
 cols[4].metric("Out-of-distribution truth", "known" if analysis.is_ood is not None else "unknown")
 if analysis.same_set:
     st.caption("No train/test split: each item is scored against all the others.")

@@ -46,6 +46,26 @@ def app_cache(tmp_path_factory):
         yield Path(path)
 
 
+@pytest.fixture(autouse=True)
+def navigation_like_the_server(monkeypatch):
+    """Run app.py (navigation, default dataset, sidebar) before every page, as the server does.
+
+    With a ``pages/`` folder beside app.py, Streamlit starts in its old "pages directory" mode
+    until a script calls ``st.navigation``; the server leaves it for good on the first run
+    (ui.state sees to that), but AppTest re-enters it on every run and would then run a page
+    file alone after ``switch_page``. Keep it off, as in the server.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    init = PagesManager.__init__
+
+    def init_without_pages_directory(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init_without_pages_directory)
+
+
 def new_app() -> AppTest:
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.run()
@@ -97,6 +117,7 @@ def test_the_app_and_every_page_run_on_the_digits_default(at):
         assert not at.exception, (page, [e.value for e in at.exception])
         assert not at.error, (page, [e.value for e in at.error])
         assert at.title, page
+        assert at.sidebar.caption[0].value.startswith("**Loaded:** scikit-learn digits"), page  # app.py ran
     at.switch_page("pages/prediction_scores.py").run()
     assert at.title[0].value == "Prediction score (pred_probs)"
     analysis = at.session_state["analysis"]
@@ -158,6 +179,27 @@ def test_a_threshold_set_by_a_drag_shows_with_its_percentile(at):
     assert at.number_input(key="feature_percentile_input").value == 19.78
     assert metrics(at)["Train (fit) flagged"] == "89 (19.8%)"
     assert metrics(at)["Threshold (score)"] == f"{x:.4f}"
+
+
+def test_scorer_settings_refit_only_their_scorer_and_keep_the_percentile(at):
+    at.switch_page("pages/feature_scores.py").run()
+    at.number_input(key="feature_percentile_input").set_value(10.0).run()
+    before = at.session_state["analysis"]
+    at.number_input(key="feature_k").set_value(3).run()
+    after = at.session_state["analysis"]
+    assert (after.score_config.k, after.feature_scorer.k_) == (3, 3)
+    assert after.features is before.features and after.fit_pred_probs is before.fit_pred_probs
+    assert after.fit_pred_scores is before.fit_pred_scores  # the other scorer is untouched
+    threshold = percentile_threshold(after.fit_feature_scores, 10.0)  # same percentile, new scores
+    assert at.session_state["feature_threshold"] == threshold
+    assert metrics(at)["Threshold (score)"] == f"{threshold:.4f}"
+
+    at.switch_page("pages/prediction_scores.py").run()
+    at.selectbox(key="prediction_method").set_value("least_confidence").run()
+    assert not at.exception
+    final = at.session_state["analysis"]
+    assert final.score_config.method == "least_confidence" and final.fit_feature_scores is after.fit_feature_scores
+    assert at.session_state["prediction_threshold"] == percentile_threshold(final.fit_pred_scores, 5.0)
 
 
 def test_export_payloads_parse_and_match_the_scores(at):
@@ -273,6 +315,7 @@ def test_a_zip_with_a_non_image_and_a_corrupt_jpeg_lists_them_and_scores_the_res
     assert not at.button(key="data_run").disabled
     at.button(key="data_run").click().run()
     assert "my images.zip" in at.session_state["analysis"].source
+    assert "my images.zip" in at.sidebar.caption[0].value  # the whole app shows the new run
     assert_skipped_listed_and_rest_scored(at, 8, sorted(BAD_FILES), "file(s) were skipped")
 
 
@@ -313,6 +356,30 @@ def test_an_image_folder_outside_the_allowed_roots_is_refused(at, tmp_path, monk
     assert_skipped_listed_and_rest_scored(at, 8, sorted(BAD_FILES), "file(s) were skipped")
 
 
+def test_the_cifar_demo_without_ood_cifar10_explains_how_to_set_it(at, monkeypatch):
+    monkeypatch.delenv("OOD_CIFAR10", raising=False)
+    at.radio(key="data_source_choice").set_value("CIFAR-10 demo split").run()
+    assert at.error[0].value.startswith("CIFAR-10 is not configured: start the dashboard with the OOD_CIFAR10 "
+                                        "environment variable")
+    assert at.button(key="data_run").disabled
+
+
+def test_a_run_that_finishes_while_the_user_is_elsewhere_is_selected(at):
+    from ui.state import PENDING_KEY, RunSettings
+
+    at.radio(key="data_source_choice").set_value(ARRAYS).run()
+    buf = io.BytesIO()
+    np.savez(buf, features=np.random.default_rng(1).normal(size=(12, 4)))
+    at.file_uploader(key="data_arrays_upload").set_value(("small.npz", buf.getvalue(), "application/zip")).run()
+    at.button(key="data_run").click().run()
+    assert at.session_state["analysis"].source.startswith("precomputed arrays small.npz (12 rows")
+    at.session_state[PENDING_KEY] = RunSettings()  # the digits run, finished (in the run store)
+    at.switch_page("pages/feature_scores.py").run()
+    assert at.session_state["analysis"].source.startswith("scikit-learn digits")
+    assert PENDING_KEY not in at.session_state
+    assert [t.value for t in at.toast] == [f"Loaded {at.session_state['analysis'].source}"]
+
+
 # ----------------------------------------------------------------------------- state helpers
 def test_upload_source_stores_by_content_hash_and_checks_the_extension(app_cache):
     import hashlib
@@ -346,10 +413,10 @@ def test_run_store_computes_a_run_once_keeps_the_latest_and_retries_failures():
 
     a = store.start(RunSettings(source="a"), compute)
     assert store.start(RunSettings(source="a"), compute) is a  # a second session joins the running job
-    assert store.get(RunSettings(source="a")) is None
+    assert store.get(RunSettings(source="a")) is None and store.running(RunSettings(source="a"))
     gate.set()
-    assert a.finished.wait(10) and a.result == "analysis of a" and (a.fraction, a.text) == (0.75,
-                                                                                          "Embedding images: 3 / 4")
+    assert a.finished.wait(10) and a.result == "analysis of a" and not store.running(RunSettings(source="a"))
+    assert (a.fraction, a.text) == (0.75, "Embedding images: 3 / 4")
     bad = store.start(RunSettings(source="bad"), compute)
     assert bad.finished.wait(10) and isinstance(bad.error, ValueError)
     assert store.start(RunSettings(source="bad"), compute) is not bad  # a failure is not kept

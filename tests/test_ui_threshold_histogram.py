@@ -110,6 +110,23 @@ def test_sends_the_figure_and_returns_none_without_a_drag(fake):
     assert figure["layout"]["shapes"][0]["label"]["text"] == "threshold 0.3 (p25)"
 
 
+def test_the_bars_are_built_once_per_score_arrays_and_the_line_moves_on_a_copy(fake, monkeypatch):
+    from ui.figures import score_histogram_figure
+
+    built = []
+    monkeypatch.setattr(th, "score_histogram_figure", lambda *a, **k: built.append(a) or score_histogram_figure(*a, **k))
+    fit, query = np.array([0.2, 0.4, 0.9, 0.5]), np.array([0.1, 0.7])
+    for threshold, percentile in ((0.3, 25.0), (0.45, 50.0), (1.4, 100.0), (-0.5, 0.0)):
+        th.threshold_histogram(fit, query, threshold, key="h", percentile=percentile)
+        sent = json.loads(fake.calls[-1]["figure"])
+        direct = json.loads(score_histogram_figure(fit, query, threshold, percentile=percentile).to_json())
+        assert sent == direct  # the same figure as building it from scratch, line and x range included
+    assert len(built) == 1
+    th.threshold_histogram(fit.copy(), query, 0.3, key="h")  # new scores (a new run): new bars
+    th.threshold_histogram(fit, query, 0.3, key="h", bins=10)
+    assert len(built) == 3
+
+
 def test_a_drag_is_returned_once_and_passed_to_on_change(fake):
     seen = []
     fit, query = [0.2, 0.4, 0.9], [0.1]

@@ -16,9 +16,11 @@ import plotly.graph_objects as go
 __all__ = [
     "DEFAULT_LABELS",
     "THRESHOLD_SHAPE_NAME",
+    "histogram_x_range",
     "roc_figure",
     "score_histogram_figure",
     "shared_bin_edges",
+    "threshold_line_shape",
 ]
 
 #: Legend names of the two score sets, in the order (fit, query).
@@ -166,12 +168,8 @@ def score_histogram_figure(
             )
         )
 
-    # x range: the bins plus 2% padding, stretched to a threshold outside them.
-    # A threshold dragged to (and clamped at) an end leaves the range unchanged.
-    pad = 0.02 * float(edges[-1] - edges[0])
-    x_lo, x_hi = float(edges[0]) - pad, float(edges[-1]) + pad
-    if threshold is not None:
-        x_lo, x_hi = min(x_lo, threshold), max(x_hi, threshold)
+    bin_lo, bin_hi = float(edges[0]), float(edges[-1])
+    x_lo, x_hi = histogram_x_range(bin_lo, bin_hi, threshold)
     fig.update_layout(
         template="none",  # keeps the JSON small; styling below is explicit
         height=int(height),
@@ -199,31 +197,49 @@ def score_histogram_figure(
             zeroline=False,
             rangemode="tozero",
         ),
+        # the bins' span, so that a threshold can be moved on a copy of this figure
+        meta=dict(bin_range=[bin_lo, bin_hi]),
     )
     if threshold is not None:
-        fig.add_shape(
-            type="line",
-            name=THRESHOLD_SHAPE_NAME,
-            xref="x",
-            yref="paper",
-            x0=threshold,
-            x1=threshold,
-            y0=0,
-            y1=1,
-            line=dict(color=_THRESHOLD_COLOR, width=3),
-            label=dict(
-                text=_threshold_label(threshold, percentile),
-                textposition="end",
-                textangle=0,
-                # text on the roomier side of the line, so it never leaves the plot
-                xanchor=_label_side(threshold, x_lo, x_hi),
-                yanchor="top",
-                padding=6,
-                # a light halo keeps the label legible where it crosses the bars
-                font=dict(color=_THRESHOLD_COLOR, size=12, shadow="0 0 3px white"),
-            ),
-        )
+        fig.add_shape(**threshold_line_shape(threshold, percentile, x_lo, x_hi))
     return fig
+
+
+def histogram_x_range(bin_lo: float, bin_hi: float, threshold: float | None) -> tuple[float, float]:
+    """The histogram's x range: the bins plus 2% padding, stretched to a threshold outside them.
+    A threshold dragged to (and clamped at) an end leaves the range unchanged."""
+    pad = 0.02 * (bin_hi - bin_lo)
+    x_lo, x_hi = bin_lo - pad, bin_hi + pad
+    if threshold is not None:
+        x_lo, x_hi = min(x_lo, threshold), max(x_hi, threshold)
+    return x_lo, x_hi
+
+
+def threshold_line_shape(threshold: float, percentile: float | None, x_lo: float, x_hi: float) -> dict:
+    """``layout.shapes[0]`` of the histogram: the full-height threshold line with its label, as a
+    plain dict (``fig.add_shape(**shape)`` or straight into the figure JSON)."""
+    return dict(
+        type="line",
+        name=THRESHOLD_SHAPE_NAME,
+        xref="x",
+        yref="paper",
+        x0=threshold,
+        x1=threshold,
+        y0=0,
+        y1=1,
+        line=dict(color=_THRESHOLD_COLOR, width=3),
+        label=dict(
+            text=_threshold_label(threshold, percentile),
+            textposition="end",
+            textangle=0,
+            # text on the roomier side of the line, so it never leaves the plot
+            xanchor=_label_side(threshold, x_lo, x_hi),
+            yanchor="top",
+            padding=6,
+            # a light halo keeps the label legible where it crosses the bars
+            font=dict(color=_THRESHOLD_COLOR, size=12, shadow="0 0 3px white"),
+        ),
+    )
 
 
 def roc_figure(

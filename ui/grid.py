@@ -100,7 +100,8 @@ def image_grid(analysis: Analysis, positions: Sequence[int], scores: Sequence[fl
         cols = grid.columns(columns)
         for col, pos, score in zip(cols, positions[start:start + columns], scores[start:start + columns]):
             with col:
-                st.image(thumbnail(analysis, pos), caption=caption(analysis, pos, float(score)), width="content")
+                st.image(thumbnail(analysis, pos), caption=caption(analysis, pos, float(score)), width="content",
+                         output_format="PNG")  # as encoded: no JPEG re-encoding of crisp pixels
                 if why and st.button("Why?", key=f"{key}_why_{pos}", type="tertiary", icon=":material/manage_search:",
                                      help=f"Open #{pos} ({analysis.ids[pos]}) beside its nearest train images"):
                     chosen = int(pos)

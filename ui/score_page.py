@@ -22,6 +22,7 @@ from ui.threshold_histogram import threshold_histogram
 
 DEFAULT_PERCENTILE = 5.0
 DEFAULT_GRID_SIZE = 16
+ROC_MAX_POINTS = 500  # points of the drawn ROC curve
 LISTINGS = {
     "Top outliers": ("top", "lowest scores first"),
     "Borderline": ("borderline", "flagged, closest to the threshold"),
@@ -39,9 +40,9 @@ def sync_threshold(scorer: str, fit_scores: np.ndarray) -> None:
     (a new run or new scorer settings) the threshold is recomputed from the kept percentile."""
     k = _keys(scorer)
     st.session_state.setdefault(k["percentile"], DEFAULT_PERCENTILE)
-    token = (id(fit_scores), len(fit_scores))
-    if st.session_state.get(k["scores_token"]) != token or k["threshold"] not in st.session_state:
-        st.session_state[k["scores_token"]] = token
+    # The scores array itself is the token (held, so its id cannot be reused by a new array).
+    if st.session_state.get(k["scores_token"]) is not fit_scores or k["threshold"] not in st.session_state:
+        st.session_state[k["scores_token"]] = fit_scores
         st.session_state[k["threshold"]] = percentile_threshold(fit_scores, st.session_state[k["percentile"]])
 
 
@@ -86,15 +87,20 @@ def scorer_controls(analysis: Analysis, scorer: str) -> Analysis:
                        f"Metric: {analysis.feature_scorer.metric_}; scale (median train distance): "
                        f"{analysis.feature_scorer.scale_:.4g}; exact search.")
         else:
-            c1, c2, c3 = st.columns([1, 1, 2])
+            c1, c2, c3 = st.columns([1, 1, 2], vertical_alignment="center")
             method = c1.selectbox("Method", ["entropy", "least_confidence"],
                                   index=["entropy", "least_confidence"].index(cfg.method), key="prediction_method")
-            adjust = c2.checkbox("Adjust by per-class confident thresholds", value=cfg.adjust,
-                                 key="prediction_adjust")
+            adjust = c2.checkbox("Adjust per class", value=cfg.adjust, key="prediction_adjust",
+                                 help="Subtract each class's confident threshold (the mean predicted probability of "
+                                      "the class over its own train items) before scoring, so that classes the "
+                                      "model is less sure of are not flagged wholesale.")
             new = ScoreConfig(k=cfg.k, t=cfg.t, method=method, adjust=adjust)
             C = getattr(analysis.classifier, "C", None)
-            c3.caption("pred_probs: " + (f"out-of-sample (stratified 5-fold) logistic regression, C={C:g} chosen "
-                                         "by cross-validated log loss." if C is not None else "given with the data."))
+            select = getattr(analysis.classifier, "cv_select_", None)
+            c3.caption("pred_probs: " + ("given with the data." if C is None else
+                                         f"out-of-sample (stratified k-fold) logistic regression, C={C:g}"
+                                         + (f" chosen by the cross-validated criterion `{select}`." if select
+                                            else ".")))
     return apply_score_config(new) if new != cfg else analysis
 
 
@@ -152,21 +158,25 @@ def evaluation(analysis: Analysis, scorer: str, m: dict) -> None:
                   "out of distribution": [m["tp"], m["fn"], m["tp"] + m["fn"]],
                   "in distribution": [m["fp"], m["tn"], m["fp"] + m["tn"]]})
     with right:
-        fpr, tpr = _roc(analysis, scorer)
-        st.plotly_chart(roc_figure(fpr, tpr, point=(m["fpr"], m["tpr"]), auroc=m["auroc"], height=300),
-                        key=f"{scorer}_roc", config={"displayModeBar": False})
+        st.plotly_chart(_roc_figure(analysis, scorer, m), key=f"{scorer}_roc", config={"displayModeBar": False})
 
 
-def _roc(analysis: Analysis, scorer: str) -> tuple[np.ndarray, np.ndarray]:
-    """ROC points depend only on the scores: computed once per score array."""
-    store = st.session_state.setdefault("_roc_points", {})
+def _roc_figure(analysis: Analysis, scorer: str, m: dict):
+    """The ROC curve with the current operating point. The curve depends only on the scores, so
+    the figure is built once per score array (kept in the session) and only the point moves."""
+    store = st.session_state.setdefault("_roc_figures", {})
     _, query_scores = analysis.scores(scorer)
-    key = (scorer, id(query_scores))
-    if key not in store:
-        store[key] = roc_points(query_scores, analysis.is_ood)
-        for old in [o for o in store if o[0] == scorer and o != key]:
-            del store[old]
-    return store[key]
+    entry = store.get(scorer)
+    if entry is None or entry[0] is not query_scores or entry[1] is not analysis.is_ood:
+        fpr, tpr = roc_points(query_scores, analysis.is_ood)
+        if len(fpr) > ROC_MAX_POINTS:  # drawn, not computed with: a few hundred points trace the curve
+            keep = np.unique(np.linspace(0, len(fpr) - 1, ROC_MAX_POINTS).round().astype(np.int64))
+            fpr, tpr = fpr[keep], tpr[keep]
+        figure = roc_figure(fpr, tpr, point=(m["fpr"], m["tpr"]), auroc=m["auroc"], height=300)
+        entry = store[scorer] = (query_scores, analysis.is_ood, figure)
+    figure = entry[2]
+    figure.data[-1].update(x=[m["fpr"]], y=[m["tpr"]])
+    return figure
 
 
 def grids(analysis: Analysis, scorer: str, fit_scores, query_scores, threshold: float) -> None:

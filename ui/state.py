@@ -25,12 +25,12 @@ logger = logging.getLogger(__name__)
 
 ANALYSIS_KEY = "analysis"  # session_state: the current Analysis
 RUN_KEY = "run_settings"  # session_state: the RunSettings it came from
+PENDING_KEY = "pending_run"  # session_state: RunSettings asked for on the Data page, not yet loaded
 DEFAULT_SOURCE = "digits"
 MAX_RUNS = 6  # runs kept in memory by the server process (least recently used dropped first)
 UPLOAD_SUFFIXES = (".zip", ".npz", ".npy")
 # Widgets whose value only makes sense for one dataset: cleared when another run is loaded.
 PER_RUN_WIDGET_KEYS = ("feature_k", "feature_t", "prediction_method", "prediction_adjust")
-
 
 
 def _leave_pages_directory_mode() -> None:
@@ -89,7 +89,7 @@ class RunJob:
     @property
     def text(self) -> str:
         if self.stage == "open":
-            return f"Opening {self.settings.label.lower()}…"
+            return f"Opening {self.settings.label}…"
         return f"{STAGE_LABELS.get(self.stage, self.stage)}: {self.done:,} / {self.total:,}"
 
 
@@ -136,6 +136,12 @@ class RunStore:
                     del self._jobs[job.settings]
         finally:
             job.finished.set()
+
+    def running(self, settings: RunSettings) -> bool:
+        """Whether the run for ``settings`` is being computed now."""
+        with self._guard:
+            job = self._jobs.get(settings)
+            return job is not None and not job.finished.is_set()
 
     def clear(self) -> None:
         with self._guard:
@@ -190,6 +196,33 @@ def set_analysis(settings: RunSettings, analysis: Analysis) -> None:
     st.session_state[ANALYSIS_KEY] = analysis
 
 
+def run_and_select(settings: RunSettings) -> Analysis:
+    """Load the run for ``settings`` (with a progress bar) and make it the session's current one.
+    If the user leaves the page meanwhile, the run goes on in the background and
+    :func:`adopt_finished_run` selects it once it is done."""
+    st.session_state[PENDING_KEY] = settings
+    try:
+        analysis = load_run(settings)
+    finally:
+        st.session_state.pop(PENDING_KEY, None)
+    set_analysis(settings, analysis)
+    return analysis
+
+
+def adopt_finished_run() -> None:
+    """Select a run asked for on the Data page that finished while the user was elsewhere."""
+    settings = st.session_state.get(PENDING_KEY)
+    if settings is None:
+        return
+    analysis = run_store().get(settings)
+    if analysis is not None:
+        st.session_state.pop(PENDING_KEY)
+        set_analysis(settings, analysis)
+        st.toast(f"Loaded {analysis.source}", icon=":material/check_circle:")
+    elif not run_store().running(settings):  # it failed: the Data page says why when run again
+        st.session_state.pop(PENDING_KEY)
+
+
 def current_analysis() -> Analysis | None:
     """The session's current analysis (None before the first run)."""
     return st.session_state.get(ANALYSIS_KEY)
@@ -230,7 +263,9 @@ def ensure_default_analysis() -> None:
 
 def sidebar_summary() -> None:
     """The loaded dataset, in two lines at the bottom of the sidebar."""
-    analysis = current_analysis()
+    analysis, pending = current_analysis(), st.session_state.get(PENDING_KEY)
+    if pending is not None:
+        st.sidebar.caption(f":material/hourglass_top: Computing: {pending.label}…")
     if analysis is None:
         return
     with st.sidebar:

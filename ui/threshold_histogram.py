@@ -67,6 +67,7 @@ widget already drawn in this run.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import os
@@ -79,7 +80,13 @@ import plotly
 import streamlit as st
 import streamlit.components.v1 as components
 
-from ui.figures import DEFAULT_LABELS, THRESHOLD_SHAPE_NAME, score_histogram_figure
+from ui.figures import (
+    DEFAULT_LABELS,
+    THRESHOLD_SHAPE_NAME,
+    histogram_x_range,
+    score_histogram_figure,
+    threshold_line_shape,
+)
 
 __all__ = ["threshold_histogram"]
 
@@ -91,6 +98,8 @@ _VENDOR_JS = Path("vendor") / "plotly.min.js"  # where index.html loads it from
 # session_state slot holding, per component key, the x of a drag that the
 # script has not yet returned (filled by the component's on_change).
 _PENDING_KEY = "_threshold_histogram_pending_drag"
+# session_state slot holding, per component key, the figure without its line (see _figure_json).
+_BASE_KEY = "_threshold_histogram_base_figure"
 
 
 def _is_current_copy(target: Path, source: os.stat_result) -> bool:
@@ -174,6 +183,30 @@ def _on_component_change(key: str, callback: Callable[[float], None] | None) -> 
         callback(x)
 
 
+def _figure_json(key, fit_scores, query_scores, threshold, percentile, labels, bins, height) -> str:
+    """The figure's JSON. The bars depend only on the scores, so the figure without its line is
+    built once per score arrays (plotly's validation is the slow part) and kept in the session;
+    each call then adds the line and the x range to a copy of that JSON."""
+    threshold = float(threshold)
+    if not math.isfinite(threshold):
+        raise ValueError(f"threshold must be finite, got {threshold}")
+    store = st.session_state.setdefault(_BASE_KEY, {})
+    entry = store.get(key)
+    params = (labels, bins, height)
+    if entry is None or entry[0] is not fit_scores or entry[1] is not query_scores or entry[2] != params:
+        base = score_histogram_figure(fit_scores, query_scores, None, labels=labels, bins=bins, height=height)
+        entry = store[key] = (fit_scores, query_scores, params, json.loads(base.to_json()))
+    base = entry[3]
+    layout = base["layout"]
+    x_lo, x_hi = histogram_x_range(*layout["meta"]["bin_range"], threshold)
+    figure = {
+        "data": base["data"],
+        "layout": {**layout, "xaxis": {**layout["xaxis"], "range": [x_lo, x_hi]},
+                   "shapes": [threshold_line_shape(threshold, percentile, x_lo, x_hi)]},
+    }
+    return json.dumps(figure)
+
+
 def threshold_histogram(
     fit_scores,
     query_scores,
@@ -213,17 +246,8 @@ def threshold_histogram(
         raise TypeError(f"on_change must be callable or None, got {type(on_change).__name__}")
     if threshold is None:
         raise ValueError("threshold must be a finite number, got None")
-    fig = score_histogram_figure(
-        fit_scores,
-        query_scores,
-        threshold,
-        percentile=percentile,
-        labels=labels,
-        bins=bins,
-        height=height,
-    )
     _component(
-        figure=fig.to_json(),
+        figure=_figure_json(key, fit_scores, query_scores, threshold, percentile, tuple(labels), bins, height),
         threshold=float(threshold),
         height=int(height),
         shape_name=THRESHOLD_SHAPE_NAME,
