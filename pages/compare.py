@@ -7,7 +7,7 @@ from ood_core.explain import QUADRANTS
 from ui.explain_views import QUADRANT_TITLES, score_scatter_figure
 from ui.grid import image_grid
 from ui.score_page import sync_threshold
-from ui.state import current_analysis
+from ui.state import require_analysis
 
 AUROC_TITLES = {"feature": "Feature score", "prediction": "Prediction score", "rank_average": "Rank average of both"}
 
@@ -15,10 +15,7 @@ st.title("Compare the two scores")
 st.write("Each test (query) image placed by its feature score and its prediction score, with both current "
          "thresholds: the corners hold the images both scorers flag, only one flags, or neither flags.")
 
-analysis = current_analysis()
-if analysis is None:
-    st.info("Load a dataset on the **Data & model** page first.")
-    st.stop()
+analysis = require_analysis()
 if "prediction" not in analysis.scorers:
     st.info("This dataset has only the feature score: the prediction score needs class labels on the train "
             "(fit) items (or precomputed pred_probs), so there is nothing to compare.")

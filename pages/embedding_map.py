@@ -10,7 +10,7 @@ from ood_core.explain import PROJECTION_TITLES, item_scores
 from ui.explain_views import MAX_MAP_POINTS, embedding_map_figure, selection_positions
 from ui.grid import image_grid
 from ui.score_page import sync_threshold
-from ui.state import current_analysis
+from ui.state import require_analysis
 
 CHART_KEY = "embedding_map_chart"
 GRID_MAX = 48
@@ -19,10 +19,7 @@ st.title("Embedding map")
 st.write("Every image placed by a 2-D projection of its embedding, coloured by its score, with flagged images "
          "as red-rimmed diamonds: draw a box or a lasso on the map to see the images inside it.")
 
-analysis = current_analysis()
-if analysis is None:
-    st.info("Load a dataset on the **Data & model** page first.")
-    st.stop()
+analysis = require_analysis()
 
 
 def identity(analysis) -> str:

@@ -6,7 +6,7 @@ from ood_core import explain_item, percentile_of, predicted_classes
 from ui.explain_views import neighbour_distance_figure, verdict
 from ui.grid import EXPLAIN_KEY, thumbnail, upscale
 from ui.score_page import sync_threshold
-from ui.state import current_analysis
+from ui.state import require_analysis
 
 SELECTED_KEY, PICK_KEY, TOKEN_KEY = "neighbours_selected", "neighbours_pick", "neighbours_token"
 
@@ -14,10 +14,7 @@ st.title("Why this one?")
 st.write("The feature score of an image is its mean distance to its nearest train (fit) images in embedding "
          "space: here are those neighbours, and the distance at which the current threshold starts flagging.")
 
-analysis = current_analysis()
-if analysis is None:
-    st.info("Load a dataset on the **Data & model** page first.")
-    st.stop()
+analysis = require_analysis()
 
 # Which item: one sent here by a grid's "Why?" button, else the one picked before, else the most atypical
 # test (query) image. The pick survives leaving the page; a new dataset starts again.

@@ -11,16 +11,13 @@ from ood_core.explain import flag_metrics
 from ui.explain_views import class_histograms_figure
 from ui.grid import image_grid
 from ui.score_page import sync_threshold
-from ui.state import current_analysis
+from ui.state import require_analysis
 
 st.title("Per class")
 st.write("The scores of each class's train (fit) images beside the test (query) images predicted as that class; "
          "optionally a threshold per class, at the same percentile taken within each class.")
 
-analysis = current_analysis()
-if analysis is None:
-    st.info("Load a dataset on the **Data & model** page first.")
-    st.stop()
+analysis = require_analysis()
 fit_labels = analysis.labels[analysis.fit_index]
 if np.any(fit_labels < 0) or len(np.unique(fit_labels)) < 2:
     st.info("The per-class view needs a class label on every train (fit) image, and at least 2 classes.")

@@ -17,7 +17,7 @@ from ood_core import percentile_of, percentile_threshold, rank_outliers, roc_poi
 from ood_core.analysis import SCORER_TITLES, Analysis, ScoreConfig, scores_table, threshold_card, threshold_view, to_csv
 from ui.figures import roc_figure
 from ui.grid import image_grid, listing_positions
-from ui.state import apply_score_config, current_analysis
+from ui.state import apply_score_config, require_analysis
 from ui.threshold_histogram import threshold_histogram
 
 DEFAULT_PERCENTILE = 5.0
@@ -228,10 +228,7 @@ def render(scorer: str, intro: str) -> None:
     """A score page, top to bottom."""
     st.title(SCORER_TITLES[scorer])
     st.write(intro)
-    analysis = current_analysis()
-    if analysis is None:
-        st.info("Load a dataset on the **Data & model** page first.")
-        st.stop()
+    analysis = require_analysis()
     if scorer not in analysis.scorers:
         st.info("This dataset has no prediction score: it needs class labels on the train (fit) items "
                 "(at least 2 classes with 2 items each), or precomputed pred_probs. The feature score works "

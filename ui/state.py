@@ -228,6 +228,15 @@ def current_analysis() -> Analysis | None:
     return st.session_state.get(ANALYSIS_KEY)
 
 
+def require_analysis() -> Analysis:
+    """A page's guard: the session's analysis, or a pointer to the Data page and a stop."""
+    analysis = current_analysis()
+    if analysis is None:
+        st.info("Load a dataset on the **Data & model** page first.")
+        st.stop()
+    return analysis
+
+
 def current_settings() -> RunSettings | None:
     """The RunSettings of the session's current analysis."""
     return st.session_state.get(RUN_KEY)
