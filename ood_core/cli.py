@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("embed", help="embed a source's images into a .npz of features")
     p.add_argument("source", help="image folder, .zip of images, or a built-in source (digits, cifar10-demo)")
-    p.add_argument("--out", required=True, help="output .npz (keys: features, ids, labels, class_names, ...)")
+    p.add_argument("--out", required=True,
+                   help="output .npz (keys: features, ids, labels (-1 unknown), class_names; split and is_ood "
+                        "when the source has them)")
     _add_embed_args(p)
 
     p = sub.add_parser("score", help="score query features against fit features (.npz from `embed`)")
@@ -138,17 +140,21 @@ def _report(analysis: Analysis, percentile: float, out: str) -> None:
 def _cmd_embed(args) -> int:
     from .cache import cached_embed
     from .catalog import open_source
+    from .embedder import drop_failed
     from .sources import ArraySet
 
     source = open_source(args.source)
     if isinstance(source, ArraySet):
         raise ValueError(f"{args.source} already holds features; `embed` needs images")
     bars = _Bars(not args.quiet)
-    features, hit = cached_embed(_embedder(args), source, cache_dir=args.cache_dir,
+    embedder = _embedder(args)
+    features, hit = cached_embed(embedder, source, cache_dir=args.cache_dir,
                                  progress=lambda d, t: bars("embed", d, t))
     bars.close()
+    source, features = drop_failed(source, features, embedder.failures_)  # undecodable images
+    # ids are the images' relative paths inside the folder or zip
     arrays = {"features": features, "ids": np.asarray(source.ids, dtype=str),
-              "paths": np.asarray(source.paths, dtype=str), "labels": np.asarray(source.labels, dtype=np.int64),
+              "labels": np.asarray(source.labels, dtype=np.int64),
               "class_names": np.asarray(source.class_names, dtype=str)}
     if source.split is not None:
         arrays["split"] = np.asarray(source.split, dtype=str)

@@ -62,3 +62,27 @@ def test_help_lists_every_subcommand():
         assert cmd in text
     out = subprocess.run([sys.executable, "-m", "ood_core", "score", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--percentile" in out.stdout and "(default: 5)" in out.stdout
+
+
+def test_embed_then_score_a_folder_end_to_end(write_tree, tmp_path, capsys, monkeypatch):
+    """`embed` writes the documented keys, skips what is not an image, and its output scores."""
+    monkeypatch.setenv("OOD_CACHE_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    files = {f"{c}/{i}.png": tuple(int(v) for v in rng.integers(0, 255, 3)) for c in ("red", "blue") for i in range(4)}
+    files["notes.txt"] = b"not an image"
+    folder = write_tree(files)
+    out = tmp_path / "feats.npz"
+    assert main(["-q", "embed", str(folder), "--out", str(out), "--image-size", "32", "--batch-size", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert "embedded 8 images" in printed and "1 skipped" in printed and "notes.txt" in printed
+    with np.load(out, allow_pickle=False) as data:
+        assert data["features"].shape == (8, 1280) and data["features"].dtype == np.float32
+        assert list(data["class_names"]) == ["blue", "red"]
+        np.testing.assert_array_equal(data["labels"], [0, 0, 0, 0, 1, 1, 1, 1])
+        assert list(data["ids"])[0] == "blue/0.png"
+    # a second embed of the same folder is read from the cache
+    assert main(["-q", "embed", str(folder), "--out", str(out), "--image-size", "32"]) == 0
+    assert "from the cache" in capsys.readouterr().out
+    csv_out = tmp_path / "s.csv"
+    assert main(["-q", "score", "--fit", str(out), "--query", str(out), "--k", "3", "--out", str(csv_out)]) == 0
+    assert len(list(csv.DictReader(csv_out.open()))) == 16
