@@ -30,7 +30,7 @@ ways (``percentile_threshold`` is ``ood_core.thresholds.percentile_threshold``):
 
     import numpy as np
     import streamlit as st
-    from ood_core.thresholds import percentile_threshold
+    from ood_core import percentile_of, percentile_threshold
     from ui.threshold_histogram import threshold_histogram
 
     @st.fragment
@@ -45,8 +45,7 @@ ways (``percentile_threshold`` is ``ood_core.thresholds.percentile_threshold``):
 
         def on_drag(x):  # line dragged -> threshold and percentile
             st.session_state.fs_threshold = x
-            st.session_state.fs_percentile = round(
-                float(np.mean(fit_scores < x) * 100), 2)
+            st.session_state.fs_percentile = round(percentile_of(fit_scores, x), 2)
 
         threshold_histogram(
             fit_scores, query_scores, st.session_state.fs_threshold,
