@@ -7,7 +7,7 @@ import streamlit as st
 st.set_page_config(page_title="Outlier explorer", page_icon=":material/query_stats:", layout="wide")
 
 from ui.grid import GRID_CSS  # noqa: E402  (after set_page_config)
-from ui.state import adopt_finished_run, ensure_default_analysis, sidebar_summary  # noqa: E402
+from ui.session import adopt_finished_run, ensure_default_analysis, sidebar_summary  # noqa: E402
 
 pages = [
     st.Page("pages/data.py", title="Data & model", icon=":material/dataset:", default=True),

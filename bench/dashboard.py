@@ -63,8 +63,7 @@ class NoiseImages:
 
 def synthetic_analysis(n_fit: int = 40_000, n_query: int = 10_000, seed: int = 0):
     """An Analysis with beta-distributed scores for both scorers and noise images."""
-    from ood_core import FeatureScorer, ImageSet
-    from ood_core.analysis import Analysis, ScoreConfig
+    from ood_core import Analysis, FeatureScorer, ImageSet, ScoreConfig
 
     rng = np.random.default_rng(seed)
     n = n_fit + n_query
@@ -84,7 +83,7 @@ def synthetic_analysis(n_fit: int = 40_000, n_query: int = 10_000, seed: int = 0
 
     fit_feature, fit_pred = scores(n_fit), scores(n_fit)
     return Analysis(
-        source=f"synthetic ({n_fit:,} fit / {n_query:,} query)", embed_config={}, items=items, ids=ids, paths=ids,
+        run_id=f"synthetic-{n}-{seed}", source=f"synthetic ({n_fit:,} fit / {n_query:,} query)", embed_config={}, items=items, ids=ids, paths=ids,
         labels=labels, class_names=items.class_names, fit_index=np.arange(n_fit), query_index=np.arange(n_fit, n),
         features=np.zeros((n, 1), np.float32), is_ood=is_ood, score_config=ScoreConfig(),
         feature_scorer=FeatureScorer(), fit_feature_scores=fit_feature, query_feature_scores=scores(n_query, is_ood),
@@ -96,9 +95,9 @@ def cifar_analysis():
     """The CIFAR-10 demo analysis (features from the disk cache once embedded), or None."""
     if not os.environ.get("OOD_CIFAR10"):
         return None
-    from ood_core import Embedder, cifar10, demo_split, run_analysis
+    from ood_core import analyze
 
-    return run_analysis(demo_split(cifar10()), Embedder())
+    return analyze("cifar10-demo")
 
 
 def time_threshold_changes(analysis, scorer: str, listing: str, repeats: int) -> tuple[list[float], list[float]]:

@@ -1,25 +1,32 @@
-"""ood_core: outlier scores for image datasets (KNN on embeddings, predicted-probability scores)."""
-from .analysis import Analysis, ScoreConfig, rescore, run_analysis
-from .cache import cached_embed, default_cache_dir
-from .catalog import list_sources, open_source
-from .embedder import EmbedConfig, Embedder, drop_failed, resolve_embed_config
+"""ood_core: outlier scores for image datasets (KNN on embeddings, predicted-probability scores).
+
+The front door is :func:`analyze`: a source in, an immutable :class:`Analysis` out::
+
+    import ood_core
+    analysis = ood_core.analyze("digits")
+    view = analysis.threshold_view("feature", percentile=5)
+
+The estimators, thresholds and explain functions below work on plain arrays as well.
+"""
+from ._analyze import analyze
+from .analysis import SCORERS, Analysis, ScoreConfig, ThresholdView
+from .cache import default_cache_dir
+from .embedder import Embedder
 from .explain import (
+    PROJECTION_TITLES,
+    QUADRANTS,
     compare_auroc,
-    explain_item,
     explain_neighbours,
-    flag_metrics,
     flag_per_class,
-    item_scores,
     per_class_counts,
     per_class_thresholds,
-    predicted_classes,
     project_2d,
     quadrants,
     rank_average,
     rank_average_fit_query,
 )
 from .pred_probs import out_of_sample_pred_probs
-from .scorers import FeatureScorer, PredProbScorer
+from .scorers import PRED_SCORE_METHODS, FeatureScorer, PredProbScorer
 from .sources import (
     ANIMALS,
     CIFAR10_CLASSES,
@@ -30,56 +37,26 @@ from .sources import (
     digits,
     image_folder,
     image_zip,
+    list_sources,
     load_arrays,
+    open_source,
 )
+from .thresholds import flag, flag_metrics, ood_metrics, percentile_of, percentile_threshold, rank_outliers, roc_points
+from .uploads import UPLOAD_SUFFIXES, save_upload
 from .weights import WeightsUnavailableError, list_weights
-from .thresholds import flag, ood_metrics, percentile_of, percentile_threshold, rank_outliers, roc_points
 
 __all__ = [
-    "ImageSet",
-    "ArraySet",
-    "image_folder",
-    "image_zip",
-    "cifar10",
-    "demo_split",
-    "digits",
-    "load_arrays",
-    "ANIMALS",
-    "CIFAR10_CLASSES",
-    "open_source",
-    "list_sources",
-    "Embedder",
-    "EmbedConfig",
-    "resolve_embed_config",
-    "drop_failed",
-    "cached_embed",
-    "default_cache_dir",
-    "WeightsUnavailableError",
-    "list_weights",
-    "Analysis",
-    "ScoreConfig",
-    "run_analysis",
-    "rescore",
-    "FeatureScorer",
-    "PredProbScorer",
-    "out_of_sample_pred_probs",
-    "percentile_threshold",
-    "percentile_of",
-    "flag",
-    "rank_outliers",
-    "ood_metrics",
-    "roc_points",
-    "explain_neighbours",
-    "explain_item",
-    "project_2d",
-    "quadrants",
-    "rank_average",
-    "rank_average_fit_query",
-    "compare_auroc",
-    "per_class_thresholds",
-    "flag_per_class",
-    "per_class_counts",
-    "predicted_classes",
-    "item_scores",
-    "flag_metrics",
+    # run the whole flow
+    "analyze", "Analysis", "ScoreConfig", "ThresholdView", "SCORERS",
+    # data
+    "open_source", "list_sources", "ImageSet", "ArraySet", "image_folder", "image_zip", "cifar10",
+    "demo_split", "digits", "load_arrays", "ANIMALS", "CIFAR10_CLASSES", "save_upload", "UPLOAD_SUFFIXES",
+    # embedding
+    "Embedder", "list_weights", "WeightsUnavailableError", "default_cache_dir",
+    # scores, thresholds, metrics
+    "FeatureScorer", "PredProbScorer", "PRED_SCORE_METHODS", "out_of_sample_pred_probs",
+    "percentile_threshold", "percentile_of", "flag", "rank_outliers", "ood_metrics", "roc_points", "flag_metrics",
+    # explain and compare
+    "explain_neighbours", "project_2d", "PROJECTION_TITLES", "quadrants", "QUADRANTS", "rank_average",
+    "rank_average_fit_query", "compare_auroc", "per_class_thresholds", "flag_per_class", "per_class_counts",
 ]

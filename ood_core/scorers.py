@@ -6,8 +6,11 @@ from typing import Callable
 
 import numpy as np
 
-from ._validation import check_fitted, check_labels, check_matrix, check_pred_probs, check_same_length
-from .neighbors import knn, prepare, resolve_device, resolve_metric
+from ._device import resolve_device
+from ._progress import StepProgress
+from ._validation import (check_fitted, check_int, check_labels, check_matrix, check_number, check_pred_probs,
+                          check_same_length)
+from .neighbors import knn, prepare, resolve_metric
 
 # Distances below these count as zero and score exactly 1 (SCORING.md section 1).
 ZERO_DISTANCE_TOL = {"cosine": 100 * 1.1e-16, "euclidean": float(np.sqrt(100 * 2.2e-16))}
@@ -44,22 +47,24 @@ class FeatureScorer:
         self.block_size = block_size
 
     def _check_params(self, n_fit: int) -> int:
-        if not isinstance(self.t, (int, float)) or isinstance(self.t, bool) or not self.t > 0:
+        if not check_number(self.t, "t") > 0:
             raise ValueError(f"t must be a positive number; got {self.t!r}")
         if n_fit < 2:
             raise ValueError(f"X needs at least 2 rows to fit a nearest-neighbour scorer; got {n_fit}")
         if self.k is None:
             return min(DEFAULT_K, n_fit - 1)
-        if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1:
-            raise ValueError(f"k must be a positive integer or None; got {self.k!r}")
-        if self.k >= n_fit:
+        try:
+            k = check_int(self.k, "k", 1)
+        except ValueError:
+            raise ValueError(f"k must be a positive integer or None; got {self.k!r}") from None
+        if k >= n_fit:
             raise ValueError(
-                f"k={self.k} must be smaller than the number of fit rows ({n_fit}): each row's "
+                f"k={k} must be smaller than the number of fit rows ({n_fit}): each row's "
                 f"own entry is excluded, so at most {n_fit - 1} neighbours exist"
             )
-        return int(self.k)
+        return k
 
-    def fit(self, X, progress: Callable[[int, int], None] | None = None) -> "FeatureScorer":
+    def fit(self, X, progress: StepProgress | None = None) -> "FeatureScorer":
         """Learn the fit set, its neighbour distances and the scale ``scale_``."""
         X = check_matrix(X, "X")
         self.k_ = self._check_params(X.shape[0])
@@ -92,7 +97,7 @@ class FeatureScorer:
         return X
 
     def kneighbors(self, X=None, k: int | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   progress: StepProgress | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Distances and indices of the nearest fit rows, each row sorted by distance.
 
         ``X=None`` means the fit set itself, each row's own entry excluded (answered from what
@@ -100,31 +105,28 @@ class FeatureScorer:
         """
         check_fitted(self, "fit_scores_")
         limit = self.n_fit_ - 1 if X is None else self.n_fit_
-        if k is None:
-            k = self.k_
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 or k > limit:
-            raise ValueError(f"k must be an integer in 1..{limit} for this query; got {k!r}")
+        k = self.k_ if k is None else check_int(k, "k", 1, limit)
         if X is None:
             if k <= self.k_:
                 dist, idx = self._fit_neighbors
                 return dist[:, :k].copy(), idx[:, :k].copy()
-            return knn(self._fit_rows, int(k), self.metric_, block_size=self.block_size, progress=progress)
+            return knn(self._fit_rows, k, self.metric_, block_size=self.block_size, progress=progress)
         X = self._check_query(X)
         # Queries are searched in the fit set's precision (float32 stays float32).
         Q = prepare(X.astype(self._fit_dtype, copy=False), self.metric_, self.device_)
-        return knn(self._fit_rows, int(k), self.metric_, query=Q, block_size=self.block_size, progress=progress)
+        return knn(self._fit_rows, k, self.metric_, query=Q, block_size=self.block_size, progress=progress)
 
-    def mean_distances(self, X, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    def mean_distances(self, X, progress: StepProgress | None = None) -> np.ndarray:
         """Mean distance of each row of ``X`` to its ``k_`` nearest fit rows."""
         check_fitted(self, "fit_scores_")
         dist, _ = self.kneighbors(X, self.k_, progress=progress)
         return dist.astype(np.float64).mean(axis=1)
 
-    def score(self, X, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    def score(self, X, progress: StepProgress | None = None) -> np.ndarray:
         """Scores of new rows against the fit set (nothing excluded), in [0, 1]."""
         return self._to_scores(self.mean_distances(X, progress=progress))
 
-    def fit_score(self, X, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    def fit_score(self, X, progress: StepProgress | None = None) -> np.ndarray:
         """Fit on ``X`` and return its scores (each row's own entry excluded)."""
         return self.fit(X, progress=progress).fit_scores_.copy()
 
@@ -151,6 +153,8 @@ PRED_PROB_METHODS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "entropy": _entropy_score,
     "least_confidence": _least_confidence_score,
 }
+# The prediction-score methods, in display order (for validation, the CLI and the UI).
+PRED_SCORE_METHODS: tuple[str, ...] = tuple(PRED_PROB_METHODS)
 
 
 def confident_thresholds(pred_probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -186,8 +190,8 @@ class PredProbScorer:
         self.adjust = adjust
 
     def _check_params(self) -> None:
-        if self.method not in PRED_PROB_METHODS:
-            raise ValueError(f"method must be one of {sorted(PRED_PROB_METHODS)}; got {self.method!r}")
+        if self.method not in PRED_SCORE_METHODS:
+            raise ValueError(f"method must be one of {list(PRED_SCORE_METHODS)}; got {self.method!r}")
         if not isinstance(self.adjust, (bool, np.bool_)):
             raise TypeError(f"adjust must be True or False; got {self.adjust!r}")
 

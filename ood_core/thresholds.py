@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import check_same_length, check_vector
+from ._validation import check_int, check_number, check_same_length, check_vector
 
 
 def percentile_threshold(fit_scores, percentile: float) -> float:
     """``numpy.percentile(fit_scores, percentile)`` (linear). Items scoring strictly below it are flagged."""
     s = check_vector(fit_scores, "fit_scores")
-    if isinstance(percentile, bool) or not isinstance(percentile, (int, float, np.number)) \
-            or not 0 <= float(percentile) <= 100:
+    try:
+        p = check_number(percentile, "percentile")
+    except ValueError:
+        p = float("nan")
+    if not 0 <= p <= 100:
         raise ValueError(f"percentile must be a number in [0, 100]; got {percentile!r}")
-    return float(np.percentile(s, float(percentile)))
+    return float(np.percentile(s, p))
 
 
 def flag(scores, threshold: float) -> np.ndarray:
@@ -34,8 +37,7 @@ def rank_outliers(scores, threshold: float | None = None, n: int = 15) -> dict[s
     threshold). Ties are broken by index, ascending.
     """
     s = check_vector(scores, "scores", min_len=0)
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"n must be a non-negative integer; got {n!r}")
+    n = check_int(n, "n", 0)
     idx = np.arange(len(s))
     ascending = np.lexsort((idx, s))
     descending = np.lexsort((idx, -s))
@@ -76,7 +78,7 @@ def _check_eval(scores, is_ood) -> tuple[np.ndarray, np.ndarray]:
 
 def ood_metrics(scores, is_ood, threshold: float | None = None) -> dict[str, float]:
     """AUROC and FPR at 95% TPR ("out" positive, ``-score`` as output), and at ``threshold``
-    (flagged = score < threshold) the TPR, FPR, precision and confusion counts.
+    (flagged = score < threshold) the TPR, FPR, precision and confusion counts (:func:`flag_metrics`).
 
     Precision is NaN when nothing is flagged.
     """
@@ -92,16 +94,33 @@ def ood_metrics(scores, is_ood, threshold: float | None = None) -> dict[str, flo
         "n_out": int(truth.sum()),
     }
     if threshold is not None:
-        flagged = s < float(threshold)
-        tp = int(np.count_nonzero(flagged & truth))
-        fp = int(np.count_nonzero(flagged & ~truth))
-        fn = int(np.count_nonzero(~flagged & truth))
-        tn = int(np.count_nonzero(~flagged & ~truth))
-        result.update(
-            threshold=float(threshold),
-            tpr=tp / (tp + fn),
-            fpr=fp / (fp + tn),
-            precision=tp / (tp + fp) if tp + fp else float("nan"),
-            tp=tp, fp=fp, tn=tn, fn=fn,
-        )
+        counts = flag_metrics(s < float(threshold), truth)
+        result["threshold"] = float(threshold)
+        result.update({key: counts[key] for key in ("tpr", "fpr", "precision", "tp", "fp", "tn", "fn")})
     return result
+
+
+def flag_metrics(flagged, is_ood) -> dict[str, float]:
+    """Confusion counts of a flag mask against the known truth ("out" positive), also for flags
+    that do not come from one threshold (e.g. :func:`ood_core.explain.flag_per_class`).
+
+    Returns ``flagged``, ``tp``, ``fp``, ``tn``, ``fn`` (ints) and ``tpr``, ``fpr``,
+    ``precision`` (floats; NaN when their denominator is 0), as :func:`ood_metrics` reports them.
+    """
+    f = np.asarray(flagged)
+    t = np.asarray(is_ood)
+    if f.ndim != 1 or f.dtype != bool:
+        raise ValueError(f"flagged must be a 1-D boolean array; got dtype {f.dtype}, shape {f.shape}")
+    if t.ndim != 1 or t.dtype != bool:
+        raise ValueError(f"is_ood must be a 1-D boolean array; got dtype {t.dtype}, shape {t.shape}")
+    check_same_length(f, "flagged", t, "is_ood")
+    tp = int(np.count_nonzero(f & t))
+    fp = int(np.count_nonzero(f & ~t))
+    fn = int(np.count_nonzero(~f & t))
+    tn = int(np.count_nonzero(~f & ~t))
+
+    def ratio(a: int, b: int) -> float:
+        return a / b if b else float("nan")
+
+    return {"flagged": tp + fp, "tp": tp, "fp": fp, "tn": tn, "fn": fn,
+            "tpr": ratio(tp, tp + fn), "fpr": ratio(fp, fp + tn), "precision": ratio(tp, tp + fp)}

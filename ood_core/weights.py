@@ -15,8 +15,6 @@ a path
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -25,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
 
-logger = logging.getLogger(__name__)
+from ood_core._files import file_digest
 
 BUNDLED_MODEL = "tf_efficientnet_lite0"
 PATH_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
@@ -60,11 +58,8 @@ def list_weights() -> list[str]:
 
 @lru_cache(maxsize=32)
 def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """SHA-256 of a weights file, remembered while its size and mtime stay the same."""
+    return file_digest(path)
 
 
 def _short_hash(path: Path) -> str:

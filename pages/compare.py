@@ -2,12 +2,10 @@
 import numpy as np
 import streamlit as st
 
-from ood_core import compare_auroc, percentile_of, quadrants, rank_average_fit_query
-from ood_core.explain import QUADRANTS
+import ood_core
 from ui.explain_views import QUADRANT_TITLES, score_scatter_figure
 from ui.grid import image_grid
-from ui.score_page import sync_threshold
-from ui.state import require_analysis
+from ui.session import require_analysis, sync_threshold
 
 AUROC_TITLES = {"feature": "Feature score", "prediction": "Prediction score", "rank_average": "Rank average of both"}
 
@@ -25,27 +23,23 @@ show_fit = False
 if not analysis.same_set:
     show_fit = st.toggle("Show the train (fit) images too (grey)", key="compare_show_fit")
 
-thresholds = {}
-for scorer in ("feature", "prediction"):
-    fit_scores = analysis.scores(scorer)[0]
-    sync_threshold(scorer, fit_scores)
-    thresholds[scorer] = float(st.session_state[f"{scorer}_threshold"])
+thresholds = {scorer: sync_threshold(analysis, scorer) for scorer in ("feature", "prediction")}
 st.caption("Thresholds from the score pages (move them there): " + " · ".join(
-    f"{scorer} {t:.4f} (flags {percentile_of(analysis.scores(scorer)[0], t):.1f}% of train)"
+    f"{scorer} {t:.4f} (flags {ood_core.percentile_of(analysis.scores(scorer)[0], t):.1f}% of train)"
     for scorer, t in thresholds.items()))
 
-q = quadrants(analysis.query_feature_scores, analysis.query_pred_scores,
+q = ood_core.quadrants(analysis.query_feature_scores, analysis.query_pred_scores,
               thresholds["feature"], thresholds["prediction"])
-_, combined = rank_average_fit_query([analysis.fit_feature_scores, analysis.fit_pred_scores],
+_, combined = ood_core.rank_average_fit_query([analysis.fit_feature_scores, analysis.fit_pred_scores],
                                      [analysis.query_feature_scores, analysis.query_pred_scores])
 auroc = None
 if analysis.is_ood is not None:
-    auroc = compare_auroc(analysis.is_ood, feature=analysis.query_feature_scores,
+    auroc = ood_core.compare_auroc(analysis.is_ood, feature=analysis.query_feature_scores,
                           prediction=analysis.query_pred_scores, rank_average=combined)
 
 # ---- counts and the scatter
 cols = st.columns(5)
-for col, name in zip(cols, QUADRANTS):
+for col, name in zip(cols, ood_core.QUADRANTS):
     col.metric(QUADRANT_TITLES[name], f"{q['counts'][name]:,}")
 cols[4].metric("Spearman correlation", "—" if np.isnan(q["spearman"]) else f"{q['spearman']:.3f}")
 st.plotly_chart(
@@ -71,7 +65,7 @@ if auroc is not None:
 # ---- the images in each quadrant
 st.subheader("Images in each corner")
 c1, c2 = st.columns([3, 1])
-chosen = c1.segmented_control("Corner", QUADRANTS, format_func=QUADRANT_TITLES.get, default="both",
+chosen = c1.segmented_control("Corner", ood_core.QUADRANTS, format_func=QUADRANT_TITLES.get, default="both",
                               key="compare_quadrant") or "both"
 n_show = c2.number_input("Images per grid", min_value=4, max_value=96, value=16, step=4, key="compare_grid_size")
 # Each corner is ordered by the score that flags it: the rank average where both or neither do.

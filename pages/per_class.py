@@ -4,14 +4,11 @@ import warnings
 import numpy as np
 import streamlit as st
 
-from ood_core import (flag_per_class, per_class_counts, per_class_thresholds, percentile_of, percentile_threshold,
-                      predicted_classes)
-from ood_core.analysis import SCORER_TITLES
-from ood_core.explain import flag_metrics
+import ood_core
+from ood_core import flag_metrics, flag_per_class, per_class_counts, per_class_thresholds, percentile_threshold
 from ui.explain_views import class_histograms_figure
 from ui.grid import image_grid
-from ui.score_page import sync_threshold
-from ui.state import require_analysis
+from ui.session import require_analysis, sync_threshold, threshold_keys
 
 st.title("Per class")
 st.write("The scores of each class's train (fit) images beside the test (query) images predicted as that class; "
@@ -23,15 +20,15 @@ if np.any(fit_labels < 0) or len(np.unique(fit_labels)) < 2:
     st.info("The per-class view needs a class label on every train (fit) image, and at least 2 classes.")
     st.stop()
 
-predicted = predicted_classes(analysis)
+predicted = analysis.predicted_classes()
 c1, c2, c3 = st.columns(3)
-scorer = c1.selectbox("Score", analysis.scorers, format_func=SCORER_TITLES.get, key="per_class_scorer")
+scorer = c1.selectbox("Score", analysis.scorers, format_func=ood_core.SCORERS.get, key="per_class_scorer")
 fit_scores, query_scores = analysis.scores(scorer)
-sync_threshold(scorer, fit_scores)
+threshold = sync_threshold(analysis, scorer)
 # Start from the score page's percentile (its threshold's share of train scores when that is gone).
-current = st.session_state.get(f"{scorer}_percentile")
-if current is None or percentile_threshold(fit_scores, current) != st.session_state[f"{scorer}_threshold"]:
-    current = percentile_of(fit_scores, float(st.session_state[f"{scorer}_threshold"]))
+current = st.session_state.get(threshold_keys(scorer)[0])
+if current is None or percentile_threshold(fit_scores, current) != threshold:
+    current = ood_core.percentile_of(fit_scores, threshold)
 percentile = c2.number_input("Percentile (of all train scores, or within each class)", min_value=0.0,
                              max_value=100.0, value=round(current, 2), step=0.5, format="%.2f",
                              key=f"per_class_percentile_{scorer}")

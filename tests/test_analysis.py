@@ -1,4 +1,4 @@
-"""run_analysis / rescore / exports on precomputed arrays (no embedding needed)."""
+"""analyze / Analysis.rescore / exports on precomputed arrays (no embedding needed)."""
 import csv
 import io
 import json
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ood_core import FeatureScorer, PredProbScorer, out_of_sample_pred_probs, percentile_threshold
-from ood_core.analysis import ScoreConfig, rescore, run_analysis, scores_table, threshold_card, threshold_view, to_csv
+from ood_core import ScoreConfig, analyze
 from ood_core.sources import ArraySet
 
 
@@ -29,9 +29,9 @@ def _arrays(split=True, seed=0):
     )
 
 
-def test_run_analysis_matches_the_scorers_used_directly():
+def test_analyze_matches_the_scorers_used_directly():
     src = _arrays()
-    a = run_analysis(src)
+    a = analyze(src)
     X_fit, X_q = src.features[:120], src.features[120:]
     fs = FeatureScorer().fit(X_fit)
     np.testing.assert_allclose(a.fit_feature_scores, fs.fit_scores_)
@@ -45,47 +45,47 @@ def test_run_analysis_matches_the_scorers_used_directly():
 
 
 def test_planted_outliers_are_found_by_both_scorers():
-    a = run_analysis(_arrays())
+    a = analyze(_arrays())
     for scorer in a.scorers:
-        view = threshold_view(a, scorer, percentile=5)
+        view = a.threshold_view(scorer, percentile=5)
         assert view.metrics["auroc"] > 0.9, scorer
 
 
 def test_rescore_refits_only_what_changed():
-    a = run_analysis(_arrays())
-    b = rescore(a, ScoreConfig(k=3))
+    a = analyze(_arrays())
+    b = a.rescore(ScoreConfig(k=3))
     assert b.feature_scorer.k_ == 3 and b.pred_scorer is a.pred_scorer
     assert b.fit_pred_probs is a.fit_pred_probs  # the classifier is never refitted
-    c = rescore(b, ScoreConfig(k=3, method="least_confidence", adjust=False))
+    c = b.rescore(ScoreConfig(k=3, method="least_confidence", adjust=False))
     assert c.feature_scorer is b.feature_scorer
     np.testing.assert_allclose(c.fit_pred_scores, a.fit_pred_probs.max(axis=1))
 
 
 def test_same_set_when_the_source_has_no_split():
-    a = run_analysis(_arrays(split=False))
+    a = analyze(_arrays(split=False))
     assert a.same_set and a.is_ood is None
     np.testing.assert_array_equal(a.fit_feature_scores, a.query_feature_scores)
 
 
 def test_threshold_view_counts_and_export_payloads_agree():
-    a = run_analysis(_arrays())
-    view = threshold_view(a, "feature", percentile=10)
+    a = analyze(_arrays())
+    view = a.threshold_view("feature", percentile=10)
     assert view.threshold == percentile_threshold(a.fit_feature_scores, 10)
     assert view.fit_flagged == int((a.fit_feature_scores < view.threshold).sum()) == 12
-    rows = list(csv.DictReader(io.StringIO(to_csv(scores_table(a, {"feature": view.threshold})))))
+    rows = list(csv.DictReader(io.StringIO(a.scores_csv({"feature": view.threshold}))))
     assert len(rows) == 160
     query_rows = [r for r in rows if r["set"] == "query"]
     np.testing.assert_allclose([float(r["feature_score"]) for r in query_rows], a.query_feature_scores, rtol=0,
                                atol=0)
     assert sum(r["feature_flagged"] == "True" for r in query_rows) == view.query_flagged
-    card = json.loads(json.dumps(threshold_card(a, view)))
+    card = json.loads(json.dumps(a.threshold_card(view)))
     assert card["threshold"] == view.threshold and card["query"]["flagged"] == view.query_flagged
     assert card["scorer_params"]["k"] == 10 and card["metrics"]["auroc"] == pytest.approx(view.metrics["auroc"])
 
 
 def test_threshold_view_needs_one_of_percentile_or_threshold():
-    a = run_analysis(_arrays())
+    a = analyze(_arrays())
     with pytest.raises(ValueError, match="exactly one of percentile or threshold"):
-        threshold_view(a, "feature")
+        a.threshold_view("feature")
     with pytest.raises(ValueError, match="scorer must be one of"):
         a.scores("knn")

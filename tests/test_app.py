@@ -22,7 +22,7 @@ from PIL import Image
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-import ood_core.analysis  # noqa: E402
+import ood_core._analyze  # noqa: E402
 from ood_core import FeatureScorer, percentile_of, percentile_threshold, rank_outliers  # noqa: E402
 from ood_core.embedder import Embedder  # noqa: E402
 
@@ -52,7 +52,7 @@ def navigation_like_the_server(monkeypatch):
 
     With a ``pages/`` folder beside app.py, Streamlit starts in its old "pages directory" mode
     until a script calls ``st.navigation``; the server leaves it for good on the first run
-    (ui.state sees to that), but AppTest re-enters it on every run and would then run a page
+    (ui.session sees to that), but AppTest re-enters it on every run and would then run a page
     file alone after ``switch_page``. Keep it off, as in the server.
     """
     from streamlit.runtime.pages_manager import PagesManager
@@ -185,7 +185,7 @@ def test_scorer_settings_refit_only_their_scorer_and_keep_the_percentile(at):
     at.switch_page("pages/feature_scores.py").run()
     at.number_input(key="feature_percentile_input").set_value(10.0).run()
     before = at.session_state["analysis"]
-    at.number_input(key="feature_k").set_value(3).run()
+    at.number_input(key=f"feature_k:{before.run_id}").set_value(3).run()  # scorer widgets are keyed by the run
     after = at.session_state["analysis"]
     assert (after.score_config.k, after.feature_scorer.k_) == (3, 3)
     assert after.features is before.features and after.fit_pred_probs is before.fit_pred_probs
@@ -195,7 +195,7 @@ def test_scorer_settings_refit_only_their_scorer_and_keep_the_percentile(at):
     assert metrics(at)["Threshold (score)"] == f"{threshold:.4f}"
 
     at.switch_page("pages/prediction_scores.py").run()
-    at.selectbox(key="prediction_method").set_value("least_confidence").run()
+    at.selectbox(key=f"prediction_method:{after.run_id}").set_value("least_confidence").run()
     assert not at.exception
     final = at.session_state["analysis"]
     assert final.score_config.method == "least_confidence" and final.fit_feature_scores is after.fit_feature_scores
@@ -243,7 +243,7 @@ def test_moving_the_threshold_never_recomputes_embeddings_neighbours_or_pred_pro
     monkeypatch.setattr(FeatureScorer, "fit", recomputed)
     monkeypatch.setattr(FeatureScorer, "score", recomputed)
     monkeypatch.setattr(FeatureScorer, "kneighbors", recomputed)
-    monkeypatch.setattr(ood_core.analysis, "out_of_sample_pred_probs", recomputed)
+    monkeypatch.setattr(ood_core._analyze, "out_of_sample_pred_probs", recomputed)
     monkeypatch.setattr(Embedder, "embed", recomputed)
     before = metrics(at)["Test (query) flagged"]
     at.number_input(key="feature_percentile_input").set_value(30.0).run()
@@ -365,7 +365,8 @@ def test_the_cifar_demo_without_ood_cifar10_explains_how_to_set_it(at, monkeypat
 
 
 def test_a_run_that_finishes_while_the_user_is_elsewhere_is_selected(at):
-    from ui.state import PENDING_KEY, RunSettings
+    from ui.runs import RunSettings
+    from ui.session import PENDING_KEY
 
     at.radio(key="data_source_choice").set_value(ARRAYS).run()
     buf = io.BytesIO()
@@ -384,7 +385,8 @@ def test_a_run_that_finishes_while_the_user_is_elsewhere_is_selected(at):
 def test_upload_source_stores_by_content_hash_and_checks_the_extension(app_cache):
     import hashlib
 
-    from ui.state import upload_dir, upload_source
+    from ood_core.uploads import upload_dir
+    from ui.uploads import upload_source
 
     path = Path(upload_source("../../evil name.ZIP", b"PK fake zip"))
     assert path == upload_dir() / (hashlib.sha256(b"PK fake zip").hexdigest() + ".zip")
@@ -399,7 +401,7 @@ def test_upload_source_stores_by_content_hash_and_checks_the_extension(app_cache
 
 
 def test_run_store_computes_a_run_once_keeps_the_latest_and_retries_failures():
-    from ui.state import RunSettings, RunStore
+    from ui.runs import RunSettings, RunStore
 
     store, calls, gate = RunStore(max_runs=2), [], threading.Event()
 
@@ -415,13 +417,13 @@ def test_run_store_computes_a_run_once_keeps_the_latest_and_retries_failures():
     assert store.start(RunSettings(source="a"), compute) is a  # a second session joins the running job
     assert store.get(RunSettings(source="a")) is None and store.running(RunSettings(source="a"))
     gate.set()
-    assert a.finished.wait(10) and a.result == "analysis of a" and not store.running(RunSettings(source="a"))
+    assert a.future.result(timeout=10) == "analysis of a" and not store.running(RunSettings(source="a"))
     assert (a.fraction, a.text) == (0.75, "Embedding images: 3 / 4")
     bad = store.start(RunSettings(source="bad"), compute)
-    assert bad.finished.wait(10) and isinstance(bad.error, ValueError)
+    assert isinstance(bad.future.exception(timeout=10), ValueError)
     assert store.start(RunSettings(source="bad"), compute) is not bad  # a failure is not kept
     for name in ("b", "c"):
-        assert store.start(RunSettings(source=name), compute).finished.wait(10)
+        assert store.start(RunSettings(source=name), compute).future.result(timeout=10)
     assert calls.count("a") == 1
     assert store.get(RunSettings(source="a")) is None  # least recently used of three, max 2
     assert store.get(RunSettings(source="c")) == "analysis of c"

@@ -18,9 +18,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ood_core import (compare_auroc, explain_item, per_class_counts, per_class_thresholds, percentile_threshold,
-                      predicted_classes, quadrants, rank_average_fit_query)
-from ood_core.explain import item_scores
+from ood_core import (compare_auroc, per_class_counts, per_class_thresholds, percentile_threshold, quadrants,
+                      rank_average_fit_query)
 from ui.explain_views import QUADRANT_TITLES, selection_positions, verdict
 from ui.grid import caption
 
@@ -58,7 +57,7 @@ def test_selecting_an_image_shows_its_neighbours():
     for position in (int(a.query_index[3]), int(a.fit_index[5])):  # a test image, then a train image
         at.selectbox(key="neighbours_pick").set_value(position).run()
         assert not at.exception
-        expected = explain_item(a, position, k=a.feature_scorer.k_, threshold=at.session_state["feature_threshold"])
+        expected = a.explain(position, k=a.feature_scorer.k_, threshold=at.session_state["feature_threshold"])
         ids = [a.ids[p] for p in expected["positions"]]
         assert at.dataframe[0].value["id"].tolist() == ids
         np.testing.assert_allclose(at.dataframe[0].value["distance"], expected["distances"])
@@ -78,7 +77,7 @@ def test_arriving_from_a_why_button_explains_that_image():
     at.session_state["explain_position"] = position
     at.number_input(key="neighbours_k").set_value(4).run()
     assert at.selectbox(key="neighbours_pick").value == position
-    expected = explain_item(a, position, k=4, threshold=at.session_state["feature_threshold"])
+    expected = a.explain(position, k=4, threshold=at.session_state["feature_threshold"])
     assert at.dataframe[0].value["id"].tolist() == [a.ids[p] for p in expected["positions"]]
     assert "explain_position" not in at.session_state  # consumed: the pick is free to change again
 
@@ -141,14 +140,15 @@ def test_compare_without_prediction_scores_says_so():
 
 
 # ------------------------------------------------------------------ embedding map
-def test_selection_positions_reads_customdata_and_falls_back_to_trace_indices():
+def test_selection_positions_reads_customdata():
+    # Every trace of the map stores each point's position as customdata; a point without one is skipped.
     event = {"selection": {"points": [{"customdata": 7, "curve_number": 1, "point_index": 0},
                                       {"customdata": [3], "curve_number": 0, "point_index": 2},
                                       {"curve_number": 1, "point_index": 1},
                                       {"customdata": 7, "curve_number": 1, "point_index": 0}],
                            "point_indices": [0, 1, 2], "box": [], "lasso": []}}
-    out = selection_positions(event, trace_positions=[[10, 11, 3], [7, 42]])
-    assert out.dtype == np.int64 and out.tolist() == [3, 7, 42]
+    out = selection_positions(event)
+    assert out.dtype == np.int64 and out.tolist() == [3, 7]
     empty = {"selection": {"points": [], "point_indices": [], "box": [], "lasso": []}}
     assert selection_positions(empty).tolist() == [] and selection_positions(None).tolist() == []
 
@@ -164,7 +164,7 @@ def test_a_map_selection_fills_the_grid():
         "point_indices": list(range(len(chosen))), "box": [{"x": [0, 1], "y": [0, 1]}], "lasso": []}}
     at.run()
     assert not at.exception
-    scores = item_scores(a, "feature")
+    scores = a.item_scores("feature")
     order = sorted(chosen, key=lambda p: (scores[p], p))  # most atypical first
     captions = [c for image in at.image for c in image.captions]
     assert captions == [caption(a, p, scores[p]) for p in order]
@@ -179,7 +179,7 @@ def test_class_conditional_thresholds_flag_what_ood_core_flags():
     at.number_input(key="per_class_percentile_feature").set_value(10.0).run()
     assert not at.exception
     fit_labels = a.labels[a.fit_index]
-    predicted = predicted_classes(a)
+    predicted = a.predicted_classes()
     thresholds = per_class_thresholds(a.fit_feature_scores, fit_labels, 10.0, n_classes=10)
     rows = per_class_counts(a.fit_feature_scores, fit_labels, a.query_feature_scores, predicted, thresholds,
                             a.class_names)

@@ -464,7 +464,7 @@ def test_module_exports():
 
 
 def test_arrays_with_nan_rows_still_score(tmp_path):
-    from ood_core.analysis import run_analysis
+    from ood_core import analyze
 
     rng = np.random.default_rng(0)
     features = rng.normal(size=(30, 4))
@@ -472,7 +472,24 @@ def test_arrays_with_nan_rows_still_score(tmp_path):
     path = tmp_path / "f.npz"
     np.savez(path, features=features, split=np.array(["train"] * 20 + ["test"] * 10))
     with pytest.warns(UserWarning, match="dropped 2 of 30 rows"):
-        a = run_analysis(load_arrays(path))
+        a = analyze(load_arrays(path))
     assert a.skipped == [("4", "features row has NaN/inf"), ("27", "features row has NaN/inf")]
     assert len(a.fit_index) == 19 and len(a.query_index) == 9
     assert np.isfinite(a.query_feature_scores).all() and len(a.query_feature_scores) == 9
+
+
+def test_open_source_name_replaces_the_stored_file_name(write_tree, write_zip, tmp_path):
+    from ood_core.sources import open_source
+
+    zipped = write_zip({"cat/a.png": RED, "dog/b.png": BLUE})
+    stored = tmp_path / "0f3a9c.zip"
+    stored.write_bytes(zipped.read_bytes())
+    assert open_source(str(stored)).description == "zip archive 0f3a9c.zip (2 images, 2 classes)"
+    assert open_source(str(stored), name="my images.zip").description == "zip archive my images.zip (2 images, 2 classes)"
+    folder = open_source(write_tree({"cat/a.png": RED}), name="pets")
+    assert folder.description == "image folder pets (1 images, 1 classes)"
+    arrays = tmp_path / "1b2c.npz"
+    np.savez(arrays, features=np.ones((2, 3)))
+    assert open_source(arrays, name="feats.npz").description == "precomputed arrays feats.npz (2 rows, 3 features)"
+    assert open_source(str(arrays), name="feats.npz").identity == open_source(str(arrays)).identity
+    assert open_source("digits", name="ignored").description.startswith("scikit-learn digits")

@@ -1,4 +1,4 @@
-"""ui.threshold_histogram without a browser: plotly.js provisioning, drag events
+"""ui.threshold_histogram without a browser: its static folder in the cache, drag events
 (the component faked), and the test app under AppTest. The real drag is in
 tests/test_browser.py."""
 
@@ -7,6 +7,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -14,65 +17,133 @@ import numpy as np
 import pytest
 
 pytest.importorskip("streamlit", reason="streamlit is not installed (pip install streamlit)")
-pytest.importorskip("plotly", reason="plotly is not installed (pip install plotly)")
+plotly = pytest.importorskip("plotly", reason="plotly is not installed (pip install plotly)")
 
 import ui.threshold_histogram as th  # noqa: E402
 
 APP = Path(__file__).resolve().parent / "browser_app.py"
 
 
+def _tree(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*"))}
+
+
 @pytest.fixture()
-def component_dir(tmp_path):
+def sources(tmp_path):
+    """A read-only copy of the component's source folder (checked untouched afterwards) and a
+    stand-in plotly.min.js."""
     folder = tmp_path / "component"
-    folder.mkdir()
-    (folder / "index.html").write_text("<script src='vendor/plotly.min.js'></script>")
+    shutil.copytree(th._SOURCE_DIR, folder)
     plotly_js = tmp_path / "plotly.min.js"
     plotly_js.write_text("window.Plotly = {};")
-    return folder, plotly_js
+    for path in (*folder.iterdir(), folder):
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    before = _tree(folder)
+    yield folder, plotly_js
+    assert _tree(folder) == before
+    folder.chmod(0o755)
 
 
-def test_import_provides_plotly_js_from_the_installed_package():
-    served = th._provide_plotly_js()
-    copy = served / "vendor" / "plotly.min.js"
-    assert copy.read_bytes()[:200] == th._PLOTLY_JS.read_bytes()[:200]
-    assert copy.stat().st_size == th._PLOTLY_JS.stat().st_size
-    assert (served / "index.html").is_file() and (served / "main.js").is_file()
+def test_the_served_folder_holds_the_sources_and_the_installed_plotly_js(tmp_path):
+    before = _tree(th._SOURCE_DIR)
+    served = th._prepare_static_dir(tmp_path / "cache")
+    assert served.parent == tmp_path / "cache" / "components"
+    assert served.name.startswith(f"threshold_histogram-plotly-{plotly.__version__}-")
+    assert sorted(p.name for p in served.iterdir()) == ["index.html", "main.js", "plotly.min.js"]
+    assert (served / "plotly.min.js").read_bytes() == th._PLOTLY_JS.read_bytes()
+    for name in ("index.html", "main.js"):
+        assert (served / name).read_bytes() == (th._SOURCE_DIR / name).read_bytes()
+    assert '<script src="plotly.min.js">' in (served / "index.html").read_text()
+    assert _tree(th._SOURCE_DIR) == before  # nothing written into the package tree
 
 
-def test_plotly_js_is_copied_once_and_refreshed_when_plotly_changes(component_dir):
-    folder, plotly_js = component_dir
-    assert th._provide_plotly_js(folder, plotly_js) == folder
-    copy = folder / "vendor" / "plotly.min.js"
-    inode = copy.stat().st_ino
-    assert th._provide_plotly_js(folder, plotly_js) == folder
-    assert copy.stat().st_ino == inode  # current: not copied again
+def test_the_folder_is_built_once_and_anew_for_another_plotly_or_source(sources, tmp_path):
+    folder, plotly_js = sources
+    cache = tmp_path / "cache"
+    served = th._prepare_static_dir(cache, source_dir=folder, plotly_js=plotly_js, plotly_version="1.0")
+    inode = (served / "plotly.min.js").stat().st_ino
+    again = th._prepare_static_dir(cache, source_dir=folder, plotly_js=plotly_js, plotly_version="1.0")
+    assert again == served and (again / "plotly.min.js").stat().st_ino == inode  # reused, not copied again
     plotly_js.write_text("window.Plotly = {version: 2};")  # plotly upgraded
-    os.utime(plotly_js, ns=(0, copy.stat().st_mtime_ns + 10**10))
-    th._provide_plotly_js(folder, plotly_js)
-    assert copy.read_text() == "window.Plotly = {version: 2};"
-    assert [p.name for p in copy.parent.iterdir()] == ["plotly.min.js"]  # no temp files left
+    upgraded = th._prepare_static_dir(cache, source_dir=folder, plotly_js=plotly_js, plotly_version="2.0")
+    assert upgraded != served and (upgraded / "plotly.min.js").read_text() == "window.Plotly = {version: 2};"
+    edited = tmp_path / "edited"
+    shutil.copytree(folder, edited, copy_function=shutil.copyfile)
+    edited.chmod(0o755)
+    (edited / "main.js").write_text("// edited")
+    assert th._prepare_static_dir(cache, source_dir=edited, plotly_js=plotly_js, plotly_version="2.0") not in (
+        served, upgraded)
+    assert len(list((cache / "components").iterdir())) == 3  # no temporary folders left behind
 
 
-def test_read_only_component_folder_is_served_from_a_private_copy(component_dir, monkeypatch):
-    folder, plotly_js = component_dir
-    real_copy = th._copy_atomically
-
-    def refuse_in_folder(source, target):
-        if folder in target.parents:
-            raise PermissionError(13, "Permission denied")
-        real_copy(source, target)
-
-    monkeypatch.setattr(th, "_copy_atomically", refuse_in_folder)
-    served = th._provide_plotly_js(folder, plotly_js)
-    assert served != folder
-    assert (served / "index.html").read_text() == (folder / "index.html").read_text()
-    assert (served / "vendor" / "plotly.min.js").read_text() == "window.Plotly = {};"
+def test_a_damaged_folder_is_rebuilt(sources, tmp_path):
+    folder, plotly_js = sources
+    served = th._prepare_static_dir(tmp_path, source_dir=folder, plotly_js=plotly_js)
+    (served / "main.js").unlink()
+    assert th._prepare_static_dir(tmp_path, source_dir=folder, plotly_js=plotly_js) == served
+    assert (served / "main.js").read_bytes() == (folder / "main.js").read_bytes()
+    assert [p.name for p in (tmp_path / "components").iterdir()] == [served.name]
 
 
-def test_missing_plotly_js_names_the_path(component_dir, tmp_path):
-    folder, _ = component_dir
+def test_a_folder_published_meanwhile_by_another_process_is_kept(sources, tmp_path, monkeypatch):
+    folder, plotly_js = sources
+    real_rename = os.rename
+    theirs = []
+
+    def lose_the_race(staging, target):
+        shutil.copytree(staging, target)  # the other process renames its folder first
+        theirs.append(Path(target).stat().st_ino)
+        real_rename(staging, target)
+
+    monkeypatch.setattr(th.os, "rename", lose_the_race)
+    served = th._prepare_static_dir(tmp_path, source_dir=folder, plotly_js=plotly_js)
+    assert served.stat().st_ino == theirs[0]
+    assert [p.name for p in (tmp_path / "components").iterdir()] == [served.name]  # ours discarded
+
+
+def test_an_unwritable_cache_is_replaced_by_a_temporary_folder_removed_at_exit(sources, tmp_path, monkeypatch, caplog):
+    folder, plotly_js = sources
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    at_exit = []
+    monkeypatch.setattr(th.atexit, "register", lambda fn, *args, **kwargs: at_exit.append((fn, args, kwargs)))
+    served = th._prepare_static_dir(blocker, source_dir=folder, plotly_js=plotly_js)
+    assert tmp_path not in served.parents and th._SOURCE_DIR not in served.parents
+    assert (served / "index.html").read_bytes() == (folder / "index.html").read_bytes()
+    assert (served / "plotly.min.js").read_text() == "window.Plotly = {};"
+    assert "serving the threshold histogram from" in caplog.text
+    ((fn, args, kwargs),) = at_exit
+    fn(*args, **kwargs)
+    assert not served.exists()
+
+
+def test_missing_plotly_js_names_the_path(sources, tmp_path):
+    folder, _ = sources
     with pytest.raises(FileNotFoundError, match="plotly.js not found at .*nowhere.js"):
-        th._provide_plotly_js(folder, tmp_path / "nowhere.js")
+        th._prepare_static_dir(tmp_path, source_dir=folder, plotly_js=tmp_path / "nowhere.js")
+
+
+def test_importing_the_module_writes_nothing(tmp_path):
+    before = _tree(th._SOURCE_DIR.parents[1])
+    env = {**os.environ, "OOD_CACHE_DIR": str(tmp_path / "cache"), "TMPDIR": str(tmp_path / "tmp"),
+           "XDG_CACHE_HOME": str(tmp_path / "xdg"), "PYTHONDONTWRITEBYTECODE": "1"}
+    (tmp_path / "tmp").mkdir()
+    subprocess.run([sys.executable, "-c", "import ui.threshold_histogram"], cwd=th._SOURCE_DIR.parents[2],
+                   env=env, check=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"] and not any((tmp_path / "tmp").iterdir())
+    assert _tree(th._SOURCE_DIR.parents[1]) == before
+    assert sorted(p.name for p in th._SOURCE_DIR.iterdir()) == ["index.html", "main.js"]
+
+
+def test_the_component_is_declared_from_the_prepared_folder_on_first_use(tmp_path, monkeypatch):
+    monkeypatch.setenv("OOD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(th, "_served", None)
+    declared = []
+    monkeypatch.setattr(th.components, "declare_component",
+                        lambda name, path: declared.append((name, path)) or (lambda **kwargs: kwargs["default"]))
+    assert th._component(default=1) == 1 and th._component(default=2) == 2
+    prepared = th._prepare_static_dir(tmp_path)
+    assert declared == [("threshold_histogram", str(prepared))] * 2
 
 
 class _FakeComponent:

@@ -13,6 +13,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ui.figures import _MARGIN, _SET_COLORS, _THRESHOLD_COLOR, _scores_1d
+
 __all__ = [
     "MAX_MAP_POINTS",
     "QUADRANT_TITLES",
@@ -36,17 +38,14 @@ QUADRANT_TITLES = {
     "neither": "Neither",
 }
 
-_IN_COLOR, _OUT_COLOR, _FIT_COLOR = "#4C78A8", "#F58518", "rgba(140, 140, 140, 0.45)"
-_THRESHOLD_COLOR = "#D62728"
+_IN_COLOR, _OUT_COLOR = _SET_COLORS
+_FIT_COLOR = "rgba(140, 140, 140, 0.45)"
 _GLOBAL_COLOR = "#555555"
-_MARGIN = dict(l=56, r=16, t=40, b=48)
 
 
 def _vector(values, name: str) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float64)
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be 1-D; got an array of shape {array.shape}")
-    return array
+    """A 1-D float64 array; empty and NaN allowed (a map's items in neither set score NaN)."""
+    return _scores_1d(values, name, allow_empty=True, finite=False)
 
 
 def _scatter(n: int):
@@ -186,14 +185,12 @@ def embedding_map_figure(coords, scores, positions, threshold: float, *, score_l
     return fig
 
 
-def selection_positions(event: Mapping[str, Any] | None, trace_positions: Sequence[Sequence[int]] | None = None
-                        ) -> np.ndarray:
+def selection_positions(event: Mapping[str, Any] | None) -> np.ndarray:
     """Positions (into ``analysis.ids``) of the points held by a plotly selection event, as
     ``st.plotly_chart(..., on_select="rerun")`` returns it: unique, ascending, int64.
 
-    Each point's ``customdata`` is its position (the builders above store it there); a point
-    without one is looked up as ``trace_positions[curve_number][point_index]``. An empty or
-    missing event gives an empty array.
+    Each point's ``customdata`` is its position (the builders above store it there on every
+    trace); a point without one is skipped. An empty or missing event gives an empty array.
     """
     if not event:
         return np.empty(0, dtype=np.int64)
@@ -205,10 +202,6 @@ def selection_positions(event: Mapping[str, Any] | None, trace_positions: Sequen
             custom = custom[0] if custom else None
         if custom is not None:
             found.append(int(custom))
-        elif trace_positions is not None and "curve_number" in point:
-            index = point.get("point_index", point.get("point_number"))
-            if index is not None:
-                found.append(int(trace_positions[int(point["curve_number"])][int(index)]))
     return np.unique(np.asarray(found, dtype=np.int64))
 
 

@@ -29,14 +29,18 @@ DEFAULT_LABELS: tuple[str, str] = ("train (fit)", "test (query)")
 #: JavaScript finds the draggable line by this name.
 THRESHOLD_SHAPE_NAME = "threshold"
 
-_SET_COLORS = ("#4C78A8", "#F58518")  # fit, query
+# Colours and margins shared with ui.explain_views (their one home).
+_SET_COLORS = ("#4C78A8", "#F58518")  # fit / in distribution, query / out of distribution
 _THRESHOLD_COLOR = "#D62728"
 _GRID_COLOR = "rgba(128, 128, 128, 0.25)"  # readable on light and dark themes
 _MARGIN = dict(l=56, r=16, t=40, b=48)
+# Axes never zoom (a drag on a chart means "move the line"), with a light grid and no zero line.
+_AXIS = dict(fixedrange=True, showgrid=True, gridcolor=_GRID_COLOR, zeroline=False)
 
 
-def _scores_1d(values, name: str, *, allow_empty: bool = False) -> np.ndarray:
-    """Return ``values`` as a finite 1-D float64 array or raise naming ``name``."""
+def _scores_1d(values, name: str, *, allow_empty: bool = False, finite: bool = True) -> np.ndarray:
+    """Return ``values`` as a 1-D float64 array (finite unless ``finite=False``) or raise naming
+    ``name``. Shared with :mod:`ui.explain_views`."""
     try:
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -47,7 +51,7 @@ def _scores_1d(values, name: str, *, allow_empty: bool = False) -> np.ndarray:
         raise ValueError(f"{name} must be 1-D, got an array of shape {array.shape}")
     if array.size == 0 and not allow_empty:
         raise ValueError(f"{name} is empty; it needs at least one score")
-    n_bad = int(np.count_nonzero(~np.isfinite(array)))
+    n_bad = int(np.count_nonzero(~np.isfinite(array))) if finite else 0
     if n_bad:
         raise ValueError(
             f"{name} has {n_bad} non-finite value(s) (NaN or inf) out of {array.size}; "
@@ -181,22 +185,8 @@ def score_histogram_figure(
         paper_bgcolor="rgba(0,0,0,0)",
         plot_bgcolor="rgba(0,0,0,0)",
         legend=dict(orientation="h", x=0, y=1.02, xanchor="left", yanchor="bottom"),
-        xaxis=dict(
-            title=dict(text=x_title),
-            range=[x_lo, x_hi],
-            fixedrange=True,
-            showgrid=True,
-            gridcolor=_GRID_COLOR,
-            zeroline=False,
-        ),
-        yaxis=dict(
-            title=dict(text="% of set" if normalize else "count"),
-            fixedrange=True,
-            showgrid=True,
-            gridcolor=_GRID_COLOR,
-            zeroline=False,
-            rangemode="tozero",
-        ),
+        xaxis=dict(_AXIS, title=dict(text=x_title), range=[x_lo, x_hi]),
+        yaxis=dict(_AXIS, title=dict(text="% of set" if normalize else "count"), rangemode="tozero"),
         # the bins' span, so that a threshold can be moved on a copy of this figure
         meta=dict(bin_range=[bin_lo, bin_hi]),
     )
@@ -294,8 +284,7 @@ def roc_figure(
                 hovertemplate="at threshold<br>FPR %{x:.3f}<br>TPR %{y:.3f}<extra></extra>",
             )
         )
-    axis = dict(range=[-0.01, 1.01], fixedrange=True, showgrid=True,
-                gridcolor=_GRID_COLOR, zeroline=False)
+    axis = dict(_AXIS, range=[-0.01, 1.01])
     fig.update_layout(
         template="none",
         height=int(height),

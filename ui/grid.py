@@ -1,22 +1,20 @@
 """Image grids: thumbnails of analysis items with index, class and score captions, and a "Why?"
-button under each that opens the item on the neighbours page (when that page exists)."""
+button under each that opens the item on the neighbours page."""
 from __future__ import annotations
 
 import hashlib
 import io
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import streamlit as st
 from PIL import Image
 
-from ood_core.analysis import Analysis
+import ood_core
 
 THUMB_SIZE = 128  # pixels; small images are upscaled by an integer factor with nearest-neighbour
 NEIGHBOURS_PAGE = "pages/neighbours.py"  # where "Why?" leads, relative to app.py
 EXPLAIN_KEY = "explain_position"  # session_state: position (into analysis.ids) the neighbours page opens
-_APP_DIR = Path(__file__).resolve().parents[1]
 # Page CSS (app.py injects it once per run): thumbnails stay crisp when the browser scales them,
 # and each grid cell is compact (image, caption, a small "Why?" link).
 GRID_CSS = """<style>
@@ -50,21 +48,16 @@ def _thumbnail_png(identity: str, position: int, _items) -> bytes:
     return buf.getvalue()
 
 
-def thumbnail(analysis: Analysis, position: int) -> bytes:
+def thumbnail(analysis: ood_core.Analysis, position: int) -> bytes:
     """The grid thumbnail of the item at ``position`` as PNG bytes (for ``st.image``), cached per
     source and item: a rerun neither decodes nor re-encodes it."""
     return _thumbnail_png(analysis.items.identity, int(position), analysis.items)
 
 
-def caption(analysis: Analysis, position: int, score: float) -> str:
+def caption(analysis: ood_core.Analysis, position: int, score: float) -> str:
     """``#position · score`` and, on a second line, the class (left out when unknown)."""
     name = analysis.class_name(position)
     return f"#{position} · {score:.3f}\n{name}" if name else f"#{position} · {score:.3f}"
-
-
-def explain_enabled() -> bool:
-    """Whether the neighbours page exists, so "Why?" buttons have somewhere to go."""
-    return (_APP_DIR / NEIGHBOURS_PAGE).is_file()
 
 
 def open_explanation(position: int) -> None:
@@ -73,11 +66,11 @@ def open_explanation(position: int) -> None:
     st.switch_page(NEIGHBOURS_PAGE)
 
 
-def image_grid(analysis: Analysis, positions: Sequence[int], scores: Sequence[float], *, columns: int = 8,
+def image_grid(analysis: ood_core.Analysis, positions: Sequence[int], scores: Sequence[float], *, columns: int = 8,
                empty_text: str = "Nothing to show.", key: str | None = None) -> None:
     """Draw items at ``positions`` (into ``analysis.ids``) with their scores, ``columns`` per row.
 
-    Under each image a "Why?" button opens it on the neighbours page (when that page exists);
+    Under each image a "Why?" button opens it on the neighbours page;
     ``key`` names the grid's buttons (default: derived from ``positions``), so two grids on one
     page showing the same items need different keys.
     """
@@ -92,7 +85,6 @@ def image_grid(analysis: Analysis, positions: Sequence[int], scores: Sequence[fl
             hide_index=True,
         )
         return
-    why = explain_enabled()
     key = key or "grid_" + hashlib.blake2b(positions.tobytes(), digest_size=6).hexdigest()
     chosen = None
     grid = st.container(key=f"thumbgrid_{key}")
@@ -102,14 +94,14 @@ def image_grid(analysis: Analysis, positions: Sequence[int], scores: Sequence[fl
             with col:
                 st.image(thumbnail(analysis, pos), caption=caption(analysis, pos, float(score)), width="content",
                          output_format="PNG")  # as encoded: no JPEG re-encoding of crisp pixels
-                if why and st.button("Why?", key=f"{key}_why_{pos}", type="tertiary", icon=":material/manage_search:",
+                if st.button("Why?", key=f"{key}_why_{pos}", type="tertiary", icon=":material/manage_search:",
                                      help=f"Open #{pos} ({analysis.ids[pos]}) beside its nearest train images"):
                     chosen = int(pos)
     if chosen is not None:
         open_explanation(chosen)
 
 
-def listing_positions(analysis: Analysis, which: str, ranked: np.ndarray) -> np.ndarray:
+def listing_positions(analysis: ood_core.Analysis, which: str, ranked: np.ndarray) -> np.ndarray:
     """Map indices into the fit (``which="fit"``) or query scores to positions into ``analysis.ids``."""
     index = analysis.fit_index if which == "fit" else analysis.query_index
     return index[np.asarray(ranked, dtype=np.int64)]

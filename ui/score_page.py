@@ -1,10 +1,9 @@
 """The body shared by the two score pages: histogram with a draggable threshold, counts,
 evaluation, image grids and export. Pages call :func:`render` with their scorer's name.
 
-State per scorer (session_state): ``{scorer}_percentile`` and ``{scorer}_threshold`` hold the
-current threshold (plain keys, read by the other pages through :func:`sync_threshold`); the
-widgets have keys of their own, refilled from those on every run, because Streamlit forgets a
-widget's value when its page is left.
+The threshold lives in the session (``ui.session``: ``{scorer}_percentile`` and
+``{scorer}_threshold``, read by the other pages too); the percentile input is refilled from it on
+every run.
 """
 from __future__ import annotations
 
@@ -13,14 +12,13 @@ import json
 import numpy as np
 import streamlit as st
 
-from ood_core import percentile_of, percentile_threshold, rank_outliers, roc_points
-from ood_core.analysis import SCORER_TITLES, Analysis, ScoreConfig, scores_table, threshold_card, threshold_view, to_csv
+import ood_core
 from ui.figures import roc_figure
 from ui.grid import image_grid, listing_positions
-from ui.state import apply_score_config, require_analysis
+from ui.session import (apply_score_config, persistent, require_analysis, run_key, set_percentile, set_threshold,
+                        sync_threshold, threshold_keys)
 from ui.threshold_histogram import threshold_histogram
 
-DEFAULT_PERCENTILE = 5.0
 DEFAULT_GRID_SIZE = 16
 ROC_MAX_POINTS = 500  # points of the drawn ROC curve
 LISTINGS = {
@@ -30,71 +28,32 @@ LISTINGS = {
 }
 
 
-def _keys(scorer: str) -> dict[str, str]:
-    names = ("percentile", "percentile_input", "threshold", "scores_token", "histogram", "listing", "grid_size")
-    return {name: f"{scorer}_{name}" for name in names}
-
-
-def sync_threshold(scorer: str, fit_scores: np.ndarray) -> None:
-    """Keep the session's threshold consistent with the current scores: when the scores change
-    (a new run or new scorer settings) the threshold is recomputed from the kept percentile."""
-    k = _keys(scorer)
-    st.session_state.setdefault(k["percentile"], DEFAULT_PERCENTILE)
-    # The scores array itself is the token (held, so its id cannot be reused by a new array).
-    if st.session_state.get(k["scores_token"]) is not fit_scores or k["threshold"] not in st.session_state:
-        st.session_state[k["scores_token"]] = fit_scores
-        st.session_state[k["threshold"]] = percentile_threshold(fit_scores, st.session_state[k["percentile"]])
-
-
-def set_percentile(scorer: str, fit_scores: np.ndarray, percentile: float) -> None:
-    """Move the threshold to ``percentile`` of the fit scores (what typing a percentile does)."""
-    k = _keys(scorer)
-    st.session_state[k["percentile"]] = float(percentile)
-    st.session_state[k["threshold"]] = percentile_threshold(fit_scores, float(percentile))
-
-
-def set_threshold(scorer: str, fit_scores: np.ndarray, threshold: float) -> None:
-    """Move the threshold to the value ``threshold`` (what dragging the line does)."""
-    k = _keys(scorer)
-    st.session_state[k["threshold"]] = float(threshold)
-    st.session_state[k["percentile"]] = round(percentile_of(fit_scores, float(threshold)), 2)
-    st.session_state[k["percentile_input"]] = st.session_state[k["percentile"]]
-
-
-def _kept(key: str, default):
-    """Refill widget ``key`` from its kept copy (Streamlit drops widget values on other pages) and
-    return the on_change callback that keeps the copy current."""
-    kept = f"{key}__kept"
-    if key not in st.session_state:
-        st.session_state[key] = st.session_state.get(kept, default)
-    return lambda: st.session_state.__setitem__(kept, st.session_state[key])
-
-
-def scorer_controls(analysis: Analysis, scorer: str) -> Analysis:
-    """The scorer's own settings; a change refits that scorer only."""
+def scorer_controls(analysis: ood_core.Analysis, scorer: str) -> ood_core.Analysis:
+    """The scorer's own settings (widgets keyed by the run); a change refits that scorer only."""
     cfg = analysis.score_config
     with st.expander("Scorer settings", icon=":material/tune:"):
         if scorer == "feature":
             n_fit = len(analysis.fit_index)
             c1, c2, c3 = st.columns([1, 1, 2])
             k = c1.number_input("k (neighbours)", min_value=1, max_value=max(1, n_fit - 1),
-                                value=int(analysis.feature_scorer.k_), step=1, key="feature_k")
-            t = c2.number_input("t (temperature)", min_value=0.05, value=float(cfg.t), step=0.25, key="feature_t")
-            new = ScoreConfig(k=int(k), t=float(t), method=cfg.method, adjust=cfg.adjust)
-            if cfg.k is None and int(k) == analysis.feature_scorer.k_:
-                new = ScoreConfig(k=None, t=float(t), method=cfg.method, adjust=cfg.adjust)
+                                value=int(analysis.feature_scorer.k_), step=1, key=run_key(analysis, "feature_k"))
+            t = c2.number_input("t (temperature)", min_value=0.05, value=float(cfg.t), step=0.25, key=run_key(analysis, "feature_t"))
+            keep_default = cfg.k is None and int(k) == analysis.feature_scorer.k_
+            new = ood_core.ScoreConfig(k=None if keep_default else int(k), t=float(t), method=cfg.method,
+                                       adjust=cfg.adjust)
             c3.caption(f"Score = exp(−mean distance to the k nearest train items / (t · scale)). "
                        f"Metric: {analysis.feature_scorer.metric_}; scale (median train distance): "
                        f"{analysis.feature_scorer.scale_:.4g}; exact search.")
         else:
             c1, c2, c3 = st.columns([1, 1, 2], vertical_alignment="center")
-            method = c1.selectbox("Method", ["entropy", "least_confidence"],
-                                  index=["entropy", "least_confidence"].index(cfg.method), key="prediction_method")
-            adjust = c2.checkbox("Adjust per class", value=cfg.adjust, key="prediction_adjust",
+            methods = list(ood_core.PRED_SCORE_METHODS)
+            method = c1.selectbox("Method", methods, index=methods.index(cfg.method),
+                                  key=run_key(analysis, "prediction_method"))
+            adjust = c2.checkbox("Adjust per class", value=cfg.adjust, key=run_key(analysis, "prediction_adjust"),
                                  help="Subtract each class's confident threshold (the mean predicted probability of "
                                       "the class over its own train items) before scoring, so that classes the "
                                       "model is less sure of are not flagged wholesale.")
-            new = ScoreConfig(k=cfg.k, t=cfg.t, method=method, adjust=adjust)
+            new = ood_core.ScoreConfig(k=cfg.k, t=cfg.t, method=method, adjust=adjust)
             C = getattr(analysis.classifier, "C", None)
             select = getattr(analysis.classifier, "cv_select_", None)
             c3.caption("pred_probs: " + ("given with the data." if C is None else
@@ -105,24 +64,25 @@ def scorer_controls(analysis: Analysis, scorer: str) -> Analysis:
 
 
 @st.fragment
-def threshold_section(analysis: Analysis, scorer: str) -> None:
+def threshold_section(analysis: ood_core.Analysis, scorer: str) -> None:
     """Everything that follows the threshold; reruns alone when the threshold or a view changes."""
-    k = _keys(scorer)
+    p_key, _ = threshold_keys(scorer)
+    input_key = f"{scorer}_percentile_input"
     fit_scores, query_scores = analysis.scores(scorer)
-    sync_threshold(scorer, fit_scores)
-    st.session_state[k["percentile_input"]] = st.session_state[k["percentile"]]
+    threshold = sync_threshold(analysis, scorer)
+    st.session_state[input_key] = st.session_state[p_key]
 
     def on_percentile() -> None:
-        set_percentile(scorer, fit_scores, st.session_state[k["percentile_input"]])
+        set_percentile(scorer, fit_scores, st.session_state[input_key])
 
     def on_drag(x: float) -> None:
         set_threshold(scorer, fit_scores, x)
+        st.session_state[input_key] = st.session_state[p_key]
 
-    threshold = float(st.session_state[k["threshold"]])
-    view = threshold_view(analysis, scorer, threshold=threshold)
+    view = analysis.threshold_view(scorer, threshold=threshold)
     row = st.columns([1.4, 1, 1, 1], vertical_alignment="bottom")
     row[0].number_input("Percentile of the train (fit) scores", min_value=0.0,
-                        max_value=100.0, step=0.5, format="%.2f", key=k["percentile_input"],
+                        max_value=100.0, step=0.5, format="%.2f", key=input_key,
                         on_change=on_percentile,
                         help="Items scoring below this percentile of the train (fit) scores are flagged. "
                              "Or drag the red line on the chart.")
@@ -131,7 +91,7 @@ def threshold_section(analysis: Analysis, scorer: str) -> None:
     row[3].metric("Test (query) flagged", "same items" if analysis.same_set
                   else f"{view.query_flagged:,} ({view.query_flagged_pct:.1f}%)")
     threshold_histogram(fit_scores, None if analysis.same_set else query_scores, threshold,
-                        key=k["histogram"], percentile=st.session_state[k["percentile"]],
+                        key=f"{scorer}_histogram", percentile=st.session_state[p_key],
                         labels=("train (fit)", "test (query)"), on_change=on_drag)
     if view.metrics is not None:
         evaluation(analysis, scorer, view.metrics)
@@ -139,7 +99,7 @@ def threshold_section(analysis: Analysis, scorer: str) -> None:
     export(analysis, scorer, view)
 
 
-def evaluation(analysis: Analysis, scorer: str, m: dict) -> None:
+def evaluation(analysis: ood_core.Analysis, scorer: str, m: dict) -> None:
     """Metrics against the known truth at the current threshold, and the ROC curve."""
     st.subheader("Evaluation against the known truth")
     st.caption("Positive = out of distribution (test items only). Flagged = score below the threshold.")
@@ -161,55 +121,55 @@ def evaluation(analysis: Analysis, scorer: str, m: dict) -> None:
         st.plotly_chart(_roc_figure(analysis, scorer, m), key=f"{scorer}_roc", config={"displayModeBar": False})
 
 
-def _roc_figure(analysis: Analysis, scorer: str, m: dict):
+def _roc_figure(analysis: ood_core.Analysis, scorer: str, m: dict):
     """The ROC curve with the current operating point. The curve depends only on the scores, so
-    the figure is built once per score array (kept in the session) and only the point moves."""
+    the figure is built once per scores (kept in the session) and only the point moves."""
     store = st.session_state.setdefault("_roc_figures", {})
     _, query_scores = analysis.scores(scorer)
     entry = store.get(scorer)
-    if entry is None or entry[0] is not query_scores or entry[1] is not analysis.is_ood:
-        fpr, tpr = roc_points(query_scores, analysis.is_ood)
+    if entry is None or entry[0] != analysis.scores_id(scorer):
+        fpr, tpr = ood_core.roc_points(query_scores, analysis.is_ood)
         if len(fpr) > ROC_MAX_POINTS:  # drawn, not computed with: a few hundred points trace the curve
             keep = np.unique(np.linspace(0, len(fpr) - 1, ROC_MAX_POINTS).round().astype(np.int64))
             fpr, tpr = fpr[keep], tpr[keep]
         figure = roc_figure(fpr, tpr, point=(m["fpr"], m["tpr"]), auroc=m["auroc"], height=300)
-        entry = store[scorer] = (query_scores, analysis.is_ood, figure)
-    figure = entry[2]
+        entry = store[scorer] = (analysis.scores_id(scorer), figure)
+    figure = entry[1]
     figure.data[-1].update(x=[m["fpr"]], y=[m["tpr"]])
     return figure
 
 
-def grids(analysis: Analysis, scorer: str, fit_scores, query_scores, threshold: float) -> None:
+def grids(analysis: ood_core.Analysis, scorer: str, fit_scores, query_scores, threshold: float) -> None:
     """Top outliers / borderline / most typical images of the train and test sets."""
-    k = _keys(scorer)
     st.subheader("Images on both sides of the threshold")
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-    keep_listing = _kept(k["listing"], "Top outliers")
-    listing = c1.segmented_control("Show", list(LISTINGS), key=k["listing"], on_change=keep_listing) \
+    listing_key, size_key = f"{scorer}_listing", f"{scorer}_grid_size"
+    keep_listing = persistent(listing_key, "Top outliers")
+    listing = c1.segmented_control("Show", list(LISTINGS), key=listing_key, on_change=keep_listing) \
         or "Top outliers"
-    keep_size = _kept(k["grid_size"], DEFAULT_GRID_SIZE)
-    n = c2.number_input("Images per grid", min_value=4, max_value=96, step=4, key=k["grid_size"],
+    keep_size = persistent(size_key, DEFAULT_GRID_SIZE)
+    n = c2.number_input("Images per grid", min_value=4, max_value=96, step=4, key=size_key,
                         on_change=keep_size)
     which, what = LISTINGS[listing]
     sets = [("Train (fit)", "fit", fit_scores)]
     if not analysis.same_set:
         sets.append(("Test (query)", "query", query_scores))
     for title, name, scores in sets:
-        ranked = rank_outliers(scores, threshold=threshold, n=int(n))[which]
+        ranked = ood_core.rank_outliers(scores, threshold=threshold, n=int(n))[which]
         st.markdown(f"**{title}: {listing.lower()}** · {what}")
         image_grid(analysis, listing_positions(analysis, name, ranked), scores[ranked], key=f"{scorer}_{name}",
                    empty_text="No item is flagged at this threshold." if which == "borderline" else "Nothing to show.")
 
 
-def export_payloads(analysis: Analysis, scorer: str, threshold: float) -> tuple[str, str]:
+def export_payloads(analysis: ood_core.Analysis, scorer: str, threshold: float) -> tuple[str, str]:
     """The CSV of every scored item and the JSON threshold card, as the download buttons give them."""
-    view = threshold_view(analysis, scorer, threshold=threshold)
-    csv_text = to_csv(scores_table(analysis, {scorer: threshold}))
-    card = json.dumps(threshold_card(analysis, view), indent=2, default=str)
+    view = analysis.threshold_view(scorer, threshold=threshold)
+    csv_text = analysis.scores_csv({scorer: threshold})
+    card = json.dumps(analysis.threshold_card(view), indent=2, default=str)
     return csv_text, card
 
 
-def export(analysis: Analysis, scorer: str, view) -> None:
+def export(analysis: ood_core.Analysis, scorer: str, view) -> None:
     """Download buttons; the files are built only when clicked, so a threshold change never pays for them."""
     st.subheader("Export")
     st.caption(f"Every scored item with its score and whether it is flagged at threshold {view.threshold:.4f}, "
@@ -226,7 +186,7 @@ def export(analysis: Analysis, scorer: str, view) -> None:
 
 def render(scorer: str, intro: str) -> None:
     """A score page, top to bottom."""
-    st.title(SCORER_TITLES[scorer])
+    st.title(ood_core.SCORERS[scorer])
     st.write(intro)
     analysis = require_analysis()
     if scorer not in analysis.scorers:

@@ -14,16 +14,18 @@ string resent with the page. ``ui`` is not an installed package and plotly.js
 is 4.8 MB, so v1's static-folder serving (HTTP-cached, loaded once into the
 iframe) is the robust choice here.
 
-How plotly.js is served (offline, no CDN): Streamlit serves only files inside
-the component folder and resolves symlinks before checking that, so a symlink
-to the plotly package is refused. At import, :func:`_provide_plotly_js` copies
-``plotly/package_data/plotly.min.js`` from the *installed* plotly into
-``components/threshold_histogram/vendor/`` (gitignored by the folder's own
-``.gitignore``), so a fresh clone works after ``pip install``, the copy is
-refreshed when plotly is upgraded (size/mtime differ), and the JS always
-matches the Python plotly that wrote the figure JSON. If the folder is
-read-only (a packaged install), the component folder is copied to a private
-temporary directory instead and served from there.
+How the static files are served (offline, no CDN): on first use, not at import,
+:func:`_prepare_static_dir` copies ``index.html`` and ``main.js`` from
+``components/threshold_histogram/`` and ``plotly/package_data/plotly.min.js``
+from the *installed* plotly into one folder of the cache
+(``ood_core.default_cache_dir()/components``), named by the plotly version and
+a digest of the two source files. So the JS always matches the Python plotly
+that wrote the figure JSON, an upgrade or an edit gets a new folder, and the
+package tree is never written (a read-only install works). The folder is built
+next to its final place and renamed into it, so no process ever serves half of
+it. Files are copied, not linked: Streamlit resolves symlinks and refuses any
+that lead outside the component folder. When the cache cannot be written, a
+temporary folder removed at exit is served instead.
 
 Use inside a page, in a fragment, with a percentile input kept in sync both
 ways (``percentile_threshold`` is ``ood_core.thresholds.percentile_threshold``)::
@@ -65,13 +67,16 @@ widget already drawn in this run.
 
 from __future__ import annotations
 
+import atexit
 import functools
+import hashlib
 import json
 import logging
 import math
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -91,73 +96,118 @@ __all__ = ["threshold_histogram"]
 
 logger = logging.getLogger(__name__)
 
-_SOURCE_DIR = Path(__file__).resolve().parent / "components" / "threshold_histogram"
+_NAME = "threshold_histogram"
+_SOURCE_DIR = Path(__file__).resolve().parent / "components" / _NAME
+_SOURCE_FILES = ("index.html", "main.js")
 _PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
-_VENDOR_JS = Path("vendor") / "plotly.min.js"  # where index.html loads it from
+_SERVED_PLOTLY_JS = "plotly.min.js"  # where index.html loads it from, beside itself
 # session_state slot holding, per component key, the x of a drag that the
 # script has not yet returned (filled by the component's on_change).
 _PENDING_KEY = "_threshold_histogram_pending_drag"
 # session_state slot holding, per component key, the figure without its line (see _figure_json).
 _BASE_KEY = "_threshold_histogram_base_figure"
 
+_served: Path | None = None  # the folder this process serves, prepared on first use
+_served_lock = threading.Lock()
 
-def _is_current_copy(target: Path, source: os.stat_result) -> bool:
+
+def _static_dir_name(source_dir: Path, plotly_version: str) -> str:
+    """``threshold_histogram-plotly-<version>-<digest of index.html + main.js>``."""
+    digest = hashlib.sha256()
+    for name in _SOURCE_FILES:
+        content = (source_dir / name).read_bytes()
+        digest.update(f"{name}\0{len(content)}\0".encode() + content)
+    return f"{_NAME}-plotly-{plotly_version}-{digest.hexdigest()[:16]}"
+
+
+def _is_complete(folder: Path, plotly_js: Path) -> bool:
     try:
-        stat = target.stat()
-    except FileNotFoundError:
+        return (all((folder / name).is_file() for name in _SOURCE_FILES)
+                and (folder / _SERVED_PLOTLY_JS).stat().st_size == plotly_js.stat().st_size)
+    except OSError:
         return False
-    # copy2 keeps the source mtime; allow 2 s for coarse filesystem clocks.
-    return stat.st_size == source.st_size and abs(stat.st_mtime_ns - source.st_mtime_ns) <= 2e9
 
 
-def _copy_atomically(source: Path, target: Path) -> None:
-    """Copy ``source`` to ``target`` via a temp file + rename (no half-written file
-    is ever served, and concurrent processes do not clash)."""
+def _fill(folder: Path, source_dir: Path, plotly_js: Path) -> None:
+    copies = {name: source_dir / name for name in _SOURCE_FILES} | {_SERVED_PLOTLY_JS: plotly_js}
+    for name, source in copies.items():
+        shutil.copyfile(source, folder / name)  # copies: Streamlit refuses symlinks leading outside
+
+
+def _publish(target: Path, source_dir: Path, plotly_js: Path) -> None:
+    """Build the folder in a temporary sibling, then rename it to ``target``; when another
+    process got there first, keep theirs. The temporary sibling never outlives the call."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".plotly-", suffix=".tmp")
-    os.close(fd)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
-        shutil.copy2(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        _fill(staging, source_dir, plotly_js)
+        staging.chmod(0o755)  # mkdtemp makes it private to this user; the files are public anyway
+        if target.exists() and not _is_complete(target, plotly_js):
+            shutil.rmtree(target, ignore_errors=True)  # damaged by hand: rebuild it
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not _is_complete(target, plotly_js):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
-def _provide_plotly_js(component_dir: Path = _SOURCE_DIR, plotly_js: Path = _PLOTLY_JS) -> Path:
-    """Put a current copy of plotly.js at ``component_dir/vendor/plotly.min.js``.
-
-    Returns the folder Streamlit should serve: ``component_dir`` itself, or a
-    private temporary copy of it when ``component_dir`` cannot be written.
-    """
+def _prepare_static_dir(
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    source_dir: Path = _SOURCE_DIR,
+    plotly_js: Path = _PLOTLY_JS,
+    plotly_version: str = plotly.__version__,
+) -> Path:
+    """The folder Streamlit serves the component from: ``index.html``, ``main.js`` and
+    ``plotly.min.js``, in ``cache_dir/components`` (default: ``ood_core.default_cache_dir()``),
+    built there once; or, when that cannot be written, in a temporary folder removed at exit."""
     if not plotly_js.is_file():
         raise FileNotFoundError(
             f"plotly.js not found at {plotly_js}; the threshold histogram needs the "
             "plotly Python package with its bundled package_data (pip install plotly)"
         )
-    source = plotly_js.stat()
-    target = component_dir / _VENDOR_JS
-    if _is_current_copy(target, source):
-        return component_dir
+    if cache_dir is None:
+        import ood_core  # only here: the component itself needs nothing else from it
+
+        cache_dir = ood_core.default_cache_dir()
+    parent = Path(cache_dir) / "components"
+    target = parent / _static_dir_name(source_dir, plotly_version)
+    if _is_complete(target, plotly_js):
+        return target
     try:
-        _copy_atomically(plotly_js, target)
-        return component_dir
+        _publish(target, source_dir, plotly_js)
+        return target
     except OSError as exc:
-        private = Path(tempfile.mkdtemp(prefix="ood-explorer-threshold-histogram-"))
-        shutil.copytree(
-            component_dir, private, dirs_exist_ok=True, ignore=shutil.ignore_patterns("vendor")
-        )
-        _copy_atomically(plotly_js, private / _VENDOR_JS)
-        logger.warning(
-            "cannot write %s (%s); serving the threshold histogram from %s",
-            target, exc, private,
-        )
-        return private
+        cache_error = exc
+    try:
+        private = Path(tempfile.mkdtemp(prefix=f"ood-explorer-{_NAME}-"))
+        atexit.register(shutil.rmtree, private, ignore_errors=True)
+        _fill(private, source_dir, plotly_js)
+    except OSError as exc:
+        raise OSError(
+            f"cannot write the threshold histogram's static files to {parent} ({cache_error}) "
+            f"nor to a temporary folder ({exc}); set OOD_CACHE_DIR to a writable folder"
+        ) from exc
+    logger.warning("cannot write %s (%s); serving the threshold histogram from %s (removed at exit)",
+                   parent, cache_error, private)
+    return private
 
 
-_component = components.declare_component(
-    "threshold_histogram", path=str(_provide_plotly_js())
-)
+def _static_dir() -> Path:
+    """The prepared folder, once per process (again if it has been removed meanwhile)."""
+    global _served
+    with _served_lock:
+        if _served is None or not _served.is_dir():
+            _served = _prepare_static_dir()
+        return _served
+
+
+def _component(**kwargs):
+    """Draw the component. Declared on each call, from here, so that it is registered with the
+    running Streamlit under the name ``ui.threshold_histogram.threshold_histogram``."""
+    return components.declare_component(_NAME, path=str(_static_dir()))(**kwargs)
 
 
 def _event_x(value) -> float | None:

@@ -116,7 +116,7 @@
 
   function onRender(args, theme) {
     if (typeof Plotly === "undefined") {
-      showError("plotly.js did not load (vendor/plotly.min.js missing); see ui/threshold_histogram.py");
+      showError("plotly.js did not load (plotly.min.js missing beside index.html); see ui/threshold_histogram.py");
       return;
     }
     var fig = JSON.parse(args.figure);

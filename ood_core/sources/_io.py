@@ -1,4 +1,4 @@
-"""Private I/O helpers for :mod:`ood_core.sources`: decoding, readers, zip safety, layouts.
+"""Private I/O helpers of the sources: decoding, readers, zip safety, folder layouts.
 
 Nothing here is public API; :mod:`ood_core.sources` is the front door.
 """
@@ -136,28 +136,12 @@ class ZipReader:
     def load(self, key: str, draft_size: int | None = None) -> Image.Image:
         return decode_image(io.BytesIO(self.read(key)), draft_size)
 
-    def close(self) -> None:
-        with self._lock:
-            if self._zf is not None:
-                self._zf.close()
-                self._zf = None
-
     def __del__(self):  # pragma: no cover - best effort at interpreter shutdown
         try:
             if self._zf is not None:
                 self._zf.close()
         except Exception:
             pass
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_zf"] = None
-        state["_lock"] = None
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 
 
 class ArrayReader:
@@ -188,20 +172,15 @@ def unsafe_member_name(name: str) -> bool:
     return ".." in parts
 
 
-def strip_wrapper(relpaths: Sequence[str]) -> tuple[str, list[str]]:
+def strip_wrapper(relpaths: Sequence[str]) -> list[str]:
     """Remove one top-level folder that wraps every path (as zipping a folder makes).
 
-    Returns (prefix removed, new paths). A wrapper named like a split folder is kept.
+    A wrapper named like a split folder is kept.
     """
-    if not relpaths:
-        return "", list(relpaths)
     firsts = {p.split("/", 1)[0] for p in relpaths}
-    if len(firsts) != 1 or any("/" not in p for p in relpaths):
-        return "", list(relpaths)
-    wrapper = firsts.pop()
-    if wrapper.lower() in SPLIT_NAMES:
-        return "", list(relpaths)
-    return wrapper + "/", [p.split("/", 1)[1] for p in relpaths]
+    if len(firsts) != 1 or any("/" not in p for p in relpaths) or firsts.pop().lower() in SPLIT_NAMES:
+        return list(relpaths)
+    return [p.split("/", 1)[1] for p in relpaths]
 
 
 def layout(relpaths: Sequence[str]) -> tuple[np.ndarray, list[str], np.ndarray | None]:

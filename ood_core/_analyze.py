@@ -1,0 +1,163 @@
+"""The front door: :func:`analyze` runs the whole flow, source -> features -> both scorers."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._progress import Progress, stage
+from .analysis import Analysis, ScoreConfig, digest, fit_feature, fit_prediction
+from .pred_probs import out_of_sample_pred_probs
+from .sources import ArraySet, ImageSet, open_source
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "tf_efficientnet_lite0"
+
+
+@dataclass(frozen=True, eq=False)
+class Embedding:
+    """Features of a source's images: ``images`` are the items kept (images that failed to decode
+    are dropped and listed in ``images.skipped``), one row of ``features`` each."""
+
+    images: ImageSet
+    features: np.ndarray  # (N, D) float32
+    config: dict[str, Any]  # the resolved embedding settings
+    cache_hit: bool  # read from the disk cache
+
+
+def embed(
+    source: str | os.PathLike | ImageSet,
+    *,
+    model: str = DEFAULT_MODEL,
+    weights: str | os.PathLike = "bundled",
+    image_size: int | None = None,
+    device: str = "auto",
+    batch_size: int = 64,
+    cache_dir: str | os.PathLike | None = None,
+    progress: Progress | None = None,
+    name: str | None = None,
+) -> Embedding:
+    """Embed the images of ``source`` (as :func:`analyze` takes it) through the disk cache."""
+    from .cache import cached_embed
+    from .embedder import Embedder, drop_failed
+
+    images = _open(source, name)
+    if not isinstance(images, ImageSet):
+        raise ValueError(f"{images.description} already holds features; embedding needs images")
+    if len(images) < 2:
+        raise ValueError(
+            f"the source has {len(images)} readable image(s) ({len(images.skipped)} skipped); at least 2 are needed"
+        )
+    embedder = Embedder(model=model, weights=weights, image_size=image_size, device=device, batch_size=batch_size)
+    features, hit = cached_embed(embedder, images, cache_dir=cache_dir, progress=stage(progress, "embed"))
+    kept, features = drop_failed(images, features, embedder.failures_)
+    return Embedding(images=kept, features=features, config=dataclasses.asdict(embedder.config_for(kept)),
+                     cache_hit=hit)
+
+
+def analyze(
+    source: str | os.PathLike | ImageSet | ArraySet,
+    *,
+    model: str = DEFAULT_MODEL,
+    weights: str | os.PathLike = "bundled",
+    image_size: int | None = None,
+    device: str = "auto",
+    batch_size: int = 64,
+    scores: ScoreConfig = ScoreConfig(),
+    cache_dir: str | os.PathLike | None = None,
+    progress: Progress | None = None,
+    name: str | None = None,
+) -> Analysis:
+    """Score ``source``: embed its images (through the disk cache) or take its precomputed
+    features, fit both scorers on the fit split and score the query split.
+
+    ``source``: a built-in name (``"digits"``, ``"cifar10-demo"``), a folder or zip of images, a
+    ``.npz``/``.npy`` of features, or an :class:`ImageSet` / :class:`ArraySet`. ``model``,
+    ``weights``, ``image_size`` (None: the model's default for the images' size), ``device`` and
+    ``batch_size`` set the embedding (ignored for precomputed features); ``scores`` the scorers.
+    ``progress(stage, done, total)`` hears of each stage ("embed", "classifier", "neighbours").
+    ``name``: how to call a path source in descriptions (e.g. an upload's own file name).
+    """
+    source = _open(source, name)
+    if isinstance(source, ArraySet):
+        features, items, hit, pred_probs = source.features, None, False, source.pred_probs
+        embed_config: dict[str, Any] = {"precomputed": source.description}
+    else:
+        embedded = embed(source, model=model, weights=weights, image_size=image_size, device=device,
+                         batch_size=batch_size, cache_dir=cache_dir, progress=progress)
+        source = items = embedded.images
+        features, hit, pred_probs, embed_config = embedded.features, embedded.cache_hit, None, embedded.config
+
+    n = len(features)
+    fit_index, query_index = _split_indices(source.split, n)
+    labels = np.asarray(source.labels, dtype=np.int64) if source.labels is not None else np.full(n, -1)
+    is_ood = None if source.is_ood is None else np.asarray(source.is_ood, dtype=bool)[query_index]
+    if is_ood is not None and (is_ood.all() or not is_ood.any()):
+        is_ood = None  # evaluation needs both kinds of query item
+    run_id = digest({"data": source.identity, "embedding": embed_config,
+                     "split": [digest(fit_index.tolist()), digest(query_index.tolist())]})
+    same_set = len(fit_index) == len(query_index) and bool(np.all(fit_index == query_index))
+    predictions = _predictions(features, labels, fit_index, query_index, same_set, pred_probs, scores, progress)
+    return Analysis(
+        run_id=run_id, source=source.description, embed_config=embed_config, items=items,
+        ids=list(source.ids), paths=list(getattr(source, "paths", source.ids)), labels=labels,
+        class_names=list(source.class_names), fit_index=fit_index, query_index=query_index,
+        features=features, is_ood=is_ood, score_config=scores,
+        skipped=list(getattr(source, "skipped", [])), cache_hit=hit,
+        **fit_feature(features, fit_index, query_index, scores, progress), **predictions,
+    )
+
+
+def _open(source, name: str | None):
+    if isinstance(source, (str, os.PathLike)):
+        return open_source(str(source), name=name)
+    if not isinstance(source, (ImageSet, ArraySet)):
+        raise TypeError(f"source must be a name, a path, an ImageSet or an ArraySet; got {type(source).__name__}")
+    return source
+
+
+def _split_indices(split: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    if split is None:
+        everything = np.arange(n)
+        return everything, everything
+    split = np.asarray(split).astype(str)
+    fit_index = np.flatnonzero(split == "train")
+    query_index = np.flatnonzero(split == "test")
+    if len(fit_index) < 2:
+        raise ValueError(f"the source's fit ('train') split has {len(fit_index)} item(s); at least 2 are needed")
+    if len(query_index) == 0:
+        raise ValueError("the source's query ('test') split is empty; add test items or drop the split")
+    return fit_index, query_index
+
+
+def _predictions(features, labels, fit_index, query_index, same_set: bool, pred_probs, config: ScoreConfig,
+                 progress: Progress | None) -> dict[str, Any]:
+    """Out-of-sample pred_probs for the fit rows and a classifier's for the query rows (or the
+    source's own pred_probs), and the prediction scores; empty when the fit rows do not carry
+    at least 2 known classes with 2 items each."""
+    fit_labels = labels[fit_index]
+    if pred_probs is not None:
+        P = np.asarray(pred_probs, dtype=np.float64)
+        out = {"fit_pred_probs": P[fit_index], "query_pred_probs": P[query_index],
+               "pred_classes": np.arange(P.shape[1])}
+    else:
+        if np.any(fit_labels < 0) or len(np.unique(fit_labels)) < 2:
+            logger.info("no prediction score: the fit rows need class labels of at least 2 classes")
+            return {}
+        classes, local = np.unique(fit_labels, return_inverse=True)
+        n_splits = int(min(5, np.bincount(local).min()))
+        if n_splits < 2:
+            logger.info("no prediction score: a fit class has a single example")
+            return {}
+        fit_pp, clf = out_of_sample_pred_probs(features[fit_index], local, n_splits=n_splits,
+                                               progress=stage(progress, "classifier"))
+        out = {"fit_pred_probs": fit_pp, "pred_classes": classes, "classifier": clf,
+               "query_pred_probs": fit_pp if same_set else clf.predict_proba(features[query_index])}
+    out.update(fit_prediction(out["fit_pred_probs"], out["query_pred_probs"], out["pred_classes"], fit_labels,
+                              same_set, config))
+    return out

@@ -1,0 +1,80 @@
+"""Data sources: image folders, zip archives, CIFAR-10, the demo split, digits, arrays.
+
+Every image source returns an :class:`ImageSet` (ids, display paths, labels, optional
+split and out-of-distribution truth, skipped files, a stable identity for caching)
+whose images are decoded lazily with :meth:`ImageSet.load_image`. Precomputed
+features come back as an :class:`ArraySet` from :func:`load_arrays`.
+:func:`open_source` is the one place that maps what a user types (a built-in name or
+a path) to a loader.
+
+Modules: ``_imageset`` (ImageSet), ``_io`` (decoding, readers, layout rules),
+``_listing`` (folder/zip scans), ``folder``, ``archive`` (zip), ``cifar``,
+``builtin`` (demo split, digits, the named-source registry), ``arrays``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from ._imageset import ImageSet
+from .archive import MAX_ZIP_BYTES, MAX_ZIP_FILES, image_zip
+from .arrays import ArraySet, fit_query_arrays, load_arrays
+from .builtin import ANIMALS, BUILTIN_SOURCES, demo_split, digits, list_sources, register_source
+from .cifar import CIFAR10_CLASSES, CIFAR10_ENV, cifar10
+from .folder import image_folder
+
+# file suffix -> loader(path, name=...) for a path that is a file
+_FILE_LOADERS: dict[str, Callable[..., ImageSet | ArraySet]] = {
+    ".zip": image_zip,
+    ".npz": load_arrays,
+    ".npy": load_arrays,
+}
+
+
+def open_source(spec: str | os.PathLike, *, name: str | None = None) -> ImageSet | ArraySet:
+    """A built-in name (see :func:`list_sources`), an image folder, a zip of images, or a
+    ``.npz``/``.npy`` of precomputed features.
+
+    ``name`` (for a path) is how the source is called in its description instead of the
+    file or folder name, e.g. the user's own name for an upload stored under a hash.
+    """
+    if isinstance(spec, str) and spec in BUILTIN_SOURCES:
+        return BUILTIN_SOURCES[spec][1]()
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(
+            f"source {str(spec)!r} is neither a built-in source ({', '.join(list_sources())}) nor an existing path"
+        )
+    if path.is_dir():
+        return image_folder(path, name=name)
+    suffix = path.suffix.lower()
+    if suffix in _FILE_LOADERS:
+        return _FILE_LOADERS[suffix](path, name=name)
+    raise ValueError(
+        f"source {str(spec)!r}: expected a folder of images, a .zip of images, or a .npz/.npy of features; "
+        f"got a {suffix or 'extension-less'} file"
+    )
+
+
+__all__ = [
+    "ANIMALS",
+    "BUILTIN_SOURCES",
+    "CIFAR10_CLASSES",
+    "CIFAR10_ENV",
+    "MAX_ZIP_BYTES",
+    "MAX_ZIP_FILES",
+    "ArraySet",
+    "ImageSet",
+    "cifar10",
+    "demo_split",
+    "digits",
+    "fit_query_arrays",
+    "image_folder",
+    "image_zip",
+    "list_sources",
+    "load_arrays",
+    "open_source",
+    "register_source",
+]

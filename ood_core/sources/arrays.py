@@ -1,0 +1,249 @@
+"""Precomputed features (and optional predictions / labels) loaded from ``.npz`` / ``.npy`` files."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .._files import file_digest
+from .._validation import check_same_length, check_vector
+
+_ARRAY_KEYS = ("features", "pred_probs", "labels", "ids", "class_names", "split", "is_ood")
+
+
+@dataclass(eq=False)
+class ArraySet:
+    """Precomputed features (and optional predictions / labels) loaded from disk.
+
+    ``skipped`` lists rows left out as (id, reason), e.g. features holding NaN.
+    """
+
+    features: np.ndarray  # (N, D) float
+    pred_probs: np.ndarray | None  # (N, K) or None
+    labels: np.ndarray  # int64 (N,), -1 when unknown
+    ids: list[str]
+    class_names: list[str]
+    split: np.ndarray | None  # "train"/"test" per row, or None
+    is_ood: np.ndarray | None  # bool per row, or None
+    description: str
+    identity: str
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason) for dropped rows
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+def _checked(check: Callable, *args: Any, **kwargs: Any) -> Any:
+    """Run an :mod:`ood_core._validation` checker, its error re-raised as the ValueError
+    ``load_arrays: <message>`` (the one error load_arrays raises)."""
+    try:
+        return check(*args, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"load_arrays: {exc}") from None
+
+
+def _guarded(read: Callable[[], Any], what: str, pickled: str, broken: str) -> Any:
+    """``read()``, with its errors as ``load_arrays:`` ValueErrors naming ``what``: ``pickled`` when
+    numpy refuses an object (pickled) array, else ``broken`` and the cause."""
+    try:
+        return read()
+    except Exception as exc:
+        if isinstance(exc, ValueError) and "allow_pickle" in str(exc):
+            raise ValueError(f"load_arrays: {what} {pickled}") from None
+        raise ValueError(f"load_arrays: {what} {broken} ({exc})") from exc
+
+
+def _read_file(path: Path, label: str) -> dict[str, np.ndarray]:
+    """The known arrays of a ``.npz`` (a bare ``.npy`` is ``features``); pickles are refused."""
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if not (magic.startswith(b"PK") or magic == b"\x93NUMPY"):
+        raise ValueError(f"load_arrays: {label!r} is not a .npy or .npz file (unknown header)")
+    loaded = _guarded(lambda: np.load(path, allow_pickle=False), repr(label),
+                      "holds an object (pickled) array, which is not loaded for safety; save features as a "
+                      "numeric array", "is not a .npy or .npz file")
+    if isinstance(loaded, np.ndarray):
+        return {"features": loaded}
+    with loaded:
+        keys = list(loaded.files)
+        if "features" not in keys:
+            raise ValueError(
+                f"load_arrays: {label!r} has no 'features' key (keys: {keys}); the "
+                f"allowed keys are {list(_ARRAY_KEYS)}"
+            )
+        data = {k: _guarded(lambda: np.asarray(loaded[k]), f"key {k!r} in {label!r}",
+                            "is an object (pickled) array, which is not loaded for safety; save it as numbers "
+                            "or fixed-width strings, e.g. np.asarray(values, dtype=str)", "is unreadable")
+                for k in keys if k in _ARRAY_KEYS}
+    extra = [k for k in keys if k not in _ARRAY_KEYS]
+    if extra:
+        warnings.warn(f"load_arrays: ignoring unknown keys {extra} in {label!r}", stacklevel=3)
+    return data
+
+
+def _float_matrix(arr: np.ndarray, key: str) -> np.ndarray:
+    """Numeric 2-D as float32/float64; unlike check_matrix, NaN/inf rows pass (they are dropped later)."""
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.iscomplexobj(arr):
+        raise ValueError(f"load_arrays: {key} must be numeric, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(f"load_arrays: {key} must be 2-D, got shape {arr.shape}")
+    return arr if arr.dtype in (np.float32, np.float64) else arr.astype(np.float64)
+
+
+def _per_row(data: dict[str, np.ndarray], key: str, n: int) -> np.ndarray | None:
+    """``data[key]`` as a 1-D array of one entry per row of features (None when absent)."""
+    if key not in data:
+        return None
+    arr = _checked(check_vector, data[key], key, dtype=None, min_len=0)
+    if len(arr) != n:
+        raise ValueError(f"load_arrays: {key} must have shape ({n},) to match features, got {arr.shape}")
+    return arr
+
+
+def _strings(arr: np.ndarray) -> list[str]:
+    return [str(s) for s in (np.char.decode(arr, "utf-8") if arr.dtype.kind == "S" else arr).tolist()]
+
+
+def load_arrays(path: str | os.PathLike, *, name: str | None = None) -> ArraySet:
+    """Load precomputed features from a ``.npz`` (key ``features`` required; optional
+    ``pred_probs``, ``labels``, ``ids``, ``class_names``, ``split``, ``is_ood``) or a
+    bare ``.npy`` of features. Pickled (object) arrays are refused.
+
+    Rows whose features or pred_probs hold NaN or inf are dropped (every per-row
+    array stays aligned), listed in ``skipped`` as (id, reason) and counted in a
+    warning; a ValueError is raised only when fewer than 2 rows remain. ``name`` is
+    how the file is called in the description and messages (default: its file name).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"load_arrays: path={str(path)!r} is not a file")
+    label = name or path.name
+    data = _read_file(path, label)
+    features = _float_matrix(data["features"], "features")
+    n, d = features.shape
+    if n == 0 or d == 0:
+        raise ValueError(f"load_arrays: features must have at least one row and column, got {features.shape}")
+    pred_probs = None
+    if "pred_probs" in data:
+        pred_probs = _float_matrix(data["pred_probs"], "pred_probs")
+        _checked(check_same_length, pred_probs, "pred_probs", features, "features")
+        finite = pred_probs[np.isfinite(pred_probs)]
+        if finite.size and (finite.min() < 0 or finite.max() > 1):
+            raise ValueError("load_arrays: pred_probs must lie in [0, 1]")
+    class_names = None
+    if "class_names" in data:
+        class_names = _strings(_checked(check_vector, data["class_names"], "class_names", dtype=None, min_len=0))
+    labels = np.full(n, -1, dtype=np.int64)
+    raw = _per_row(data, "labels", n)
+    if raw is not None:
+        if not np.issubdtype(raw.dtype, np.number) or (
+            raw.size and not np.all(np.isfinite(raw) & (raw == np.round(raw)))
+        ):
+            raise ValueError(f"load_arrays: labels must be integers (-1 = unknown), got dtype {raw.dtype}")
+        labels = raw.astype(np.int64)
+    n_classes = len(class_names) if class_names is not None else (
+        pred_probs.shape[1] if pred_probs is not None else int(labels.max(initial=-1)) + 1
+    )
+    if pred_probs is not None and pred_probs.shape[1] != n_classes:
+        raise ValueError(
+            f"load_arrays: pred_probs has {pred_probs.shape[1]} columns but class_names has {n_classes}"
+        )
+    if labels.size and (labels.min() < -1 or labels.max() >= n_classes):
+        raise ValueError(
+            f"load_arrays: labels must be -1 or in [0, {n_classes}), got values in "
+            f"[{labels.min()}, {labels.max()}]"
+        )
+    ids = [str(i) for i in range(n)]
+    raw = _per_row(data, "ids", n)
+    if raw is not None:
+        ids = _strings(raw)
+        if len(set(ids)) != n:
+            raise ValueError("load_arrays: ids must be unique")
+    split = _per_row(data, "split", n)
+    if split is not None:
+        split = split.astype(str).astype(object)
+        bad = sorted(set(split.tolist()) - {"train", "test"})
+        if bad:
+            raise ValueError(f"load_arrays: split values must be 'train' or 'test', got {bad[:5]}")
+    is_ood = _per_row(data, "is_ood", n)
+    if is_ood is not None:
+        if is_ood.dtype != bool and not (np.issubdtype(is_ood.dtype, np.number) and np.isin(is_ood, (0, 1)).all()):
+            raise ValueError(f"load_arrays: is_ood must be boolean (or 0/1), got dtype {is_ood.dtype}")
+        is_ood = is_ood.astype(bool)
+    arrays = ArraySet(features, pred_probs, labels, ids, class_names or [str(c) for c in range(n_classes)],
+                      split, is_ood, description=f"precomputed arrays {label} ({n} rows, {d} features)",
+                      identity=file_digest(path))
+    return _drop_non_finite(arrays, label)
+
+
+def _drop_non_finite(arrays: ArraySet, label: str) -> ArraySet:
+    """``arrays`` without the rows whose features or pred_probs hold NaN/inf, listed in ``skipped``."""
+    ok_features = np.isfinite(arrays.features).all(axis=1)
+    ok_probs = np.ones(len(arrays), bool) if arrays.pred_probs is None else np.isfinite(arrays.pred_probs).all(axis=1)
+    keep = ok_features & ok_probs
+    if keep.all():
+        return arrays
+    skipped = []
+    for i in np.flatnonzero(~keep):
+        reasons = [f"{key} row has NaN/inf" for key, ok in (("features", ok_features), ("pred_probs", ok_probs))
+                   if not ok[i]]
+        skipped.append((arrays.ids[i], "; ".join(reasons)))
+    n, d = arrays.features.shape
+    if keep.sum() < 2:
+        raise ValueError(
+            f"load_arrays: only {int(keep.sum())} of {n} rows in {label!r} have finite "
+            "features and pred_probs (the others hold NaN or inf); at least 2 are needed"
+        )
+    warnings.warn(
+        f"load_arrays: dropped {len(skipped)} of {n} rows in {label!r} whose features or "
+        "pred_probs hold NaN or inf; they are listed in .skipped",
+        stacklevel=3,
+    )
+
+    def rows(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else a[keep]
+
+    return dataclasses.replace(
+        arrays, features=arrays.features[keep], pred_probs=rows(arrays.pred_probs), labels=arrays.labels[keep],
+        split=rows(arrays.split), is_ood=rows(arrays.is_ood), ids=[i for i, k in zip(arrays.ids, keep) if k],
+        skipped=skipped,
+        description=f"precomputed arrays {label} ({int(keep.sum())} rows, {d} features; "
+                    f"{len(skipped)} rows with NaN/inf skipped)",
+    )
+
+
+def fit_query_arrays(fit: ArraySet, query: ArraySet) -> ArraySet:
+    """One ArraySet from a fit-set and a query-set ArraySet (split "train" / "test"), as
+    ``python -m ood_core score --fit F --query Q`` takes them."""
+    if fit.features.shape[1] != query.features.shape[1]:
+        raise ValueError(
+            f"--fit features have {fit.features.shape[1]} columns but --query features have "
+            f"{query.features.shape[1]}; embed both with the same model and settings"
+        )
+    if (fit.pred_probs is None) != (query.pred_probs is None):
+        raise ValueError("pred_probs must be in both the fit and the query file, or in neither")
+    class_names = fit.class_names if len(fit.class_names) >= len(query.class_names) else query.class_names
+    if fit.class_names and query.class_names and \
+            fit.class_names[:len(query.class_names)] != query.class_names[:len(fit.class_names)]:
+        raise ValueError(f"class_names differ between the fit ({fit.class_names}) and query "
+                         f"({query.class_names}) files")
+    n_fit, n_q = len(fit), len(query)
+    is_ood = None
+    if query.is_ood is not None:
+        is_ood = np.concatenate([np.zeros(n_fit, bool), np.asarray(query.is_ood, bool)])
+    return ArraySet(
+        np.concatenate([fit.features, query.features.astype(fit.features.dtype)]),
+        None if fit.pred_probs is None else np.concatenate([fit.pred_probs, query.pred_probs]),
+        np.concatenate([fit.labels, query.labels]),
+        [f"fit/{i}" for i in fit.ids] + [f"query/{i}" for i in query.ids],
+        list(class_names), np.array(["train"] * n_fit + ["test"] * n_q), is_ood,
+        description=f"fit: {fit.description}; query: {query.description}",
+        identity=f"{fit.identity}+{query.identity}",
+        skipped=[(f"fit/{i}", r) for i, r in fit.skipped] + [(f"query/{i}", r) for i, r in query.skipped],
+    )

@@ -1,0 +1,186 @@
+"""One browser session's state: its current analysis, its thresholds, and widget values that
+outlive a page switch. Named keys, each set in one place:
+
+- ``analysis`` / ``run_settings``: the current :class:`ood_core.Analysis` and the RunSettings it
+  came from; ``pending_run``: settings asked for on the Data page, not yet loaded.
+- ``{scorer}_percentile`` / ``{scorer}_threshold``: the threshold of each scorer, shared by every
+  page; it follows the scores (a new run or new scorer settings) through :func:`sync_threshold`.
+- State that belongs to one run is keyed by ``analysis.run_id`` (:func:`run_key`), so loading
+  another run starts it afresh without a list of keys to clear.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import streamlit as st
+
+import ood_core
+from ui.runs import RunSettings, run_store, wait_for
+
+ANALYSIS_KEY = "analysis"
+RUN_KEY = "run_settings"
+PENDING_KEY = "pending_run"
+DEFAULT_PERCENTILE = 5.0
+
+
+# ------------------------------------------------------------------ the pages-directory guard
+def leave_pages_directory_mode() -> None:
+    """Make app.py run first even when a fresh server's first visitor opens a deep link.
+
+    With a ``pages/`` folder beside app.py, Streamlit starts each process in its old "pages
+    directory" mode and stays there until some script calls ``st.navigation``; in that mode a link
+    such as ``/feature_scores`` runs ``pages/feature_scores.py`` alone, without app.py. Every page
+    imports this module, so on the first import in such a run switch the mode off and rerun.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    if getattr(PagesManager, "uses_pages_directory", False) and get_script_run_ctx() is not None:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+# ------------------------------------------------------------------ the current analysis
+def current_analysis() -> ood_core.Analysis | None:
+    """The session's current analysis (None before the first run)."""
+    return st.session_state.get(ANALYSIS_KEY)
+
+
+def current_settings() -> RunSettings | None:
+    """The RunSettings of the session's current analysis."""
+    return st.session_state.get(RUN_KEY)
+
+
+def require_analysis() -> ood_core.Analysis:
+    """A page's guard: the session's analysis, or a pointer to the Data page and a stop."""
+    analysis = current_analysis()
+    if analysis is None:
+        st.info("Load a dataset on the **Data & model** page first.")
+        st.stop()
+    return analysis
+
+
+def set_analysis(settings: RunSettings, analysis: ood_core.Analysis) -> None:
+    """Make ``analysis`` the session's current one."""
+    st.session_state[RUN_KEY] = settings
+    st.session_state[ANALYSIS_KEY] = analysis
+
+
+def run_and_select(settings: RunSettings) -> ood_core.Analysis:
+    """Load the run for ``settings`` (with a progress bar) and make it the session's current one.
+    If the user leaves the page meanwhile, the run goes on in the background and
+    :func:`adopt_finished_run` selects it once it is done."""
+    st.session_state[PENDING_KEY] = settings
+    try:
+        analysis = wait_for(settings)
+    finally:
+        st.session_state.pop(PENDING_KEY, None)
+    set_analysis(settings, analysis)
+    return analysis
+
+
+def adopt_finished_run() -> None:
+    """Select a run asked for on the Data page that finished while the user was elsewhere."""
+    settings = st.session_state.get(PENDING_KEY)
+    if settings is None:
+        return
+    analysis = run_store().get(settings)
+    if analysis is not None:
+        st.session_state.pop(PENDING_KEY)
+        set_analysis(settings, analysis)
+        st.toast(f"Loaded {analysis.source}", icon=":material/check_circle:")
+    elif not run_store().running(settings):  # it failed: the Data page says why when run again
+        st.session_state.pop(PENDING_KEY)
+
+
+def ensure_default_analysis() -> None:
+    """On a session's first run, load the built-in digits so every page has something to show."""
+    if ANALYSIS_KEY in st.session_state:
+        return
+    settings = RunSettings()
+    note = st.empty()
+    if run_store().get(settings) is None:
+        note.info("Preparing the built-in digits dataset: embedding 1,797 small images and fitting both "
+                  "scorers (about a minute the first time, seconds afterwards from the disk cache).")
+    try:
+        analysis = wait_for(settings)
+    finally:
+        note.empty()
+    set_analysis(settings, analysis)
+
+
+def apply_score_config(config: ood_core.ScoreConfig) -> ood_core.Analysis:
+    """Refit only the scorers whose settings changed (features and pred_probs are reused)."""
+    analysis = st.session_state[ANALYSIS_KEY]
+    if analysis.score_config != config:
+        with st.spinner("Refitting the scorer…"):
+            analysis = analysis.rescore(config)
+        st.session_state[ANALYSIS_KEY] = analysis
+    return analysis
+
+
+def run_key(analysis: ood_core.Analysis, name: str) -> str:
+    """The session-state key of ``name`` for this run: a new run starts with a fresh value."""
+    return f"{name}:{analysis.run_id}"
+
+
+# ------------------------------------------------------------------ thresholds
+def threshold_keys(scorer: str) -> tuple[str, str]:
+    """The session-state keys of a scorer's percentile and threshold."""
+    return f"{scorer}_percentile", f"{scorer}_threshold"
+
+
+def sync_threshold(analysis: ood_core.Analysis, scorer: str) -> float:
+    """The scorer's current threshold. When its scores changed (a new run or new scorer settings)
+    the threshold is recomputed from the kept percentile."""
+    p_key, t_key = threshold_keys(scorer)
+    st.session_state.setdefault(p_key, DEFAULT_PERCENTILE)
+    token_key, token = f"{scorer}_scores_id", analysis.scores_id(scorer)
+    if st.session_state.get(token_key) != token or t_key not in st.session_state:
+        st.session_state[token_key] = token
+        st.session_state[t_key] = ood_core.percentile_threshold(analysis.scores(scorer)[0], st.session_state[p_key])
+    return float(st.session_state[t_key])
+
+
+def set_percentile(scorer: str, fit_scores: np.ndarray, percentile: float) -> None:
+    """Move the threshold to ``percentile`` of the fit scores (what typing a percentile does)."""
+    p_key, t_key = threshold_keys(scorer)
+    st.session_state[p_key] = float(percentile)
+    st.session_state[t_key] = ood_core.percentile_threshold(fit_scores, float(percentile))
+
+
+def set_threshold(scorer: str, fit_scores: np.ndarray, threshold: float) -> None:
+    """Move the threshold to the value ``threshold`` (what dragging the line does)."""
+    p_key, t_key = threshold_keys(scorer)
+    st.session_state[t_key] = float(threshold)
+    st.session_state[p_key] = round(ood_core.percentile_of(fit_scores, float(threshold)), 2)
+
+
+# ------------------------------------------------------------------ widgets across pages
+def persistent(key: str, default: Any) -> Callable[[], None]:
+    """Give widget ``key`` the value it had when last drawn (Streamlit drops a widget's value while
+    its page is not shown), else ``default``; pass the returned callback as the widget's
+    ``on_change`` so the kept copy follows the widget."""
+    kept = f"_kept_{key}"
+    if key not in st.session_state:
+        st.session_state[key] = st.session_state.get(kept, default)
+    return lambda: st.session_state.__setitem__(kept, st.session_state[key])
+
+
+# ------------------------------------------------------------------ sidebar
+def sidebar_summary() -> None:
+    """The loaded dataset, in two lines at the bottom of the sidebar."""
+    analysis, pending = current_analysis(), st.session_state.get(PENDING_KEY)
+    if pending is not None:
+        st.sidebar.caption(f":material/hourglass_top: Computing: {pending.label}…")
+    if analysis is None:
+        return
+    with st.sidebar:
+        st.caption(f"**Loaded:** {analysis.source}")
+        st.caption(f"{len(analysis.fit_index):,} train (fit) · {len(analysis.query_index):,} test (query)"
+                   + (" · same items" if analysis.same_set else "")
+                   + (" · truth known" if analysis.is_ood is not None else ""))
+
+
+leave_pages_directory_mode()
