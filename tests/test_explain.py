@@ -342,19 +342,19 @@ def test_explain_item_on_analysis(analysis):
     a = analysis
     thr = percentile_threshold(a.fit_feature_scores, 10)
     query_pos = int(a.query_index[35])  # a planted outlier
-    out = E.explain_item(a, query_pos, threshold=thr)
+    out = a.explain(query_pos, threshold=thr)
     assert out["is_fit"] is False and out["position"] == query_pos
     assert out["score"] == pytest.approx(a.query_feature_scores[35], abs=1e-12)
     assert out["flagged"] is True and out["mean_distance"] > out["threshold_distance"]
     assert set(out["positions"].tolist()) <= set(a.fit_index.tolist())
     fit_pos = int(a.fit_index[7])
-    fit_out = E.explain_item(a, fit_pos, k=a.feature_scorer.k_ + 3)
+    fit_out = a.explain(fit_pos, k=a.feature_scorer.k_ + 3)
     assert fit_out["is_fit"] is True and fit_out["score"] == a.fit_feature_scores[7]
     assert fit_pos not in fit_out["positions"].tolist() and len(fit_out["positions"]) == a.feature_scorer.k_ + 3
-    short = E.explain_item(a, fit_pos)
+    short = a.explain(fit_pos)
     assert short["positions"].tolist() == fit_out["positions"][: a.feature_scorer.k_].tolist()
     with pytest.raises(ValueError, match=r"position must be an integer in 0\.\.99; got 100"):
-        E.explain_item(a, 100)
+        a.explain(100)
 
 
 def test_compare_and_per_class_on_analysis(analysis):
@@ -369,10 +369,10 @@ def test_compare_and_per_class_on_analysis(analysis):
                           rank_average=combined)
     assert auroc["feature"] == 1.0
 
-    pred = E.predicted_classes(a)
+    pred = a.predicted_classes()
     assert pred.shape == (40,)
     np.testing.assert_array_equal(pred[:30], a.labels[a.query_index[:30]])  # well-separated classes
-    np.testing.assert_array_equal(E.predicted_classes(a, "fit"), a.labels[a.fit_index])
+    np.testing.assert_array_equal(a.predicted_classes("fit"), a.labels[a.fit_index])
     thr = E.per_class_thresholds(a.fit_feature_scores, a.labels[a.fit_index], 10, n_classes=3)
     flags = E.flag_per_class(a.query_feature_scores, pred, thr)
     rows = E.per_class_counts(a.fit_feature_scores, a.labels[a.fit_index], a.query_feature_scores, pred, thr,
@@ -387,25 +387,25 @@ def test_predicted_classes_without_pred_probs(analysis):
     import dataclasses
 
     bare = dataclasses.replace(analysis, query_pred_probs=None)
-    assert E.predicted_classes(bare) is None
+    assert bare.predicted_classes() is None
     with pytest.raises(ValueError, match="which must be 'query' or 'fit'; got 'test'"):
-        E.predicted_classes(analysis, "test")
+        analysis.predicted_classes("test")
 
 
 def test_item_scores_puts_each_score_at_its_position(analysis):
     a = analysis
-    out = E.item_scores(a, "feature")
+    out = a.item_scores("feature")
     assert out.shape == (100,) and out.dtype == np.float64
     np.testing.assert_array_equal(out[a.fit_index], a.fit_feature_scores)
     np.testing.assert_array_equal(out[a.query_index], a.query_feature_scores)
-    np.testing.assert_array_equal(E.item_scores(a, "prediction")[a.query_index], a.query_pred_scores)
+    np.testing.assert_array_equal(a.item_scores("prediction")[a.query_index], a.query_pred_scores)
     import dataclasses
 
     partial = dataclasses.replace(a, query_index=a.query_index[:5],
                                   query_feature_scores=a.query_feature_scores[:5])
-    assert np.isnan(E.item_scores(partial)[a.query_index[5:]]).all()
+    assert np.isnan(partial.item_scores()[a.query_index[5:]]).all()
     with pytest.raises(ValueError, match="scorer must be one of"):
-        E.item_scores(a, "knn")
+        a.item_scores("knn")
 
 
 def test_flag_metrics_counts_by_hand():

@@ -54,7 +54,7 @@ def _scatter(n: int):
 
 # ---------------------------------------------------------------- why this one
 def verdict(result: Mapping[str, Any]) -> str:
-    """One sentence saying whether the item explained by ``ood_core.explain_item`` is flagged, and why.
+    """One sentence saying whether the item explained by ``Analysis.explain`` is flagged, and why.
 
     Flagged means score < threshold, which is the same as a mean distance to the ``k_score``
     nearest train (fit) images larger than the threshold's distance.

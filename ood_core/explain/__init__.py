@@ -14,7 +14,6 @@ Confusion counts of any flag mask: :func:`ood_core.thresholds.flag_metrics`.
 Scores follow the package contract: in [0, 1], lower = more atypical; an item is flagged when its
 score is strictly below the threshold.
 """
-from ._analysis_views import explain_item, item_scores, predicted_classes
 from .compare import QUADRANTS, compare_auroc, quadrants, rank_average, rank_average_fit_query
 from .neighbours import explain_neighbours
 from .per_class import flag_per_class, per_class_counts, per_class_thresholds
@@ -33,8 +32,4 @@ __all__ = [
     "per_class_thresholds",
     "flag_per_class",
     "per_class_counts",
-    # Analysis views, moving into Analysis methods:
-    "explain_item",
-    "predicted_classes",
-    "item_scores",
 ]
