@@ -8,7 +8,7 @@ The front door is :func:`analyze`: a source in, an immutable :class:`Analysis` o
 
 The estimators, thresholds and explain functions below work on plain arrays as well.
 """
-from ._analyze import analyze
+from ._analyze import DEFAULT_MODEL, Embedding, analyze, embed
 from .analysis import SCORERS, Analysis, ScoreConfig, ThresholdView
 from .cache import default_cache_dir
 from .embedder import Embedder
@@ -36,6 +36,7 @@ from .sources import (
     demo_split,
     digits,
     image_folder,
+    fit_query_arrays,
     image_zip,
     list_sources,
     load_arrays,
@@ -47,10 +48,10 @@ from .weights import WeightsUnavailableError, list_weights
 
 __all__ = [
     # run the whole flow
-    "analyze", "Analysis", "ScoreConfig", "ThresholdView", "SCORERS",
+    "analyze", "Analysis", "ScoreConfig", "ThresholdView", "SCORERS", "embed", "Embedding", "DEFAULT_MODEL",
     # data
     "open_source", "list_sources", "ImageSet", "ArraySet", "image_folder", "image_zip", "cifar10",
-    "demo_split", "digits", "load_arrays", "ANIMALS", "CIFAR10_CLASSES", "save_upload", "UPLOAD_SUFFIXES",
+    "demo_split", "digits", "load_arrays", "fit_query_arrays", "ANIMALS", "CIFAR10_CLASSES", "save_upload", "UPLOAD_SUFFIXES",
     # embedding
     "Embedder", "list_weights", "WeightsUnavailableError", "default_cache_dir",
     # scores, thresholds, metrics

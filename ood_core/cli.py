@@ -10,9 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ._analyze import DEFAULT_MODEL, analyze, embed
-from .analysis import SCORERS, Analysis, ScoreConfig
-from .scorers import PRED_SCORE_METHODS
+from . import (DEFAULT_MODEL, PRED_SCORE_METHODS, SCORERS, Analysis, ScoreConfig, analyze, cifar10, demo_split, embed,
+               fit_query_arrays, load_arrays)
 
 
 class _Bars:
@@ -161,8 +160,6 @@ def _cmd_embed(args) -> int:
 
 
 def _cmd_score(args) -> int:
-    from .sources import fit_query_arrays, load_arrays
-
     source = fit_query_arrays(load_arrays(args.fit), load_arrays(args.query))
     _run(source, args)
     return 0
@@ -185,8 +182,6 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from .sources import cifar10, demo_split
-
     _run(demo_split(cifar10(args.cifar10)) if args.cifar10 else "cifar10-demo", args)
     return 0
 

@@ -10,7 +10,7 @@ from ._device import resolve_device
 from ._progress import StepProgress
 from ._validation import (check_fitted, check_int, check_labels, check_matrix, check_number, check_pred_probs,
                           check_same_length)
-from .neighbors import knn, prepare, resolve_metric
+from ._neighbors import knn, prepare, resolve_metric
 
 # Distances below these count as zero and score exactly 1 (SCORING.md section 1).
 ZERO_DISTANCE_TOL = {"cosine": 100 * 1.1e-16, "euclidean": float(np.sqrt(100 * 2.2e-16))}

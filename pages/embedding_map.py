@@ -5,7 +5,7 @@ import streamlit as st
 import ood_core
 from ui.explain_views import MAX_MAP_POINTS, embedding_map_figure, selection_positions
 from ui.grid import image_grid
-from ui.session import require_analysis, sync_threshold
+from ui.session import persistent, require_analysis, sync_threshold
 
 CHART_KEY = "embedding_map_chart"
 GRID_MAX = 48
@@ -27,12 +27,13 @@ def projection(run_id: str, method: str, _analysis) -> tuple[np.ndarray, np.ndar
 
 
 c1, c2, c3 = st.columns(3)
-method = c1.radio("Projection", list(ood_core.PROJECTION_TITLES), format_func=ood_core.PROJECTION_TITLES.get, horizontal=True,
-                  key="map_method")
+method = c1.radio("Projection", list(ood_core.PROJECTION_TITLES), format_func=ood_core.PROJECTION_TITLES.get,
+                  horizontal=True, key="map_method", on_change=persistent("map_method", "pca"))
 scorer = c2.selectbox("Colour by", analysis.scorers, format_func=ood_core.SCORERS.get, key="map_scorer")
 shown = "both"
 if not analysis.same_set:
     shown = c3.radio("Images", ["both", "query", "fit"], horizontal=True, key="map_items",
+                     on_change=persistent("map_items", "both"),
                      format_func={"both": "all", "query": "test (query)", "fit": "train (fit)"}.get)
 
 threshold = sync_threshold(analysis, scorer)

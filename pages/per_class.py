@@ -8,7 +8,7 @@ import ood_core
 from ood_core import flag_metrics, flag_per_class, per_class_counts, per_class_thresholds, percentile_threshold
 from ui.explain_views import class_histograms_figure
 from ui.grid import image_grid
-from ui.session import require_analysis, sync_threshold, threshold_keys
+from ui.session import persistent, require_analysis, sync_threshold, threshold_keys
 
 st.title("Per class")
 st.write("The scores of each class's train (fit) images beside the test (query) images predicted as that class; "
@@ -33,6 +33,7 @@ percentile = c2.number_input("Percentile (of all train scores, or within each cl
                              max_value=100.0, value=round(current, 2), step=0.5, format="%.2f",
                              key=f"per_class_percentile_{scorer}")
 conditional = c3.toggle("Class-conditional thresholds", key="per_class_conditional", disabled=predicted is None,
+                        on_change=persistent("per_class_conditional", False),
                         help="The percentile is taken within each train class; a test image is judged by the "
                              "threshold of the class the classifier predicts for it.")
 if predicted is None:

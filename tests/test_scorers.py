@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-import ood_core.neighbors as neighbors
+import ood_core._neighbors as neighbors
 from ood_core import FeatureScorer, PredProbScorer
 
 

@@ -1,8 +1,6 @@
-"""Dashboard helpers: plotly figure builders and Streamlit components.
-
-``ui.figures`` holds pure functions from plain arrays to plotly figures;
-``ui.threshold_histogram`` the custom component with a draggable threshold
-line. Nothing here is imported by ``ood_core``; import the submodules
-directly (this package re-exports nothing, so importing ``ui.figures`` does
-not pull in Streamlit).
+"""The dashboard's helpers, one module per job (see ARCHITECTURE.md): ``runs`` (runs computed once
+per server), ``session`` (one browser session's state), ``uploads`` (uploads and the folder
+sandbox), ``figures`` / ``explain_views`` (pure figure builders), ``grid`` (image grids),
+``threshold_histogram`` (the draggable-line component) and ``score_page``. This package
+re-exports nothing, so importing ``ui.figures`` does not pull in Streamlit.
 """

@@ -31,7 +31,7 @@ class RunSettings:
     """What identifies a run: the source and the embedding settings."""
 
     source: str = DEFAULT_SOURCE  # a built-in name or a path
-    model: str = "tf_efficientnet_lite0"
+    model: str = ood_core.DEFAULT_MODEL
     weights: str = "bundled"
     image_size: int | None = None  # None: the model's default for the images' size
     label: str = "Built-in digits"  # the kind of source, as the Data page names it
