@@ -9,7 +9,8 @@ a path) to a loader.
 
 Modules: ``_imageset`` (ImageSet), ``_io`` (decoding, readers, layout rules),
 ``_listing`` (folder/zip scans), ``folder``, ``archive`` (zip), ``cifar``,
-``builtin`` (demo split, digits, the named-source registry), ``arrays``.
+``builtin`` (demo split, digits, the named-source registry), ``arrays``, ``split`` (fit and
+query sets by class).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from typing import Callable
 
 from ._imageset import ImageSet
 from .archive import MAX_ZIP_BYTES, MAX_ZIP_FILES, image_zip
-from .arrays import ArraySet, fit_query_arrays, load_arrays
+from .arrays import ArraySet, load_arrays
 from .builtin import ANIMALS, BUILTIN_SOURCES, demo_split, digits, list_sources, register_source
 from .cifar import CIFAR10_CLASSES, CIFAR10_ENV, cifar10
 from .folder import image_folder
+from .split import fit_query_arrays, in_out_split
 
 # file suffix -> loader(path, name=...) for a path that is a file
 _FILE_LOADERS: dict[str, Callable[..., ImageSet | ArraySet]] = {
@@ -73,6 +75,7 @@ __all__ = [
     "fit_query_arrays",
     "image_folder",
     "image_zip",
+    "in_out_split",
     "list_sources",
     "load_arrays",
     "open_source",

@@ -216,34 +216,3 @@ def _drop_non_finite(arrays: ArraySet, label: str) -> ArraySet:
         description=f"precomputed arrays {label} ({int(keep.sum())} rows, {d} features; "
                     f"{len(skipped)} rows with NaN/inf skipped)",
     )
-
-
-def fit_query_arrays(fit: ArraySet, query: ArraySet) -> ArraySet:
-    """One ArraySet from a fit-set and a query-set ArraySet (split "train" / "test"), as
-    ``python -m ood_core score --fit F --query Q`` takes them."""
-    if fit.features.shape[1] != query.features.shape[1]:
-        raise ValueError(
-            f"--fit features have {fit.features.shape[1]} columns but --query features have "
-            f"{query.features.shape[1]}; embed both with the same model and settings"
-        )
-    if (fit.pred_probs is None) != (query.pred_probs is None):
-        raise ValueError("pred_probs must be in both the fit and the query file, or in neither")
-    class_names = fit.class_names if len(fit.class_names) >= len(query.class_names) else query.class_names
-    if fit.class_names and query.class_names and \
-            fit.class_names[:len(query.class_names)] != query.class_names[:len(fit.class_names)]:
-        raise ValueError(f"class_names differ between the fit ({fit.class_names}) and query "
-                         f"({query.class_names}) files")
-    n_fit, n_q = len(fit), len(query)
-    is_ood = None
-    if query.is_ood is not None:
-        is_ood = np.concatenate([np.zeros(n_fit, bool), np.asarray(query.is_ood, bool)])
-    return ArraySet(
-        np.concatenate([fit.features, query.features.astype(fit.features.dtype)]),
-        None if fit.pred_probs is None else np.concatenate([fit.pred_probs, query.pred_probs]),
-        np.concatenate([fit.labels, query.labels]),
-        [f"fit/{i}" for i in fit.ids] + [f"query/{i}" for i in query.ids],
-        list(class_names), np.array(["train"] * n_fit + ["test"] * n_q), is_ood,
-        description=f"fit: {fit.description}; query: {query.description}",
-        identity=f"{fit.identity}+{query.identity}",
-        skipped=[(f"fit/{i}", r) for i, r in fit.skipped] + [(f"query/{i}", r) for i, r in query.skipped],
-    )
