@@ -5,18 +5,17 @@ import dataclasses
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from ._progress import Progress, stage
 from .analysis import Analysis, ScoreConfig, digest, fit_feature, fit_prediction
 from .pred_probs import out_of_sample_pred_probs
-from .sources import ArraySet, ImageSet, open_source
+from .sources import ArraySet, ImageSet, in_out_split, open_source
+from .weights import DEFAULT_MODEL
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MODEL = "tf_efficientnet_lite0"
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,6 +55,9 @@ def embed(
     embedder = Embedder(model=model, weights=weights, image_size=image_size, device=device, batch_size=batch_size)
     features, hit = cached_embed(embedder, images, cache_dir=cache_dir, progress=stage(progress, "embed"))
     kept, features = drop_failed(images, features, embedder.failures_)
+    if len(kept) < 2:
+        raise ValueError(f"only {len(kept)} of {len(images)} image(s) could be decoded; at least 2 are needed "
+                         f"(skipped: {kept.skipped[:3]}{' ...' if len(kept.skipped) > 3 else ''})")
     return Embedding(images=kept, features=features, config=dataclasses.asdict(embedder.config_for(kept)),
                      cache_hit=hit)
 
@@ -69,6 +71,9 @@ def analyze(
     device: str = "auto",
     batch_size: int = 64,
     scores: ScoreConfig = ScoreConfig(),
+    in_classes: Sequence[str | int] | None = None,
+    fit_fraction: float = 0.5,
+    seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
     name: str | None = None,
@@ -80,10 +85,16 @@ def analyze(
     ``.npz``/``.npy`` of features, or an :class:`ImageSet` / :class:`ArraySet`. ``model``,
     ``weights``, ``image_size`` (None: the model's default for the images' size), ``device`` and
     ``batch_size`` set the embedding (ignored for precomputed features); ``scores`` the scorers.
-    ``progress(stage, done, total)`` hears of each stage ("embed", "classifier", "neighbours").
-    ``name``: how to call a path source in descriptions (e.g. an upload's own file name).
+    ``in_classes``: the classes that are in distribution: the fit set is a seeded ``fit_fraction`` of
+    their items (of the train split, when the source has one) and everything else is scored, with
+    the other classes as known out-of-distribution truth (see :func:`in_out_split`); None keeps the
+    source's own split. ``progress(stage, done, total)`` hears of each stage ("embed",
+    "classifier", "neighbours"). ``name``: how to call a path source in descriptions (e.g. an
+    upload's own file name).
     """
     source = _open(source, name)
+    if in_classes is not None:
+        source = in_out_split(source, in_classes, fit_fraction=fit_fraction, seed=seed)
     if isinstance(source, ArraySet):
         features, items, hit, pred_probs = source.features, None, False, source.pred_probs
         embed_config: dict[str, Any] = {"precomputed": source.description}

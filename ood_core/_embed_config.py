@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ood_core.sources import ImageSet
-from ood_core.weights import resolve_weights
+from ood_core.weights import DEFAULT_MODEL, resolve_weights
 
 # Images whose typical longer side is at most this many pixels count as "small".
 SMALL_IMAGE_MAX_SIDE = 64
@@ -72,7 +72,7 @@ def _check_image_size(image_size) -> int | None:
 
 
 def resolve_embed_config(
-    model: str = "tf_efficientnet_lite0",
+    model: str = DEFAULT_MODEL,
     weights: str | os.PathLike = "bundled",
     image_size: int | None = None,
     *,

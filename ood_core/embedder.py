@@ -24,7 +24,7 @@ from ood_core._embed_config import RESAMPLE, EmbedConfig, resolve_embed_config, 
 from ood_core._progress import StepProgress
 from ood_core.sources._io import describe_error
 from ood_core.sources import ImageSet
-from ood_core.weights import load_model
+from ood_core.weights import DEFAULT_MODEL, load_model
 
 
 def _prepare(img: Image.Image, size: int, crop_pct: float, resample) -> np.ndarray:
@@ -65,7 +65,7 @@ class Embedder:
     not be decoded; their feature rows are NaN (see :func:`drop_failed`).
     """
 
-    def __init__(self, model: str = "tf_efficientnet_lite0", weights: str | os.PathLike = "bundled",
+    def __init__(self, model: str = DEFAULT_MODEL, weights: str | os.PathLike = "bundled",
                  image_size: int | None = None, device: str = "auto", batch_size: int = 64,
                  num_workers: int | None = None, fold_batchnorm: bool = True):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:

@@ -10,13 +10,20 @@ from ._device import resolve_device
 from ._progress import StepProgress
 from ._validation import (check_fitted, check_int, check_labels, check_matrix, check_number, check_pred_probs,
                           check_same_length)
-from ._neighbors import knn, prepare, resolve_metric
 
 # Distances below these count as zero and score exactly 1 (SCORING.md section 1).
 ZERO_DISTANCE_TOL = {"cosine": 100 * 1.1e-16, "euclidean": float(np.sqrt(100 * 2.2e-16))}
 MIN_SCALE = 1e-6
 DEFAULT_K = 10
 
+
+
+def _search():
+    """The torch neighbour search (``_neighbors``), imported on first use so that importing the
+    scorers (and the CLI's ``--help``) does not load torch."""
+    from . import _neighbors
+
+    return _neighbors
 
 class FeatureScorer:
     """K-nearest-neighbour outlier score on feature vectors (Kuan & Mueller, 2022).
@@ -68,13 +75,13 @@ class FeatureScorer:
         """Learn the fit set, its neighbour distances and the scale ``scale_``."""
         X = check_matrix(X, "X")
         self.k_ = self._check_params(X.shape[0])
-        self.metric_ = resolve_metric(self.metric, X.shape[1])
+        self.metric_ = _search().resolve_metric(self.metric, X.shape[1])
         self.device_ = resolve_device(self.device)
         self.n_features_in_ = X.shape[1]
         self.n_fit_ = X.shape[0]
         self._fit_dtype = X.dtype
-        self._fit_rows = prepare(X, self.metric_, self.device_)
-        dist, idx = knn(self._fit_rows, self.k_, self.metric_, block_size=self.block_size, progress=progress)
+        self._fit_rows = _search().prepare(X, self.metric_, self.device_)
+        dist, idx = _search().knn(self._fit_rows, self.k_, self.metric_, block_size=self.block_size, progress=progress)
         self._fit_neighbors = (dist, idx)
         self.fit_distances_ = dist.astype(np.float64).mean(axis=1)
         self.scale_ = float(max(np.median(self.fit_distances_), MIN_SCALE))
@@ -110,11 +117,11 @@ class FeatureScorer:
             if k <= self.k_:
                 dist, idx = self._fit_neighbors
                 return dist[:, :k].copy(), idx[:, :k].copy()
-            return knn(self._fit_rows, k, self.metric_, block_size=self.block_size, progress=progress)
+            return _search().knn(self._fit_rows, k, self.metric_, block_size=self.block_size, progress=progress)
         X = self._check_query(X)
         # Queries are searched in the fit set's precision (float32 stays float32).
-        Q = prepare(X.astype(self._fit_dtype, copy=False), self.metric_, self.device_)
-        return knn(self._fit_rows, k, self.metric_, query=Q, block_size=self.block_size, progress=progress)
+        Q = _search().prepare(X.astype(self._fit_dtype, copy=False), self.metric_, self.device_)
+        return _search().knn(self._fit_rows, k, self.metric_, query=Q, block_size=self.block_size, progress=progress)
 
     def mean_distances(self, X, progress: StepProgress | None = None) -> np.ndarray:
         """Mean distance of each row of ``X`` to its ``k_`` nearest fit rows."""

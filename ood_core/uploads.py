@@ -28,3 +28,13 @@ def save_upload(name: str, data: bytes, allowed: tuple[str, ...] = UPLOAD_SUFFIX
     if not path.exists():
         atomic_write(path, data)
     return path
+
+
+def discard_upload(path: str | Path) -> bool:
+    """Delete a stored upload (e.g. one that could not be read, so it is not kept); a path
+    outside the uploads folder is left alone. Returns whether a file was deleted."""
+    path, folder = Path(path).resolve(), upload_dir().resolve()
+    if path.parent != folder or not path.is_file():
+        return False
+    path.unlink(missing_ok=True)
+    return True

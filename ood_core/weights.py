@@ -26,6 +26,8 @@ from urllib.parse import urlparse
 from ood_core._files import file_digest
 
 BUNDLED_MODEL = "tf_efficientnet_lite0"
+# The model used unless told otherwise: the one whose weights ship with the package (works offline).
+DEFAULT_MODEL = BUNDLED_MODEL
 PATH_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 

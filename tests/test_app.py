@@ -345,8 +345,13 @@ def test_an_image_folder_outside_the_allowed_roots_is_refused(at, tmp_path, monk
     monkeypatch.setenv("OOD_DATA_ROOTS", str(allowed))
     at.radio(key="data_source_choice").set_value(FOLDER).run()
     at.text_input(key="data_folder_path").set_value(str(outside)).run()
-    assert at.error[0].value == (f"Cannot use this folder: {outside} is outside the folders this dashboard may "
-                                 f"read ({allowed}); set OOD_DATA_ROOTS to allow another.")
+    from ui.markup import escape
+    from ui.uploads import config_file
+
+    assert at.error[0].value == "Cannot use this folder: " + escape(  # which folders, from where, how to allow
+        f"{outside} is outside the folders this dashboard may read ({allowed}, from the OOD_DATA_ROOTS environment "
+        f"variable); to allow it, start the dashboard with OOD_DATA_ROOTS={outside}:... (paths separated by ':'), "
+        f"or add it to data_roots = [...] in {config_file()}") + "."
     assert at.button(key="data_run").disabled
     at.text_input(key="data_folder_path").set_value(str(allowed / "images" / ".." / "..")).run()
     assert "is outside the folders" in at.error[0].value  # `..` is resolved before the check
@@ -378,7 +383,9 @@ def test_a_run_that_finishes_while_the_user_is_elsewhere_is_selected(at):
     at.switch_page("pages/feature_scores.py").run()
     assert at.session_state["analysis"].source.startswith("scikit-learn digits")
     assert PENDING_KEY not in at.session_state
-    assert [t.value for t in at.toast] == [f"Loaded {at.session_state['analysis'].source}"]
+    from ui.markup import escape
+
+    assert [t.value for t in at.toast] == [f"Loaded {escape(at.session_state['analysis'].source)}"]
 
 
 # ----------------------------------------------------------------------------- state helpers

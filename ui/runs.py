@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ class RunSettings:
     image_size: int | None = None  # None: the model's default for the images' size
     label: str = "Built-in digits"  # the kind of source, as the Data page names it
     name: str | None = None  # an upload's own file name, shown instead of its stored (content-hash) name
+    in_classes: tuple[str, ...] | None = None  # in-distribution classes (None: the source's own split)
+    fit_fraction: float = 0.5  # share of the in-class items to fit on, with in_classes
 
 
 Compute = Callable[[RunSettings, Callable[[str, int, int], None]], "ood_core.Analysis"]
@@ -44,7 +47,8 @@ Compute = Callable[[RunSettings, Callable[[str, int, int], None]], "ood_core.Ana
 def compute_run(settings: RunSettings, progress=None) -> ood_core.Analysis:
     """The analysis of ``settings`` (embeddings from the disk cache when present)."""
     return ood_core.analyze(settings.source, model=settings.model, weights=settings.weights,
-                            image_size=settings.image_size, progress=progress, name=settings.name)
+                            image_size=settings.image_size, in_classes=settings.in_classes,
+                            fit_fraction=settings.fit_fraction, progress=progress, name=settings.name)
 
 
 class RunJob:
@@ -53,8 +57,11 @@ class RunJob:
     def __init__(self, settings: RunSettings, future: Future):
         self.settings, self.future = settings, future
         self.stage, self.done, self.total = "open", 0, 0
+        self.stage_start = time.monotonic()
 
     def progress(self, stage: str, done: int, total: int) -> None:
+        if stage != self.stage:
+            self.stage_start = time.monotonic()
         self.stage, self.done, self.total = stage, done, total
 
     @property
@@ -65,7 +72,15 @@ class RunJob:
     def text(self) -> str:
         if self.stage == "open":
             return f"Opening {self.settings.label}…"
-        return f"{STAGE_LABELS.get(self.stage, self.stage)}: {self.done:,} / {self.total:,}"
+        text = f"{STAGE_LABELS.get(self.stage, self.stage)}: {self.done:,} / {self.total:,}"
+        elapsed = time.monotonic() - self.stage_start
+        if 0 < self.done < self.total and elapsed > 2:  # an estimate from the rate measured so far
+            text += f" · about {_duration(elapsed * (self.total - self.done) / self.done)} left"
+        return text
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 class RunStore:

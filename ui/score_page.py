@@ -15,8 +15,9 @@ import streamlit as st
 import ood_core
 from ui.figures import roc_figure
 from ui.grid import image_grid, listing_positions
-from ui.session import (apply_score_config, persistent, require_analysis, run_key, set_percentile, set_threshold,
-                        sync_threshold, threshold_keys)
+from ui.markup import escape
+from ui.session import (apply_score_config, current_view, persistent, require_analysis, run_key, set_percentile,
+                        set_threshold, threshold_keys)
 from ui.threshold_histogram import threshold_histogram
 
 DEFAULT_GRID_SIZE = 16
@@ -67,22 +68,28 @@ def scorer_controls(analysis: ood_core.Analysis, scorer: str) -> ood_core.Analys
 def threshold_section(analysis: ood_core.Analysis, scorer: str) -> None:
     """Everything that follows the threshold; reruns alone when the threshold or a view changes."""
     p_key, _ = threshold_keys(scorer)
-    input_key = f"{scorer}_percentile_input"
+    input_key, error_key = f"{scorer}_percentile_input", f"{scorer}_percentile_error"
     fit_scores, query_scores = analysis.scores(scorer)
-    threshold = sync_threshold(analysis, scorer)
+    view = current_view(analysis, scorer)
+    threshold = view.threshold
     st.session_state[input_key] = st.session_state[p_key]
 
     def on_percentile() -> None:
-        set_percentile(scorer, fit_scores, st.session_state[input_key])
+        typed = st.session_state[input_key]
+        if typed is None or not 0 <= typed <= 100:
+            st.session_state[error_key] = (f"The percentile must be a number from 0 to 100; got {typed}. The threshold "
+                                           f"stays at the {st.session_state[p_key]:g}th percentile.")
+            return
+        st.session_state.pop(error_key, None)
+        set_percentile(scorer, fit_scores, typed)
 
     def on_drag(x: float) -> None:
+        st.session_state.pop(error_key, None)
         set_threshold(scorer, fit_scores, x)
         st.session_state[input_key] = st.session_state[p_key]
 
-    view = analysis.threshold_view(scorer, threshold=threshold)
     row = st.columns([1.4, 1, 1, 1], vertical_alignment="bottom")
-    row[0].number_input("Percentile of the train (fit) scores", min_value=0.0,
-                        max_value=100.0, step=0.5, format="%.2f", key=input_key,
+    row[0].number_input("Percentile of the train (fit) scores", step=0.5, format="%.2f", key=input_key,
                         on_change=on_percentile,
                         help="Items scoring below this percentile of the train (fit) scores are flagged. "
                              "Or drag the red line on the chart.")
@@ -90,6 +97,8 @@ def threshold_section(analysis: ood_core.Analysis, scorer: str) -> None:
     row[2].metric("Train (fit) flagged", f"{view.fit_flagged:,} ({view.fit_flagged_pct:.1f}%)")
     row[3].metric("Test (query) flagged", "same items" if analysis.same_set
                   else f"{view.query_flagged:,} ({view.query_flagged_pct:.1f}%)")
+    if error_key in st.session_state:
+        st.error(st.session_state[error_key], icon=":material/error:")
     threshold_histogram(fit_scores, None if analysis.same_set else query_scores, threshold,
                         key=f"{scorer}_histogram", percentile=st.session_state[p_key],
                         labels=("train (fit)", "test (query)"), on_change=on_drag)
@@ -161,10 +170,13 @@ def grids(analysis: ood_core.Analysis, scorer: str, fit_scores, query_scores, th
                    empty_text="No item is flagged at this threshold." if which == "borderline" else "Nothing to show.")
 
 
-def export_payloads(analysis: ood_core.Analysis, scorer: str, threshold: float) -> tuple[str, str]:
-    """The CSV of every scored item and the JSON threshold card, as the download buttons give them."""
-    view = analysis.threshold_view(scorer, threshold=threshold)
-    csv_text = analysis.scores_csv({scorer: threshold})
+def export_payloads(analysis: ood_core.Analysis, scorer: str, threshold: float,
+                    percentile: float | None = None) -> tuple[str, str]:
+    """The CSV of every scored item and the JSON threshold card, as the download buttons give them;
+    ``percentile``: the one the user set, when the threshold came from it."""
+    view = (analysis.threshold_view(scorer, percentile=percentile) if percentile is not None
+            else analysis.threshold_view(scorer, threshold=threshold))
+    csv_text = analysis.scores_csv({scorer: view.threshold})
     card = json.dumps(analysis.threshold_card(view), indent=2, default=str)
     return csv_text, card
 
@@ -175,11 +187,12 @@ def export(analysis: ood_core.Analysis, scorer: str, view) -> None:
     st.caption(f"Every scored item with its score and whether it is flagged at threshold {view.threshold:.4f}, "
                "and a threshold card recording the data, model, scorer settings and counts.")
     c1, c2, _ = st.columns([1, 1, 2])
-    c1.download_button("Scores (CSV)", data=lambda: export_payloads(analysis, scorer, view.threshold)[0],
+    percentile = view.percentile if view.percentile != view.reached else None
+    c1.download_button("Scores (CSV)", data=lambda: export_payloads(analysis, scorer, view.threshold, percentile)[0],
                        file_name=f"{scorer}_scores.csv", mime="text/csv", on_click="ignore",
                        icon=":material/download:", key=f"{scorer}_export_csv")
     c2.download_button("Threshold card (JSON)",
-                       data=lambda: export_payloads(analysis, scorer, view.threshold)[1],
+                       data=lambda: export_payloads(analysis, scorer, view.threshold, percentile)[1],
                        file_name=f"{scorer}_threshold.json", mime="application/json", on_click="ignore",
                        icon=":material/download:", key=f"{scorer}_export_json")
 
@@ -194,8 +207,10 @@ def render(scorer: str, intro: str) -> None:
                 "(at least 2 classes with 2 items each), or precomputed pred_probs. The feature score works "
                 "without them.")
         st.stop()
-    st.caption(f"Dataset: {analysis.source} · {len(analysis.fit_index):,} train (fit) items, "
+    st.caption(f"Dataset: {escape(analysis.source)} · {len(analysis.fit_index):,} train (fit) items, "
                f"{len(analysis.query_index):,} test (query) items"
                + (" (the same items: each is scored against the others)" if analysis.same_set else ""))
+    for caveat in analysis.caveats(scorer):
+        st.warning(caveat, icon=":material/warning:")
     analysis = scorer_controls(analysis, scorer)
     threshold_section(analysis, scorer)

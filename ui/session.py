@@ -16,6 +16,7 @@ import numpy as np
 import streamlit as st
 
 import ood_core
+from ui.markup import escape
 from ui.runs import RunSettings, run_store, wait_for
 
 ANALYSIS_KEY = "analysis"
@@ -89,7 +90,7 @@ def adopt_finished_run() -> None:
     if analysis is not None:
         st.session_state.pop(PENDING_KEY)
         set_analysis(settings, analysis)
-        st.toast(f"Loaded {analysis.source}", icon=":material/check_circle:")
+        st.toast(f"Loaded {escape(analysis.source)}", icon=":material/check_circle:")
     elif not run_store().running(settings):  # it failed: the Data page says why when run again
         st.session_state.pop(PENDING_KEY)
 
@@ -143,6 +144,16 @@ def sync_threshold(analysis: ood_core.Analysis, scorer: str) -> float:
     return float(st.session_state[t_key])
 
 
+def current_view(analysis: ood_core.Analysis, scorer: str) -> ood_core.ThresholdView:
+    """Counts at the session's threshold; it records the percentile the user typed when the
+    threshold came from it (after a drag: the percentile the threshold reaches)."""
+    threshold = sync_threshold(analysis, scorer)
+    percentile = st.session_state[threshold_keys(scorer)[0]]
+    if ood_core.percentile_threshold(analysis.scores(scorer)[0], percentile) == threshold:
+        return analysis.threshold_view(scorer, percentile=percentile)
+    return analysis.threshold_view(scorer, threshold=threshold)
+
+
 def set_percentile(scorer: str, fit_scores: np.ndarray, percentile: float) -> None:
     """Move the threshold to ``percentile`` of the fit scores (what typing a percentile does)."""
     p_key, t_key = threshold_keys(scorer)
@@ -177,7 +188,7 @@ def sidebar_summary() -> None:
     if analysis is None:
         return
     with st.sidebar:
-        st.caption(f"**Loaded:** {analysis.source}")
+        st.caption(f"**Loaded:** {escape(analysis.source)}")
         st.caption(f"{len(analysis.fit_index):,} train (fit) · {len(analysis.query_index):,} test (query)"
                    + (" · same items" if analysis.same_set else "")
                    + (" · truth known" if analysis.is_ood is not None else ""))

@@ -1,13 +1,22 @@
 """What the Data page may read: uploaded files (stored by ``ood_core.save_upload``) and folders
-on this machine, which must lie under an allowed root (the folder sandbox)."""
+on this machine, which must lie under an allowed root (the folder sandbox).
+
+The allowed roots are a setting: ``$OOD_DATA_ROOTS`` (paths separated by ``os.pathsep``), else
+``data_roots = ["/data", "/mnt/images"]`` in the config file (:func:`config_file`), else the
+folder the dashboard was started in.
+"""
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
+
+import platformdirs
 
 import ood_core
 
 ROOTS_ENV = "OOD_DATA_ROOTS"
+CONFIG_ENV = "OOD_CONFIG"
 
 
 def upload_source(name: str, data: bytes, allowed: tuple[str, ...] = ood_core.UPLOAD_SUFFIXES) -> str:
@@ -16,12 +25,36 @@ def upload_source(name: str, data: bytes, allowed: tuple[str, ...] = ood_core.UP
     return str(ood_core.save_upload(name, data, allowed))
 
 
-def allowed_roots() -> list[Path]:
-    """Folders an image-folder path may lie under: $OOD_DATA_ROOTS (os.pathsep-separated), else the
-    working directory and the home folder."""
+def config_file() -> Path:
+    """The dashboard's config file: ``$OOD_CONFIG``, else ``config.toml`` in the user config folder."""
+    return Path(os.environ.get(CONFIG_ENV) or Path(platformdirs.user_config_dir("ood-explorer")) / "config.toml")
+
+
+def allowed_roots() -> tuple[list[Path], str]:
+    """The folders an image-folder path may lie under, and where that setting came from."""
     env = os.environ.get(ROOTS_ENV)
-    roots = env.split(os.pathsep) if env else [os.getcwd(), str(Path.home())]
-    return [Path(r).expanduser().resolve() for r in roots if r]
+    if env:
+        return _resolve(env.split(os.pathsep)), f"the {ROOTS_ENV} environment variable"
+    path = config_file()
+    if path.is_file():
+        try:
+            roots = tomllib.loads(path.read_text()).get("data_roots")
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"cannot read the config file {path}: {exc}") from exc
+        if not (isinstance(roots, list) and all(isinstance(r, str) for r in roots)):
+            raise ValueError(f"{path}: data_roots must be a list of folder paths, e.g. data_roots = [\"/data\"]")
+        return _resolve(roots), f"data_roots in {path}"
+    return _resolve([os.getcwd()]), "the default: the folder the dashboard was started in"
+
+
+def _resolve(roots: list[str]) -> list[Path]:
+    return [Path(r).expanduser().resolve() for r in roots if r.strip()]
+
+
+def how_to_allow(path: Path | str) -> str:
+    """One sentence on how to let the dashboard read ``path``."""
+    return (f"to allow it, start the dashboard with {ROOTS_ENV}={path}{os.pathsep}... (paths separated by "
+            f"'{os.pathsep}'), or add it to data_roots = [...] in {config_file()}")
 
 
 def check_folder(path_text: str) -> Path:
@@ -29,11 +62,11 @@ def check_folder(path_text: str) -> Path:
     if not path_text.strip():
         raise ValueError("type the path of a folder of images")
     path = Path(path_text.strip()).expanduser().resolve()
-    roots = allowed_roots()
+    roots, origin = allowed_roots()
     if not any(path == r or r in path.parents for r in roots):
         raise ValueError(
-            f"{path} is outside the folders this dashboard may read ({', '.join(map(str, roots))}); "
-            f"set {ROOTS_ENV} to allow another"
+            f"{path} is outside the folders this dashboard may read ({', '.join(map(str, roots))}, from {origin}); "
+            + how_to_allow(path)
         )
     if not path.is_dir():
         raise ValueError(f"{path} is not a folder")

@@ -35,12 +35,14 @@ _FILE_LOADERS: dict[str, Callable[..., ImageSet | ArraySet]] = {
 }
 
 
-def open_source(spec: str | os.PathLike, *, name: str | None = None) -> ImageSet | ArraySet:
+def open_source(spec: str | os.PathLike, *, name: str | None = None, verify: bool = True) -> ImageSet | ArraySet:
     """A built-in name (see :func:`list_sources`), an image folder, a zip of images, or a
     ``.npz``/``.npy`` of precomputed features.
 
     ``name`` (for a path) is how the source is called in its description instead of the
     file or folder name, e.g. the user's own name for an upload stored under a hash.
+    ``verify=False`` lists a folder or zip without decoding its images (fast: enough to read
+    its classes; undecodable files are then found when embedding).
     """
     if isinstance(spec, str) and spec in BUILTIN_SOURCES:
         return BUILTIN_SOURCES[spec][1]()
@@ -50,8 +52,10 @@ def open_source(spec: str | os.PathLike, *, name: str | None = None) -> ImageSet
             f"source {str(spec)!r} is neither a built-in source ({', '.join(list_sources())}) nor an existing path"
         )
     if path.is_dir():
-        return image_folder(path, name=name)
+        return image_folder(path, name=name, verify=verify)
     suffix = path.suffix.lower()
+    if suffix == ".zip":
+        return image_zip(path, name=name, verify=verify)
     if suffix in _FILE_LOADERS:
         return _FILE_LOADERS[suffix](path, name=name)
     raise ValueError(
