@@ -11,6 +11,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -300,9 +301,13 @@ COMMANDS = {"embed": _cmd_embed, "score": _cmd_score, "run": _cmd_run, "demo": _
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.captureWarnings(True)  # library warnings (e.g. shared fit/query rows) print once, as a line
-    try:
-        return COMMANDS[args.command](args)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return COMMANDS[args.command](args)
+        except (ValueError, TypeError, FileNotFoundError, RuntimeError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        finally:  # the library's warnings (e.g. the same items in fit and query), as plain lines
+            for warning in caught:
+                print(f"warning: {warning.message}", file=sys.stderr)

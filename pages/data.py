@@ -16,9 +16,10 @@ LOCAL_ADDRESSES = ("127.0.0.1", "localhost", "::1")
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def class_names(spec: str) -> list[str]:
-    """The classes of a folder, zip or arrays file, listed without decoding any image."""
-    return list(ood_core.open_source(spec, verify=False).class_names)
+def class_names(spec: str, name: str | None) -> list[str]:
+    """The classes of a folder, zip or arrays file (``name``: an upload's own name), listed without
+    decoding any image."""
+    return list(ood_core.open_source(spec, name=name, verify=False).class_names)
 
 
 st.title("Data & model")
@@ -92,7 +93,7 @@ with left:
     # ---- in and out by class, for a labelled folder, zip or arrays file
     if spec is not None and problem is None and choice in (FOLDER, ZIP, ARRAYS):
         try:
-            classes = class_names(spec)
+            classes = class_names(spec, upload_name)
         except (ValueError, OSError) as exc:
             problem, classes = f"Cannot read this dataset: {escape(str(exc))}.", []
         if len(classes) >= 2:
@@ -106,6 +107,8 @@ with left:
                           key="data_fit_fraction", on_change=keep["data_fit_fraction"])
                 if len(in_classes) == len(classes):
                     problem = "Leave at least one class out: it is what the scores are evaluated against."
+        if upload_name is not None and problem is not None:  # an upload that cannot be read is not kept
+            ood_core.discard_upload(spec)
 
 with right, st.container(border=True):
     st.markdown("**Embedding model**")

@@ -89,3 +89,32 @@ def test_threshold_view_needs_one_of_percentile_or_threshold():
         a.threshold_view("feature")
     with pytest.raises(ValueError, match="scorer must be one of"):
         a.scores("knn")
+
+
+def test_threshold_card_records_the_percentile_set_and_the_one_reached():
+    a = analyze(_arrays())
+    view = a.threshold_view("feature", percentile=5)
+    card = a.threshold_card(view)
+    assert card["percentile"] == 5 and card["threshold"] == percentile_threshold(a.fit_feature_scores, 5)
+    reached = 100 * np.mean(a.fit_feature_scores < card["threshold"])
+    assert card["percentile_reached"] == pytest.approx(reached) and card["run_id"] == a.run_id
+    dragged = a.threshold_view("feature", threshold=view.threshold)  # a threshold value: its own percentile
+    assert dragged.percentile == dragged.reached == pytest.approx(reached)
+
+
+def test_the_prediction_score_says_when_two_classes_cannot_find_outliers():
+    rng = np.random.default_rng(1)
+    centers = rng.normal(scale=4.0, size=(3, 12))
+    y = np.repeat([0, 1], 60)
+    X = np.concatenate([centers[y] + rng.normal(size=(120, 12)), centers[[2]] + rng.normal(size=(40, 12))])
+    two = ArraySet(features=X, pred_probs=None, labels=np.r_[y, np.full(40, -1)], ids=[f"r{i}" for i in range(160)],
+                   class_names=["a", "b"], split=np.array(["train"] * 120 + ["test"] * 40), is_ood=None,
+                   description="two classes", identity="two-classes")
+    a = analyze(two)
+    assert a.caveats("feature") == []
+    notes = a.caveats("prediction")
+    assert len(notes) >= 1 and notes[0].startswith("With only 2 classes the prediction score")
+    assert "Use the feature score (KNN)" in notes[0]
+    card = a.threshold_card(a.threshold_view("prediction", percentile=5))
+    assert card["caveats"] == notes
+    assert analyze(_arrays()).caveats("prediction") == []  # three classes: no such note

@@ -86,3 +86,52 @@ def test_embed_then_score_a_folder_end_to_end(write_tree, tmp_path, capsys, monk
     csv_out = tmp_path / "s.csv"
     assert main(["-q", "score", "--fit", str(out), "--query", str(out), "--k", "3", "--out", str(csv_out)]) == 0
     assert len(list(csv.DictReader(csv_out.open()))) == 16
+    assert "warning: 8 of 8 query rows are identical to fit rows" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--percentile", "150"], "argument --percentile: must be a finite number in [0, 100]; got '150'"),
+    (["--percentile", "-5"], "argument --percentile: must be a finite number in [0, 100]; got '-5'"),
+    (["--percentile", "nan"], "argument --percentile: must be a finite number in [0, 100]; got 'nan'"),
+    (["--t", "inf"], "argument --t: must be a finite number > 0; got 'inf'"),
+    (["--k", "0"], "argument --k: must be at least 1; got 0"),
+])
+def test_bad_flags_are_refused_before_any_work(flags, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "digits", "--out", str(tmp_path / "x.csv"), *flags])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_output_paths_say_what_they_write(tmp_path, capsys):
+    with pytest.raises(SystemExit):  # the CSV and its settings .json would be one file
+        main(["run", "digits", "--out", str(tmp_path / "x.json")])
+    assert "argument --out: must be a .csv file path; got" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # np.savez would quietly write x.npz
+        main(["embed", "digits", "--out", str(tmp_path / "x")])
+    assert "argument --out: must be a .npz file path; got" in capsys.readouterr().err
+
+
+def test_embed_refuses_a_folder_without_images(write_tree, tmp_path, capsys):
+    folder = write_tree({"notes.txt": b"hello", "a/readme.md": b"# hi"})
+    assert main(["-q", "embed", str(folder), "--out", str(tmp_path / "x.npz")]) == 2
+    assert "the source has 0 readable image(s) (2 skipped); at least 2 are needed" in capsys.readouterr().err
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_help_does_not_load_torch():
+    """`--help` answers at once: the CLI imports torch, timm and scikit-learn only when a command runs."""
+    code = "import sys, ood_core.cli; ood_core.cli.build_parser().format_help(); " \
+           "print(sorted(m for m in ('torch', 'timm', 'sklearn') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_stage_done_at_once_reports_no_rate(capsys):
+    from ood_core.cli import _Bars
+
+    bars = _Bars()
+    bars("embed", 1797, 1797)  # read from the cache
+    bars.close()
+    err = capsys.readouterr().err
+    assert err == "embed: 1,797/1,797 (nothing to compute)\n" and "it/s" not in err

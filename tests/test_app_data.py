@@ -1,0 +1,103 @@
+"""The Data page and the score pages on bad input: what the user typed is refused with a message that
+says what was wrong, names from uploads stay text, refused uploads are not kept (issues 9 and 13)."""
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+
+from tests.test_app import ARRAYS, FOLDER, ZIP, app_cache, at, image_files, metrics, navigation_like_the_server  # noqa: F401
+from ood_core import percentile_threshold
+from ood_core.uploads import upload_dir
+from ui.markup import escape
+
+
+def test_a_percentile_outside_0_to_100_is_refused_with_a_message(at):
+    at.switch_page("pages/feature_scores.py").run()
+    fit = at.session_state["analysis"].fit_feature_scores
+    for typed in (150.0, -5.0):
+        at.number_input(key="feature_percentile_input").set_value(typed).run()
+        assert not at.exception
+        assert at.error[0].value == (f"The percentile must be a number from 0 to 100; got {typed}. The threshold "
+                                     "stays at the 5th percentile.")
+        assert at.session_state["feature_threshold"] == percentile_threshold(fit, 5.0)
+        assert at.number_input(key="feature_percentile_input").value == 5.0  # the input shows what is in force
+    at.number_input(key="feature_percentile_input").set_value(12.5).run()
+    assert not at.error and at.session_state["feature_threshold"] == percentile_threshold(fit, 12.5)
+
+
+def test_an_upload_name_with_markup_is_shown_as_text(at):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in image_files().items():
+            zf.writestr(name, data)
+    name = "<b>x</b>[click](http://example.com)_:red[y].zip"
+    at.radio(key="data_source_choice").set_value(ZIP).run()
+    at.file_uploader(key="data_zip_upload").set_value((name, buf.getvalue(), "application/zip")).run()
+    at.button(key="data_run").click().run()
+    source = at.session_state["analysis"].source
+    assert name in source
+    shown = [m.value for m in at.markdown if "example.com" in m.value]
+    assert len(shown) == 1 and shown[0].startswith(f"**{escape(source)}**")
+    assert "\\<b\\>" in shown[0] and "\\[click\\]" in shown[0]
+    assert escape(source) in at.sidebar.caption[0].value
+
+
+def test_a_refused_upload_is_not_kept(at):
+    before = set(upload_dir().glob("*")) if upload_dir().exists() else set()
+    at.radio(key="data_source_choice").set_value(ZIP).run()
+    at.file_uploader(key="data_zip_upload").set_value(("broken.zip", b"PK\x03\x04 not really a zip",
+                                                       "application/zip")).run()
+    assert at.error[-1].value.startswith("Cannot read this dataset: ") and "broken.zip" in at.error[-1].value
+    assert at.button(key="data_run").disabled
+    assert set(upload_dir().glob("*")) == before
+
+
+def test_an_upload_into_an_unwritable_cache_says_so(at, tmp_path, monkeypatch):
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("OOD_CACHE_DIR", str(blocker / "cache"))  # cannot be created: its parent is a file
+    buf = io.BytesIO()
+    np.savez(buf, features=np.random.default_rng(0).normal(size=(10, 4)))
+    at.radio(key="data_source_choice").set_value(ARRAYS).run()
+    at.file_uploader(key="data_arrays_upload").set_value(("f.npz", buf.getvalue(), "application/zip")).run()
+    assert not at.exception
+    assert at.error[0].value.startswith("Cannot use this upload: ") and "Not a directory" in at.error[0].value
+    assert at.button(key="data_run").disabled
+
+
+def test_the_allowed_folders_come_from_the_config_file(at, tmp_path, monkeypatch):
+    images = tmp_path / "data" / "images"
+    for name, data in image_files().items():
+        (images / name).parent.mkdir(parents=True, exist_ok=True)
+        (images / name).write_bytes(data)
+    config = tmp_path / "config.toml"
+    config.write_text(f'data_roots = ["{tmp_path / "data"}"]\n')
+    monkeypatch.delenv("OOD_DATA_ROOTS", raising=False)
+    monkeypatch.setenv("OOD_CONFIG", str(config))
+    at.radio(key="data_source_choice").set_value(FOLDER).run()
+    assert any(escape(f"data_roots in {config}") in c.value for c in at.caption)
+    at.text_input(key="data_folder_path").set_value(str(images)).run()
+    assert not at.error and not at.button(key="data_run").disabled
+    monkeypatch.delenv("OOD_CONFIG")
+    monkeypatch.chdir(tmp_path / "data")  # the default: only the folder the dashboard was started in
+    at.text_input(key="data_folder_path").set_value(str(tmp_path)).run()
+    assert "is outside the folders this dashboard may read" in at.error[0].value
+
+
+def test_a_two_class_prediction_score_says_what_to_use_instead(at):
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(size=(30, 6)), rng.normal(size=(30, 6)) + 4, rng.normal(size=(10, 6)) - 6])
+    buf = io.BytesIO()
+    np.savez(buf, features=X, labels=np.r_[np.repeat([0, 1], 30), np.full(10, -1)],
+             class_names=np.array(["cat", "dog"]), split=np.array(["train"] * 60 + ["test"] * 10))
+    at.radio(key="data_source_choice").set_value(ARRAYS).run()
+    at.file_uploader(key="data_arrays_upload").set_value(("two.npz", buf.getvalue(), "application/zip")).run()
+    at.button(key="data_run").click().run()
+    at.switch_page("pages/prediction_scores.py").run()
+    assert not at.exception
+    assert at.warning[0].value.startswith("With only 2 classes the prediction score")
+    assert "Use the feature score (KNN)" in at.warning[0].value
+    assert "Threshold (score)" in metrics(at)
