@@ -16,9 +16,11 @@ _MODULES: dict[str, list[str]] = {
     "._analyze": ["analyze", "embed", "Embedding"],  # the front door
     ".analysis": ["Analysis", "ScoreConfig", "ThresholdView", "SCORERS"],
     ".sources": ["open_source", "list_sources", "ImageSet", "ArraySet", "image_folder", "image_zip", "cifar10",
+                 "download_cifar10", "cifar10_location", "cifar10_data_dir",
                  "demo_split", "digits", "load_arrays", "fit_query_arrays", "in_out_split", "ANIMALS",
                  "CIFAR10_CLASSES"],
     ".uploads": ["save_upload", "discard_upload", "UPLOAD_SUFFIXES"],
+    "._download": ["DownloadError"],
     ".embedder": ["Embedder"],
     ".weights": ["DEFAULT_MODEL", "list_weights", "WeightsUnavailableError"],
     ".cache": ["default_cache_dir"],

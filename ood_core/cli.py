@@ -290,7 +290,10 @@ def _cmd_run(args) -> int:
 def _cmd_demo(args) -> int:
     from . import ANIMALS, cifar10, demo_split
 
-    source = demo_split(cifar10(args.cifar10, download=args.download), in_classes=args.in_classes or ANIMALS)
+    bars = _Bars(not args.quiet)
+    cifar = cifar10(args.cifar10, download=args.download, progress=lambda done, total: bars("download", done, total))
+    bars.close()
+    source = demo_split(cifar, in_classes=args.in_classes or ANIMALS)
     _run(source, args)
     return 0
 

@@ -86,6 +86,9 @@ def out_of_sample_pred_probs(
     ``C`` is refitted on the whole fit set to score new data (``classifier.predict_proba``;
     ``classifier.C`` is the chosen value, ``classifier.cv_scores_`` the criterion per ``C``).
 
+    ``progress(done, total)`` is called with ``total = len(Cs) * n_splits + 1``: (0, total) at the
+    start, after each cross-validation fit, and (total, total) after the final refit.
+
     Returns ``(fit_pred_probs, classifier)``; columns follow classes ``0..n_classes-1``.
     """
     from joblib import Parallel, delayed
@@ -122,6 +125,8 @@ def out_of_sample_pred_probs(
     # Small problems are not worth the worker processes' start-up.
     jobs = n_jobs if n_jobs is not None else (1 if X.size < 2_000_000 else 2)
     held_out = {C: np.zeros((len(y), n_classes)) for C in Cs}
+    if progress is not None:  # the stage starts now: worker start-up can take seconds before the first fit ends
+        progress(0, total)
     results = Parallel(n_jobs=jobs, return_as="generator")(
         delayed(_fit_predict)(X, y, train, test, C, random_state) for C, train, test in tasks
     )

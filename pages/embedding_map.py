@@ -18,11 +18,11 @@ analysis = require_analysis()
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def projection(run_id: str, method: str, _analysis) -> tuple[np.ndarray, np.ndarray]:
+def projection(run_id: str, method: str, _analysis, _progress) -> tuple[np.ndarray, np.ndarray]:
     """2-D coordinates of (a sample of at most MAX_MAP_POINTS) items and their positions; once per run and method."""
     items = np.union1d(_analysis.fit_index, _analysis.query_index)
     coords, drawn = ood_core.project_2d(_analysis.features[items], method=method, max_points=MAX_MAP_POINTS,
-                               normalize=_analysis.feature_scorer.metric_ == "cosine")
+                                        normalize=_analysis.feature_scorer.metric_ == "cosine", progress=_progress)
     return coords, items[drawn]
 
 
@@ -39,13 +39,17 @@ if not analysis.same_set:
 threshold = sync_threshold(analysis, scorer)
 
 n_items = len(np.union1d(analysis.fit_index, analysis.query_index))
-if method == "tsne":
-    note = (f"Computing t-SNE of {min(n_items, MAX_MAP_POINTS):,} images (scikit-learn, once per dataset): "
-            "about a minute per thousand images on 2 cores…")
-else:
-    note = "Computing the PCA projection…"
-with st.spinner(note):
-    coords, positions = projection(analysis.run_id, method, analysis)
+bar = st.empty()  # filled only while a projection is computed (once per dataset and method)
+
+
+def report(stage: str, done: int, total: int) -> None:
+    text = (f"Computing the t-SNE map of {min(n_items, MAX_MAP_POINTS):,} images: iteration {done:,} / {total:,}…"
+            if stage == "tsne" else "Computing the PCA map…")
+    bar.progress(done / total if total else 0.0, text=text)
+
+
+coords, positions = projection(analysis.run_id, method, analysis, report)
+bar.empty()
 
 keep = np.ones(len(positions), bool)
 if shown != "both":

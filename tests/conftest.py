@@ -16,6 +16,15 @@ _FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".b
             ".gif": "GIF", ".tif": "TIFF", ".tiff": "TIFF"}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_data_dir(tmp_path_factory):
+    """Downloads (CIFAR-10) go to a folder of this test session, never the user's data folder, so a
+    developer's own copy cannot change what the tests see."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OOD_DATA_DIR", str(tmp_path_factory.mktemp("ood_data")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def cifar_zip() -> Path:
     """Path of the CIFAR-10 jpeg zip (OOD_CIFAR10 or ../shared/data/cifar10-jpeg.zip); skips if absent."""

@@ -361,12 +361,13 @@ def test_an_image_folder_outside_the_allowed_roots_is_refused(at, tmp_path, monk
     assert_skipped_listed_and_rest_scored(at, 8, sorted(BAD_FILES), "file(s) were skipped")
 
 
-def test_the_cifar_demo_without_ood_cifar10_explains_how_to_set_it(at, monkeypatch):
+def test_the_cifar_demo_without_a_copy_offers_the_download_and_the_path(at, monkeypatch, tmp_path):
     monkeypatch.delenv("OOD_CIFAR10", raising=False)
+    monkeypatch.setenv("OOD_DATA_DIR", str(tmp_path))
     at.radio(key="data_source_choice").set_value("CIFAR-10 demo split").run()
-    assert at.error[0].value.startswith("CIFAR-10 is not configured: start the dashboard with the OOD_CIFAR10 "
-                                        "environment variable")
-    assert at.button(key="data_run").disabled
+    assert at.error[0].value == "CIFAR-10 is not on this machine yet: download it or set OOD_CIFAR10 (see above)."
+    assert "Download torchvision's copy" in at.info[0].value and "`OOD_CIFAR10`" in at.info[0].value
+    assert at.button(key="data_run").disabled and not at.button(key="data_cifar_download").disabled
 
 
 def test_a_run_that_finishes_while_the_user_is_elsewhere_is_selected(at):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.test_app import ARRAYS, FOLDER, ZIP, app_cache, at, image_files, metrics, navigation_like_the_server  # noqa: F401
+from tests.test_cifar_download import fake, server  # noqa: F401
 from ood_core import percentile_threshold
 from ood_core.uploads import upload_dir
 from ui.markup import escape
@@ -101,3 +102,29 @@ def test_a_two_class_prediction_score_says_what_to_use_instead(at):
     assert at.warning[0].value.startswith("With only 2 classes the prediction score")
     assert "Use the feature score (KNN)" in at.warning[0].value
     assert "Threshold (score)" in metrics(at)
+
+
+def test_the_download_button_fetches_cifar10_and_the_demo_becomes_runnable(at, fake, server):
+    at.radio(key="data_source_choice").set_value("CIFAR-10 demo split").run()
+    at.button(key="data_cifar_download").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert server.requests == 1
+    assert any("CIFAR-10 found at" in c.value for c in at.caption)
+    assert not at.button(key="data_run").disabled
+
+
+def test_the_download_button_offline_says_what_to_do_instead(at, fake, monkeypatch):
+    import socket
+
+    from torchvision.datasets import CIFAR10
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(CIFAR10, "url", f"http://127.0.0.1:{port}/cifar-10-python.tar.gz")
+    at.radio(key="data_source_choice").set_value("CIFAR-10 demo split").run()
+    at.button(key="data_cifar_download").click().run()
+    assert not at.exception
+    message = at.error[0].value
+    assert message.startswith("Could not download CIFAR-10: ") and "OOD\\_CIFAR10" in message
+    assert at.button(key="data_run").disabled

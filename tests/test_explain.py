@@ -158,6 +158,41 @@ def test_tsne_separates_two_blobs_deterministically():
     assert np.all((nearest < 15) == (np.arange(30) < 15))
 
 
+def test_tsne_reports_each_iteration_without_changing_the_map(monkeypatch):
+    import threading
+
+    from ood_core.explain import projection
+
+    monkeypatch.setattr(projection, "_REPORT_EVERY_S", 0.0)  # report every iteration, not 4 a second
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(0, 1, (15, 5)), rng.normal(20, 1, (15, 5))])
+    calls = []
+
+    def progress(*args):
+        calls.append(args)
+        if args[1] == 1:  # meanwhile, another thread's t-SNE: its iterations must not count here
+            other = threading.Thread(target=E.project_2d, args=(X,), kwargs={"method": "tsne"})
+            other.start()
+            other.join()
+
+    coords, _ = E.project_2d(X, method="tsne", progress=progress)
+    assert calls[0] == ("tsne", 0, 1000) and calls[-1] == ("tsne", 1000, 1000)
+    iterations = [done for name, done, total in calls[1:-1] if name == "tsne" and total == 1000]
+    assert len(iterations) == len(calls) - 2 and 250 < len(iterations) <= 1000  # past early exaggeration
+    assert iterations == [min(i, 999) for i in range(1, len(iterations) + 1)]  # scikit-learn's own count
+    np.testing.assert_array_equal(coords, E.project_2d(X, method="tsne")[0])  # the same map without progress
+    assert len(calls) == len(iterations) + 2  # and that run, without progress, reported nothing
+
+
+def test_projection_progress_without_the_iteration_hook(monkeypatch):
+    from ood_core.explain import projection
+
+    monkeypatch.setattr(projection, "_count_tsne_iterations", lambda: False)  # another scikit-learn
+    calls = []
+    E.project_2d(np.random.default_rng(0).normal(size=(12, 3)), method="tsne", progress=lambda *a: calls.append(a))
+    assert calls == [("tsne", 0, 1000), ("tsne", 1000, 1000)]
+
+
 def test_projection_errors():
     X = np.zeros((10, 3))
     with pytest.raises(ValueError, match=r"method must be one of \['pca', 'tsne'\]; got 'umap'"):

@@ -35,7 +35,7 @@ def test_progress_is_reported():
     X, y, _ = _blobs(20, 2, 4, seed=2)
     seen = []
     out_of_sample_pred_probs(X, y, n_splits=3, Cs=(1.0, 0.1), progress=lambda d, t: seen.append((d, t)))
-    assert seen == [(i, 7) for i in range(1, 8)]
+    assert seen == [(i, 7) for i in range(0, 8)]
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import pickle
 
 import numpy as np
@@ -119,12 +120,27 @@ def test_unreadable_files_are_skipped_with_reason(write_tree):
 
 def test_decompression_bomb_guard_stays_on(write_tree, monkeypatch):
     assert Image.MAX_IMAGE_PIXELS is not None  # importing ood_core did not switch the guard off
-    root = write_tree({"small.png": Image.new("RGB", (5, 5)), "big.png": Image.new("RGB", (20, 20))})
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 400 px > 2 x 100 -> bomb error
-    s = image_folder(root)
+    root = write_tree({"small.png": Image.new("RGB", (5, 5)), "big.png": Image.new("RGB", (20, 20)),
+                       "warned.png": Image.new("RGB", (15, 10))})
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 400 px > 2 x 100 -> Pillow's error
+    with pytest.warns(Image.DecompressionBombWarning):  # 150 px: Pillow only warns; ood_core refuses
+        s = image_folder(root)
     assert s.ids == ["small.png"]
-    assert s.skipped[0][0] == "big.png"
-    assert s.skipped[0][1].startswith("refused by Pillow's decompression-bomb guard")
+    assert s.skipped == [
+        ("big.png", "refused by Pillow's decompression-bomb guard: Image size (400 pixels) exceeds limit of 200 "
+                    "pixels, could be decompression bomb DOS attack."),
+        ("warned.png", "refused by Pillow's decompression-bomb guard: 15x10 image (150 pixels) is over the "
+                       "100-pixel limit"),
+    ]
+    with pytest.warns(Image.DecompressionBombWarning), pytest.raises(Image.DecompressionBombError):
+        image_folder(root, verify=False).load_image(2)  # at embedding time too
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_file_says_so(write_tree):
+    root = write_tree({"a.png": RED, "b.png": BLUE})
+    (root / "b.png").chmod(0)
+    assert image_folder(root).skipped == [("b.png", "cannot read the file (Permission denied)")]
 
 
 def test_folder_identity_tracks_files(write_tree):
@@ -184,11 +200,15 @@ def test_zip_refuses_escaping_entries(write_zip, bad):
 
 def test_zip_caps_files_and_bytes(write_zip):
     path = write_zip({"a.png": RED, "b.png": RED, "c.png": RED})
-    with pytest.raises(ValueError, match="holds 3 files, more than max_files=2"):
+    with pytest.raises(ValueError, match=r"'data.zip' holds more than max_files=2 entries \(folders count too\)"):
         image_zip(path, max_files=2)
-    with pytest.raises(ValueError, match="more than max_total_bytes=100;"):
+    with pytest.raises(ValueError, match="more than max_total_bytes=100 "):
         image_zip(path, max_total_bytes=100)
     assert len(image_zip(path, max_files=3)) == 3
+    total = sum(len(encode(RED, f"{n}.png")) for n in "abc")
+    assert len(image_zip(path, max_total_bytes=total)) == 3  # at most max_total_bytes is allowed
+    with pytest.raises(ValueError, match=f"would inflate to {total} bytes"):
+        image_zip(path, max_total_bytes=total - 1)
 
 
 def test_zip_skips_corrupt_members_and_rejects_non_zip(write_zip, tmp_path):
@@ -281,19 +301,6 @@ def test_cifar10_batches_load_after_md5_check(tmp_path, monkeypatch):
     assert np.array_equal(np.asarray(s.load_image(10)), first)
 
 
-def test_cifar10_download_only_when_asked(tmp_path, monkeypatch):
-    from torchvision.datasets import CIFAR10
-
-    calls = []
-    monkeypatch.setattr(CIFAR10, "__init__", lambda self, root, train=True, download=False: calls.append(download))
-    with pytest.raises(ValueError, match="pass download=True"):
-        cifar10(tmp_path)
-    assert calls == []
-    with pytest.raises(ValueError):  # the stub downloads nothing, so the folder stays missing
-        cifar10(tmp_path, download=True)
-    assert calls == [True]
-
-
 # --------------------------------------------------------------------------- demo split / digits
 def test_demo_split_defaults(cifar):
     d = demo_split(cifar)
@@ -380,7 +387,7 @@ def test_load_arrays_bare_npy(tmp_path):
     ({"features": np.ones((2, 2)), "split": np.array(["train", "val"])}, r"split values must be 'train' or 'test', got \['val'\]"),
     ({"features": np.ones((2, 2)), "ids": np.array(["a", "a"])}, "ids must be unique"),
     ({"features": np.ones((2, 2)), "is_ood": np.array([0, 2])}, "is_ood must be boolean"),
-    ({"features": np.ones((2, 2)), "ids": np.array(["a", None], dtype=object)}, "key 'ids' .* is an object"),
+    ({"features": np.ones((2, 2)), "ids": np.array(["a", None], dtype=object)}, "key 'ids' .* holds an object"),
 ])
 def test_load_arrays_errors_name_the_key(tmp_path, arrays, message):
     path = tmp_path / "bad.npz"
@@ -493,3 +500,11 @@ def test_open_source_name_replaces_the_stored_file_name(write_tree, write_zip, t
     assert open_source(arrays, name="feats.npz").description == "precomputed arrays feats.npz (2 rows, 3 features)"
     assert open_source(str(arrays), name="feats.npz").identity == open_source(str(arrays)).identity
     assert open_source("digits", name="ignored").description.startswith("scikit-learn digits")
+
+
+def test_system_errors_are_not_called_decoding_errors():
+    from ood_core.sources._io import describe_error
+
+    denied = PermissionError(13, "Permission denied", "x.png")
+    assert describe_error(denied) == "cannot read the file (Permission denied)"
+    assert describe_error(OSError("image file is truncated")) == "cannot decode: image file is truncated"

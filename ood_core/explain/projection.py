@@ -1,15 +1,18 @@
 """A 2-D map of the feature rows (PCA, or t-SNE), subsampled for drawing."""
 from __future__ import annotations
 
+import functools
+import threading
+import time
 from typing import Callable
 
 import numpy as np
 
-from .._progress import Progress, stage
+from .._progress import Progress, StepProgress, stage
 from .._validation import check_int, check_matrix
 
 
-def _pca(X: np.ndarray, random_state: int) -> np.ndarray:
+def _pca(X: np.ndarray, random_state: int, step: StepProgress | None = None) -> np.ndarray:
     from sklearn.decomposition import PCA
 
     if not np.any(X - X[0]):  # a single row, or all rows equal: every point at the origin
@@ -27,7 +30,49 @@ def _pca(X: np.ndarray, random_state: int) -> np.ndarray:
     return coords
 
 
-def _tsne(X: np.ndarray, random_state: int) -> np.ndarray:
+# t-SNE progress. scikit-learn's TSNE has no callback, but its gradient descent calls one module-level
+# objective function (``_kl_divergence_bh``, or ``_kl_divergence`` for method="exact") once per
+# iteration. Both are wrapped once, transparently: the wrapper counts a call for the current thread when
+# that thread is inside ``_tsne`` with a progress callback, and otherwise only forwards it. The count is
+# the real iteration number (the coordinates are unchanged); the descent may stop before ``max_iter``
+# when it converges, and the stage then jumps to done. Without those private names (another
+# scikit-learn), the map is still drawn, with progress at the start and the end only.
+_OBJECTIVES = ("_kl_divergence_bh", "_kl_divergence")
+_iteration = threading.local()
+_install_lock = threading.Lock()
+TSNE_MAX_ITER = 1000  # scikit-learn's default number of iterations; progress counts them
+_REPORT_EVERY_S = 0.25
+
+
+def _counted(objective: Callable) -> Callable:
+    @functools.wraps(objective)
+    def counted(*args, **kwargs):
+        tick = getattr(_iteration, "tick", None)
+        if tick is not None:
+            tick()
+        return objective(*args, **kwargs)
+
+    counted._ood_counted = True
+    return counted
+
+
+def _count_tsne_iterations() -> bool:
+    """Wrap scikit-learn's t-SNE objectives once; False when this scikit-learn lacks them."""
+    try:
+        from sklearn.manifold import _t_sne
+    except ImportError:
+        return False
+    with _install_lock:
+        if not all(callable(getattr(_t_sne, name, None)) for name in _OBJECTIVES):
+            return False
+        for name in _OBJECTIVES:
+            objective = getattr(_t_sne, name)
+            if not getattr(objective, "_ood_counted", False):
+                setattr(_t_sne, name, _counted(objective))
+    return True
+
+
+def _tsne(X: np.ndarray, random_state: int, step: StepProgress | None = None) -> np.ndarray:
     from sklearn.manifold import TSNE
 
     n = X.shape[0]
@@ -35,12 +80,30 @@ def _tsne(X: np.ndarray, random_state: int) -> np.ndarray:
         raise ValueError(f"features needs at least 5 rows for method='tsne'; got {n}")
     perplexity = float(min(30.0, (n - 1) / 3))
     tsne = TSNE(n_components=2, init="pca", perplexity=perplexity, learning_rate="auto",
-                random_state=random_state)
-    return tsne.fit_transform(X)
+                random_state=random_state)  # max_iter: the default, TSNE_MAX_ITER
+    if step is None or not _count_tsne_iterations():
+        return tsne.fit_transform(X)
+    done, last = 0, time.monotonic()
+
+    def tick() -> None:  # once per gradient-descent iteration, reported at most 4 times a second
+        nonlocal done, last
+        done += 1
+        now = time.monotonic()
+        if now - last >= _REPORT_EVERY_S:
+            last = now
+            step(min(done, TSNE_MAX_ITER - 1), TSNE_MAX_ITER)
+
+    _iteration.tick = tick
+    try:
+        return tsne.fit_transform(X)
+    finally:
+        _iteration.tick = None
 
 
-# Projection methods: name -> function(features, random_state) -> (n, 2) coordinates.
-PROJECTIONS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"pca": _pca, "tsne": _tsne}
+# Projection methods: name -> function(features, random_state, step progress or None) -> (n, 2)
+# coordinates. A method may report ``step(done, total)`` while it works (t-SNE: its iterations).
+PROJECTIONS: dict[str, Callable[[np.ndarray, int, StepProgress | None], np.ndarray]] = {
+    "pca": _pca, "tsne": _tsne}
 PROJECTION_TITLES = {"pca": "PCA", "tsne": "t-SNE"}
 
 
@@ -58,12 +121,15 @@ def project_2d(
     ``method``: ``"pca"`` (scikit-learn PCA, exact: the covariance's eigendecomposition when there
     are more rows than features, else a full SVD; each axis's sign fixed so that its
     largest absolute coordinate is positive) or ``"tsne"`` (scikit-learn TSNE, ``init="pca"``,
-    perplexity ``min(30, (m - 1) / 3)``; slow: minutes for thousands of rows). With
+    perplexity ``min(30, (m - 1) / 3)``; slow: 10-30 s for 1,800 rows on 2 busy cores). With
     ``max_points`` smaller than the number of rows, a subsample of ``max_points`` rows drawn
     without replacement by ``numpy.random.default_rng(random_state)`` is projected.
     ``normalize=True`` L2-normalises rows first (the cosine geometry the feature scorer uses
     when there are more than 3 features). Deterministic for a given ``random_state``.
-    ``progress(stage, done, total)`` is called with ``stage=method`` before (0, 1) and after (1, 1).
+    ``progress(stage, done, total)`` is called with ``stage=method``: PCA (0, 1) before and (1, 1)
+    after; t-SNE (0, 1000) before, ``(iteration, 1000)`` at most every 0.25 s during its gradient
+    descent (the iterations scikit-learn has run; the neighbour search before them, about a
+    tenth of the time, shows as 0) and (1000, 1000) after, also when it stopped early.
 
     Returns ``(coords, index_drawn)``: float32 ``(m, 2)`` and the int64 row indices (ascending)
     of ``features`` that ``coords`` belong to (all rows when nothing was subsampled).
@@ -86,9 +152,10 @@ def project_2d(
         norms = np.linalg.norm(X, axis=1, keepdims=True)
         X = X / np.where(norms == 0, 1.0, norms)
     step = stage(progress, method)
+    total = TSNE_MAX_ITER if method == "tsne" else 1
     if step is not None:
-        step(0, 1)
-    coords = PROJECTIONS[method](X, random_state)
+        step(0, total)
+    coords = PROJECTIONS[method](X, random_state, step)
     if step is not None:
-        step(1, 1)
+        step(total, total)
     return np.asarray(coords, dtype=np.float32), index_drawn

@@ -23,7 +23,7 @@ from ._imageset import ImageSet
 from .archive import MAX_ZIP_BYTES, MAX_ZIP_FILES, image_zip
 from .arrays import ArraySet, load_arrays
 from .builtin import ANIMALS, BUILTIN_SOURCES, demo_split, digits, list_sources, register_source
-from .cifar import CIFAR10_CLASSES, CIFAR10_ENV, cifar10
+from .cifar import CIFAR10_CLASSES, CIFAR10_ENV, cifar10, cifar10_data_dir, cifar10_location, download_cifar10
 from .folder import image_folder
 from .split import fit_query_arrays, in_out_split
 
@@ -74,6 +74,9 @@ __all__ = [
     "ArraySet",
     "ImageSet",
     "cifar10",
+    "cifar10_data_dir",
+    "cifar10_location",
+    "download_cifar10",
     "demo_split",
     "digits",
     "fit_query_arrays",
