@@ -9,6 +9,7 @@ from ui.session import persistent, require_analysis, sync_threshold
 
 CHART_KEY = "embedding_map_chart"
 GRID_MAX = 48
+MAX_MAPS = 8  # maps kept in memory by the server process
 
 st.title("Embedding map")
 st.write("Every image placed by a 2-D projection of its embedding, coloured by its score, with flagged images "
@@ -17,13 +18,23 @@ st.write("Every image placed by a 2-D projection of its embedding, coloured by i
 analysis = require_analysis()
 
 
-@st.cache_resource(max_entries=8, show_spinner=False)
-def projection(run_id: str, method: str, _analysis, _progress) -> tuple[np.ndarray, np.ndarray]:
-    """2-D coordinates of (a sample of at most MAX_MAP_POINTS) items and their positions; once per run and method."""
-    items = np.union1d(_analysis.fit_index, _analysis.query_index)
-    coords, drawn = ood_core.project_2d(_analysis.features[items], method=method, max_points=MAX_MAP_POINTS,
-                                        normalize=_analysis.feature_scorer.metric_ == "cosine", progress=_progress)
-    return coords, items[drawn]
+@st.cache_resource(show_spinner=False)
+def projections() -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    """Maps computed in this server process, by (run_id, method): each is computed once, with a progress bar."""
+    return {}
+
+
+def projection(analysis: ood_core.Analysis, method: str, progress) -> tuple[np.ndarray, np.ndarray]:
+    """2-D coordinates of (a sample of at most MAX_MAP_POINTS) items and their positions."""
+    store, key = projections(), (analysis.run_id, method)
+    if key not in store:
+        items = np.union1d(analysis.fit_index, analysis.query_index)
+        coords, drawn = ood_core.project_2d(analysis.features[items], method=method, max_points=MAX_MAP_POINTS,
+                                            normalize=analysis.feature_scorer.metric_ == "cosine", progress=progress)
+        while len(store) >= MAX_MAPS:
+            store.pop(next(iter(store)))
+        store[key] = coords, items[drawn]
+    return store[key]
 
 
 c1, c2, c3 = st.columns(3)
@@ -48,7 +59,7 @@ def report(stage: str, done: int, total: int) -> None:
     bar.progress(done / total if total else 0.0, text=text)
 
 
-coords, positions = projection(analysis.run_id, method, analysis, report)
+coords, positions = projection(analysis, method, report)
 bar.empty()
 
 keep = np.ones(len(positions), bool)
