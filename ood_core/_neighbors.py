@@ -8,6 +8,7 @@ Runs on CUDA when available (``device="auto"``), on the CPU otherwise.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Callable
 
 import numpy as np
@@ -29,10 +30,29 @@ def resolve_metric(metric: str, n_features: int) -> str:
     return metric
 
 
+def _power_of_two(magnitude: torch.Tensor) -> torch.Tensor:
+    """An even power of two near each (finite, non-negative) ``magnitude``; 1 for zero.
+
+    Dividing by it is exact (only the exponent changes), so results on ordinary data are
+    bit-identical to unscaled ones, and square roots scale exactly too.
+    """
+    info = torch.finfo(magnitude.dtype)
+    low, high = math.ceil(math.log2(info.tiny)), math.floor(math.log2(info.max)) - 1  # float32: -126, 126
+    _, exponent = torch.frexp(magnitude)
+    exponent = (exponent + exponent % 2).clamp(low + low % 2, high - high % 2)  # finite, never zero
+    scale = torch.ldexp(torch.ones_like(magnitude), exponent)
+    return torch.where(magnitude > 0, scale, torch.ones_like(magnitude))
+
+
 def prepare(X: np.ndarray, metric: str, device: torch.device) -> torch.Tensor:
-    """Move rows to ``device``; for cosine, L2-normalise them (a zero row stays zero)."""
+    """Move rows to ``device``; for cosine, L2-normalise them (a zero row stays zero).
+
+    Each row is first divided by a power of two near its largest absolute value, so the
+    norm neither overflows (values >= 1e155 in float64, 1e19 in float32) nor underflows.
+    """
     T = torch.from_numpy(np.ascontiguousarray(X)).to(device)
     if metric == "cosine":
+        T = T / _power_of_two(T.abs().amax(dim=1, keepdim=True))
         norms = torch.linalg.vector_norm(T, dim=1, keepdim=True)
         norms[norms == 0] = 1.0
         T = T / norms
@@ -43,11 +63,13 @@ def _closeness(A: torch.Tensor, B: torch.Tensor, metric: str) -> torch.Tensor:
     """Larger is closer: cosine similarity, or minus the Euclidean distance (computed exactly)."""
     if metric == "cosine":
         return A @ B.T
+    # Distances are computed on the block scaled by a power of two and scaled back, so squaring
+    # huge coordinates (>= 1e155 in float64) does not overflow to inf.
+    c = _power_of_two(torch.maximum(A.abs().amax(), B.abs().amax())) if A.numel() and B.numel() else 1.0
     # Euclidean is only the default for <= 3 features: exact differences are cheap there,
     # and avoid the cancellation of |a|^2 + |b|^2 - 2ab. For wide data use the GEMM identity.
-    if A.shape[1] <= 8:
-        return -torch.cdist(A, B, compute_mode="donot_use_mm_for_euclid_dist")
-    return -torch.cdist(A, B, compute_mode="use_mm_for_euclid_dist")
+    mode = "donot_use_mm_for_euclid_dist" if A.shape[1] <= 8 else "use_mm_for_euclid_dist"
+    return -torch.cdist(A / c, B / c, compute_mode=mode) * c
 
 
 def _to_distance(closeness: torch.Tensor, metric: str) -> torch.Tensor:

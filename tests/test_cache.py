@@ -12,6 +12,7 @@ from ood_core import cache as C
 from ood_core.cache import cache_key, cache_path, cached_embed, default_cache_dir
 from ood_core.embedder import Embedder
 from ood_core.sources import image_folder
+from tests.conftest import encode
 
 COLOURS = [(200, 30, 30), (20, 40, 220), (30, 200, 30), (240, 240, 240), (0, 0, 0), (90, 90, 10)]
 
@@ -85,9 +86,57 @@ def test_key_follows_settings_and_files(embedder, images, tmp_path):
     assert cache_key(Embedder(image_size=48).config_for(images), images) != key
     # Two spellings of the same settings share an entry: auto size on small images == 128 px.
     assert cache_key(Embedder().config_for(images), images) == cache_key(Embedder(image_size=128).config_for(images), images)
-    changed = Path(images._reader.root) / images.paths[0]
-    os.utime(changed, ns=(0, 10**9))
-    assert cache_key(embedder.config_for(images), image_folder(changed.parents[1])) != key
+    touched = Path(images._reader.root) / images.paths[0]
+    os.utime(touched, ns=(0, 10**9))  # file times are not content: same key
+    assert cache_key(embedder.config_for(images), image_folder(touched.parents[1])) == key
+    touched.write_bytes(touched.read_bytes() + b"\0")  # other bytes: another key
+    assert cache_key(embedder.config_for(images), image_folder(touched.parents[1])) != key
+
+
+# --------------------------------------------------------------------------- identity by content
+def test_copied_folder_hits_the_cache(embedder, images, tmp_path):
+    import shutil
+
+    cache = tmp_path / "cache"
+    first, hit = cached_embed(embedder, images, cache_dir=cache)
+    copy = shutil.copytree(images._reader.root, tmp_path / "elsewhere" / "copy")
+    before = CountingEmbedder.calls
+    again, hit2 = cached_embed(embedder, image_folder(copy), cache_dir=cache)
+    assert (hit, hit2) == (False, True) and CountingEmbedder.calls == before
+    assert np.array_equal(first, again)
+
+
+def test_zip_and_the_same_zip_unpacked_share_an_entry(embedder, write_zip, tmp_path):
+    import zipfile
+
+    from ood_core.sources import image_zip
+
+    zpath = write_zip({f"pets/c{i % 2}/{i}.jpg": c for i, c in enumerate(COLOURS[:3])})
+    with zipfile.ZipFile(zpath) as zf:
+        zf.extractall(tmp_path / "unpacked")
+    zipped, folder = image_zip(zpath), image_folder(tmp_path / "unpacked" / "pets")
+    assert folder.ids == zipped.ids and folder.identity == zipped.identity
+    cached_embed(embedder, zipped, cache_dir=tmp_path / "cache")
+    before = CountingEmbedder.calls
+    assert cached_embed(embedder, folder, cache_dir=tmp_path / "cache")[1] is True
+    assert CountingEmbedder.calls == before
+
+
+def test_same_size_and_mtime_but_other_bytes_misses(embedder, write_tree, tmp_path):
+    root = write_tree({"a.bmp": COLOURS[0], "b.bmp": COLOURS[1], "c.bmp": COLOURS[2]}, root="bmp")
+    target = root / "b.bmp"
+    old = image_folder(root)
+    first, _ = cached_embed(embedder, old, cache_dir=tmp_path / "cache")
+    st = target.stat()
+    target.write_bytes(encode(COLOURS[3], "b.bmp"))  # BMP: same dimensions, same byte count
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (target.stat().st_size, target.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    new = image_folder(root)
+    assert new.identity != old.identity
+    before = CountingEmbedder.calls
+    second, hit = cached_embed(embedder, new, cache_dir=tmp_path / "cache")
+    assert hit is False and CountingEmbedder.calls == before + 1
+    assert np.array_equal(first[[0, 2]], second[[0, 2]]) and not np.allclose(first[1], second[1])
 
 
 def test_batchnorm_folding_is_part_of_the_key(embedder, images, tmp_path):

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import io
 import os
+import stat
+import struct
 import threading
 import zipfile
+import zlib
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Sequence
+from typing import BinaryIO, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -21,6 +25,17 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", 
 SPLIT_NAMES = ("train", "test")
 _HIGH_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+# One image file (or zip entry) larger than this is not an image here: skipped, never read.
+MAX_IMAGE_BYTES = 64 * 1024**2
+
+
+class Refused(ValueError):
+    """A file left out for a reason that is the whole message (too big, not a regular file...)."""
+
+
+def human_size(n: int) -> str:
+    """``n`` bytes in MiB or GiB, for messages."""
+    return f"{n / 1024**3:.1f} GiB" if n >= 1024**3 else f"{n / 1024**2:.1f} MiB"
 
 
 # --------------------------------------------------------------------------- decoding
@@ -50,16 +65,31 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+@contextmanager
+def open_image(stream: BinaryIO) -> Iterator[Image.Image]:
+    """``Image.open(stream)``, refused above ``Image.MAX_IMAGE_PIXELS`` pixels.
+
+    Pillow itself only warns between that limit and twice it; here a decompression-bomb
+    *warning* is an error too (raised before any pixel is decoded).
+    """
+    with Image.open(stream) as img:
+        limit = Image.MAX_IMAGE_PIXELS
+        pixels = img.width * img.height
+        if limit is not None and pixels > limit:
+            raise Image.DecompressionBombError(
+                f"{img.width}x{img.height} image ({pixels:,} pixels) is over the {int(limit):,}-pixel limit"
+            )
+        yield img
+
+
 def decode_image(stream: BinaryIO, draft_size: int | None = None) -> Image.Image:
     """Decode the first frame of an image file into a loaded RGB image.
 
     ``draft_size`` lets JPEG decode at a reduced scale that still covers
-    ``draft_size`` pixels on both sides (much faster for large photos). Pillow's
-    decompression-bomb guard stays on: oversized images raise and are reported.
+    ``draft_size`` pixels on both sides (much faster for large photos). Images over
+    Pillow's pixel limit are refused (:func:`open_image`).
     """
-    with Image.open(stream) as img:
-        if getattr(img, "n_frames", 1) > 1:
-            img.seek(0)
+    with open_image(stream) as img:  # Image.open leaves the first frame current
         if draft_size is not None and img.format == "JPEG":
             img.draft("RGB", (draft_size, draft_size))
         img.load()
@@ -72,7 +102,7 @@ def probe_image(stream: BinaryIO) -> tuple[int, int]:
 
     JPEG is decoded at 1/8 scale, other formats fully (first frame only).
     """
-    with Image.open(stream) as img:
+    with open_image(stream) as img:
         size = img.size
         if img.format == "JPEG":
             img.draft(img.mode, (1, 1))
@@ -82,15 +112,39 @@ def probe_image(stream: BinaryIO) -> tuple[int, int]:
 
 def describe_error(exc: BaseException) -> str:
     """A one-line reason for a file that could not be read."""
+    if isinstance(exc, Refused):
+        return str(exc)
     if isinstance(exc, Image.DecompressionBombError):
         return f"refused by Pillow's decompression-bomb guard: {exc}"
     if isinstance(exc, Image.UnidentifiedImageError):
         return "not a readable image (Pillow cannot identify the file)"
+    if isinstance(exc, OSError) and exc.errno is not None:  # the system's error, not Pillow's
+        return f"cannot read the file ({exc.strerror or exc})"
     text = str(exc).strip() or type(exc).__name__
     return f"cannot decode: {text}"
 
 
 # --------------------------------------------------------------------------- readers
+def read_regular_file(path: str | os.PathLike, cap: int = MAX_IMAGE_BYTES) -> bytes:
+    """The bytes of ``path``, which must be a regular file of at most ``cap`` bytes.
+
+    Opened non-blocking, so a named pipe, device or socket is refused instead of hanging
+    the read; a file that grows past ``cap`` while being read is refused too.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise Refused("not a regular file (a named pipe, device or socket); not read")
+        if info.st_size > cap:
+            raise Refused(f"file is {human_size(info.st_size)}, over the {human_size(cap)} limit for one image; "
+                          "not read")
+        data = f.read(cap + 1)
+    if len(data) > cap:
+        raise Refused(f"file grew past the {human_size(cap)} limit for one image while being read")
+    return data
+
+
 class FolderReader:
     """Reads image files below ``root``; keys are relative POSIX paths."""
 
@@ -98,16 +152,16 @@ class FolderReader:
         self.root = Path(root)
 
     def load(self, key: str, draft_size: int | None = None) -> Image.Image:
-        with open(self.root / key, "rb") as f:
-            return decode_image(f, draft_size)
+        return decode_image(io.BytesIO(read_regular_file(self.root / key)), draft_size)
 
 
 class ZipReader:
     """Reads members of one zip archive in place, with a single shared handle.
 
-    Reads of the stored bytes are serialised by a lock (one seek and one read);
-    decoding happens outside the lock, so worker threads decode in parallel. A
-    member may not inflate beyond the size its header declares (zip-bomb guard).
+    Reads of the stored bytes are serialised by a lock (one bounded read per entry);
+    decoding happens outside the lock, so worker threads decode in parallel. An entry is
+    read only when it declares at most :data:`MAX_IMAGE_BYTES`, and never inflates beyond
+    the size it declares (zip-bomb guard): a header that lies is caught, not believed.
     """
 
     def __init__(self, source: str | os.PathLike | bytes | BinaryIO):
@@ -115,25 +169,47 @@ class ZipReader:
         self._lock = threading.Lock()
         self._zf: zipfile.ZipFile | None = None
 
-    def open_archive(self) -> zipfile.ZipFile:
+    def open_archive(self, max_entries: int | None = None) -> zipfile.ZipFile:
+        """The archive; with ``max_entries``, one holding more entries is refused (ValueError)
+        before Python builds its table of contents (which costs memory per entry)."""
         if self._zf is None:
             source = self._source
             if isinstance(source, (bytes, bytearray, memoryview)):
                 source = io.BytesIO(bytes(source))
+            if max_entries is not None:
+                if isinstance(source, (str, os.PathLike)):
+                    with open(source, "rb") as f:
+                        count = zip_entry_count(f, max_entries)
+                else:
+                    count = zip_entry_count(source, max_entries)
+                if count > max_entries:
+                    raise ValueError(f"holds more than max_files={max_entries} entries (folders count too)")
             self._zf = zipfile.ZipFile(source)
         return self._zf
 
-    def read(self, key: str) -> bytes:
+    def read(self, key: zipfile.ZipInfo | str) -> bytes:
+        """The bytes of one entry, or :class:`Refused` saying why not."""
         with self._lock:
             zf = self.open_archive()
-            info = zf.getinfo(key)
-            with zf.open(info) as member:
-                data = member.read(info.file_size + 1)
-        if len(data) > info.file_size:
-            raise ValueError(f"zip member inflates beyond its declared {info.file_size} bytes")
+            info = key if isinstance(key, zipfile.ZipInfo) else zf.getinfo(key)
+            if info.flag_bits & 0x1:
+                raise Refused("encrypted (password-protected) zip entry; not supported")
+            if info.file_size > MAX_IMAGE_BYTES:
+                raise Refused(f"entry would inflate to {human_size(info.file_size)}, over the "
+                              f"{human_size(MAX_IMAGE_BYTES)} limit for one image; not read")
+            try:
+                with zf.open(info) as member:
+                    data = member.read(info.file_size + 1)
+            except (zipfile.BadZipFile, zlib.error, EOFError, struct.error) as exc:
+                raise Refused(f"zip entry is corrupt or truncated ({exc})") from None
+            except NotImplementedError as exc:
+                raise Refused(f"zip entry cannot be read ({exc})") from None
+        if len(data) != info.file_size:
+            raise Refused(f"zip entry holds {'more' if len(data) > info.file_size else 'less'} than the "
+                          f"{info.file_size} bytes its header declares")
         return data
 
-    def load(self, key: str, draft_size: int | None = None) -> Image.Image:
+    def load(self, key: zipfile.ZipInfo | str, draft_size: int | None = None) -> Image.Image:
         return decode_image(io.BytesIO(self.read(key)), draft_size)
 
     def __del__(self):  # pragma: no cover - best effort at interpreter shutdown
@@ -142,6 +218,32 @@ class ZipReader:
                 self._zf.close()
         except Exception:
             pass
+
+
+def zip_entry_count(fp: BinaryIO, limit: int) -> int:
+    """Entries in the zip archive ``fp`` (folders included), counted from its central directory
+    without building Python's table of contents; counting stops past ``limit``.
+
+    Raises zipfile.BadZipFile when ``fp`` has no end-of-central-directory record.
+    """
+    endrec = zipfile._EndRecData(fp)  # the reader zipfile itself uses, so both agree on the layout
+    if not endrec:
+        raise zipfile.BadZipFile("File is not a zip file")
+    size_cd = endrec[zipfile._ECD_SIZE]
+    start = endrec[zipfile._ECD_LOCATION] - size_cd
+    if endrec[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:
+        start -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator
+    pos, end, count = max(start, 0), max(start, 0) + size_cd, 0
+    while pos < end and count <= limit:
+        fp.seek(pos)
+        header = fp.read(46)
+        if len(header) < 46 or header[:4] != b"PK\x01\x02":
+            break  # a damaged directory: zipfile's own reader says what is wrong
+        name_len, extra_len, comment_len = struct.unpack("<3H", header[28:34])
+        pos += 46 + name_len + extra_len + comment_len
+        count += 1
+    fp.seek(0)
+    return count
 
 
 class ArrayReader:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -13,8 +15,17 @@ import numpy as np
 
 from .._files import file_digest
 from .._validation import check_same_length, check_vector
+from . import _io
 
 _ARRAY_KEYS = ("features", "pred_probs", "labels", "ids", "class_names", "split", "is_ood")
+# The arrays of one file may take at most this much memory once loaded (about 400,000 rows of
+# 1280 float32 features); larger files are refused before anything is inflated.
+MAX_ARRAY_BYTES = 2 * 1024**3
+# An .npz entry over 64 MiB that inflates more than this many times is refused as a bomb
+# (features do not compress like that; a block of zeros does).
+_MAX_RATIO = 100
+_MAX_NPZ_ENTRIES = 1000
+_PICKLED = "holds an object (pickled) array, which is not loaded for safety"
 
 
 @dataclass(eq=False)
@@ -59,15 +70,86 @@ def _guarded(read: Callable[[], Any], what: str, pickled: str, broken: str) -> A
         raise ValueError(f"load_arrays: {what} {broken} ({exc})") from exc
 
 
+def _npy_size(stream, available: int, key: str, what: str) -> int:
+    """Bytes the ``.npy`` array at ``stream`` takes in memory once loaded, from its header alone;
+    ValueError when the header is broken, the array pickled, or promises more than ``available``."""
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"npy format version {version[0]}.{version[1]} is not supported")
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _fortran, dtype = read_header(stream)
+        header_bytes = stream.tell()
+    except ValueError as exc:
+        raise ValueError(f"load_arrays: {what} is not a readable .npy array ({exc})") from None
+    if dtype.hasobject:
+        raise ValueError(f"load_arrays: {what} {_PICKLED}; save it as numbers or fixed-width strings, "
+                         "e.g. np.asarray(values, dtype=str)")
+    stored = math.prod(shape) * dtype.itemsize
+    if header_bytes + stored > available:
+        raise ValueError(f"load_arrays: {what} declares shape {shape} of {dtype} ({_io.human_size(stored)}) but holds "
+                         f"only {available - header_bytes} bytes of data; the file is truncated or tampered with")
+    widened = key in ("features", "pred_probs") and dtype not in (np.float32, np.float64)
+    return math.prod(shape) * 8 if widened else stored  # other numbers become float64
+
+
+def _refuse_if_too_big(total: int, label: str) -> None:
+    if total > MAX_ARRAY_BYTES:
+        raise ValueError(f"load_arrays: the arrays in {label!r} would take {_io.human_size(total)} in memory, over the "
+                         f"{_io.human_size(MAX_ARRAY_BYTES)} limit for precomputed arrays (about 400,000 rows of 1280 "
+                         "float32 features); refused before reading them")
+
+
+def _check_npz(path: Path, label: str) -> None:
+    """Refuse an ``.npz`` whose known arrays would be too large, look like a decompression bomb or
+    promise more than their entry holds, from the zip directory and the ``.npy`` headers alone."""
+    try:
+        with open(path, "rb") as f:
+            if _io.zip_entry_count(f, _MAX_NPZ_ENTRIES) > _MAX_NPZ_ENTRIES:
+                raise ValueError(f"load_arrays: {label!r} holds more than {_MAX_NPZ_ENTRIES} entries; "
+                                 f"a features file holds at most {len(_ARRAY_KEYS)} arrays")
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ValueError(f"load_arrays: {label!r} is not a .npy or .npz file ({exc})") from None
+    with zf:
+        names = zf.namelist()
+        members = {name.removesuffix(".npy"): name for name in names}  # as np.load maps keys
+        members.update({name: name for name in names})
+        total = 0
+        for key in _ARRAY_KEYS:
+            if key not in members:
+                continue
+            info, what = zf.getinfo(members[key]), f"key {key!r} in {label!r}"
+            if info.flag_bits & 0x1:
+                raise ValueError(f"load_arrays: {what} is encrypted (password-protected); not supported")
+            _refuse_if_too_big(total + info.file_size, label)
+            if info.file_size > _io.MAX_IMAGE_BYTES and info.file_size > _MAX_RATIO * max(info.compress_size, 1):
+                raise ValueError(
+                    f"load_arrays: {what} would inflate {info.file_size // max(info.compress_size, 1):,} times, "
+                    f"to {_io.human_size(info.file_size)}; refused as a likely decompression bomb (features do not "
+                    f"compress more than {_MAX_RATIO}:1)")
+            try:
+                with zf.open(info) as member:
+                    total += _npy_size(member, info.file_size, key, what)
+            except (zipfile.BadZipFile, EOFError, OSError) as exc:
+                raise ValueError(f"load_arrays: {what} is corrupt or truncated ({exc})") from None
+            _refuse_if_too_big(total, label)
+
+
 def _read_file(path: Path, label: str) -> dict[str, np.ndarray]:
-    """The known arrays of a ``.npz`` (a bare ``.npy`` is ``features``); pickles are refused."""
+    """The known arrays of a ``.npz`` (a bare ``.npy`` is ``features``); pickles are refused, and
+    sizes are checked from the headers before anything is read."""
     with open(path, "rb") as f:
         magic = f.read(6)
+        if magic == b"\x93NUMPY":
+            f.seek(0)
+            _refuse_if_too_big(_npy_size(f, os.fstat(f.fileno()).st_size, "features", repr(label)), label)
     if not (magic.startswith(b"PK") or magic == b"\x93NUMPY"):
         raise ValueError(f"load_arrays: {label!r} is not a .npy or .npz file (unknown header)")
+    if magic.startswith(b"PK"):
+        _check_npz(path, label)
     loaded = _guarded(lambda: np.load(path, allow_pickle=False), repr(label),
-                      "holds an object (pickled) array, which is not loaded for safety; save features as a "
-                      "numeric array", "is not a .npy or .npz file")
+                      f"{_PICKLED}; save features as a numeric array", "is not a .npy or .npz file")
     if isinstance(loaded, np.ndarray):
         return {"features": loaded}
     with loaded:
@@ -78,8 +160,8 @@ def _read_file(path: Path, label: str) -> dict[str, np.ndarray]:
                 f"allowed keys are {list(_ARRAY_KEYS)}"
             )
         data = {k: _guarded(lambda: np.asarray(loaded[k]), f"key {k!r} in {label!r}",
-                            "is an object (pickled) array, which is not loaded for safety; save it as numbers "
-                            "or fixed-width strings, e.g. np.asarray(values, dtype=str)", "is unreadable")
+                            f"{_PICKLED}; save it as numbers or fixed-width strings, e.g. "
+                            "np.asarray(values, dtype=str)", "is unreadable")
                 for k in keys if k in _ARRAY_KEYS}
     extra = [k for k in keys if k not in _ARRAY_KEYS]
     if extra:
