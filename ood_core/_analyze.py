@@ -49,15 +49,14 @@ def embed(
     if not isinstance(images, ImageSet):
         raise ValueError(f"{images.description} already holds features; embedding needs images")
     if len(images) < 2:
-        raise ValueError(
-            f"the source has {len(images)} readable image(s) ({len(images.skipped)} skipped); at least 2 are needed"
-        )
+        raise ValueError(f"the source has {len(images)} readable image(s) ({len(images.skipped)} skipped"
+                         f"{_first_reasons(images.skipped)}); at least 2 are needed")
     embedder = Embedder(model=model, weights=weights, image_size=image_size, device=device, batch_size=batch_size)
     features, hit = cached_embed(embedder, images, cache_dir=cache_dir, progress=stage(progress, "embed"))
     kept, features = drop_failed(images, features, embedder.failures_)
     if len(kept) < 2:
-        raise ValueError(f"only {len(kept)} of {len(images)} image(s) could be decoded; at least 2 are needed "
-                         f"(skipped: {kept.skipped[:3]}{' ...' if len(kept.skipped) > 3 else ''})")
+        raise ValueError(f"only {len(kept)} of {len(images)} image(s) could be decoded"
+                         f"{_first_reasons(kept.skipped)}; at least 2 are needed")
     return Embedding(images=kept, features=features, config=dataclasses.asdict(embedder.config_for(kept)),
                      cache_hit=hit)
 
@@ -122,6 +121,14 @@ def analyze(
         skipped=list(getattr(source, "skipped", [])), cache_hit=hit,
         **fit_feature(features, fit_index, query_index, scores, progress), **predictions,
     )
+
+
+def _first_reasons(skipped: list[tuple[str, str]], n: int = 3) -> str:
+    """``": a.jpg (why), b.png (why), ..."`` for the first ``n`` skipped files, or "" when none."""
+    if not skipped:
+        return ""
+    listed = ", ".join(f"{path} ({reason})" for path, reason in skipped[:n])
+    return f": {listed}" + (", ..." if len(skipped) > n else "")
 
 
 def _open(source, name: str | None):

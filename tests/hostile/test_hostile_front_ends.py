@@ -148,7 +148,7 @@ REFUSED_SOURCES = {
                  r"entry '../../escape.png' in 'slip.zip' has an absolute path or a '..' component; the archive is "
                  "refused"),
     "cut.zip": (_truncated, "'cut.zip' looks truncated: it starts like a zip archive but its table of contents"),
-    "locked.zip": (_all_encrypted, r"the source has 0 readable image\(s\) \(3 skipped\)"),
+    "locked.zip": (_all_encrypted, r"the source has 0 readable image\(s\) \(3 skipped: 0.png \(encrypted \(password-protected\) zip entry"),
     "pickled.npy": (_pickled, r"'pickled.npy' holds an object \(pickled\) array, which is not loaded for safety"),
     "pipe.zip": (_fifo, r"'pipe.zip' is not a regular file"),
     "pipe.npz": (_fifo, r"path=.*pipe.npz' is not a file"),
