@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from ._progress import Progress, stage
-from .analysis import Analysis, ScoreConfig, digest, fit_feature, fit_prediction
+from ._files import atomic_write
+from .analysis import Analysis, ClassifierInfo, ScoreConfig, digest, fit_feature, fit_prediction
 from .pred_probs import out_of_sample_pred_probs
 from .sources import ArraySet, ImageSet, in_out_split, open_source
 from .weights import DEFAULT_MODEL
@@ -112,7 +115,8 @@ def analyze(
     run_id = digest({"data": source.identity, "embedding": embed_config,
                      "split": [digest(fit_index.tolist()), digest(query_index.tolist())]})
     same_set = len(fit_index) == len(query_index) and bool(np.all(fit_index == query_index))
-    predictions = _predictions(features, labels, fit_index, query_index, same_set, pred_probs, scores, progress)
+    predictions = _predictions(features, labels, fit_index, query_index, same_set, pred_probs, scores, run_id,
+                               progress)
     return Analysis(
         run_id=run_id, source=source.description, embed_config=embed_config, items=items,
         ids=list(source.ids), paths=list(getattr(source, "paths", source.ids)), labels=labels,
@@ -154,7 +158,7 @@ def _split_indices(split: np.ndarray | None, n: int) -> tuple[np.ndarray, np.nda
 
 
 def _predictions(features, labels, fit_index, query_index, same_set: bool, pred_probs, config: ScoreConfig,
-                 progress: Progress | None) -> dict[str, Any]:
+                 run_id: str, progress: Progress | None) -> dict[str, Any]:
     """Out-of-sample pred_probs for the fit rows and a classifier's for the query rows (or the
     source's own pred_probs), and the prediction scores; empty when the fit rows do not carry
     at least 2 known classes with 2 items each."""
@@ -172,10 +176,56 @@ def _predictions(features, labels, fit_index, query_index, same_set: bool, pred_
         if n_splits < 2:
             logger.info("no prediction score: a fit class has a single example")
             return {}
-        fit_pp, clf = out_of_sample_pred_probs(features[fit_index], local, n_splits=n_splits,
-                                               progress=stage(progress, "classifier"))
-        out = {"fit_pred_probs": fit_pp, "pred_classes": classes, "classifier": clf,
-               "query_pred_probs": fit_pp if same_set else clf.predict_proba(features[query_index])}
+        out = _out_of_sample(features, fit_index, query_index, local, classes, same_set, n_splits, run_id, progress)
     out.update(fit_prediction(out["fit_pred_probs"], out["query_pred_probs"], out["pred_classes"], fit_labels,
                               same_set, config))
     return out
+
+
+PRED_PROBS_FORMAT = "ood-explorer-pred-probs-v1"  # bump when the classifier or its selection changes
+
+
+def _out_of_sample(features, fit_index, query_index, local, classes, same_set: bool, n_splits: int, run_id: str,
+                   progress: Progress | None) -> dict[str, Any]:
+    """The classifier's out-of-sample fit pred_probs and its query pred_probs, read from the disk cache
+    when this run computed them before (a server restart does not redo the cross-validation)."""
+    from .cache import default_cache_dir
+
+    # The key holds the fit rows' bytes too, so a source whose identity is not by content (an ArraySet
+    # built in memory) can never read another's pred_probs.
+    rows = hashlib.blake2b(np.ascontiguousarray(features[fit_index]).tobytes(), digest_size=16)
+    rows.update(np.ascontiguousarray(local).tobytes())
+    key = digest([PRED_PROBS_FORMAT, run_id, n_splits, rows.hexdigest(), len(query_index)])
+    path = Path(default_cache_dir()) / "runs" / f"{key}.npz"
+    cached = _read_pred_probs(path, len(fit_index), len(query_index), len(classes))
+    if cached is not None:
+        return {**cached, "pred_classes": classes}
+    fit_pp, clf = out_of_sample_pred_probs(features[fit_index], local, n_splits=n_splits,
+                                           progress=stage(progress, "classifier"))
+    query_pp = fit_pp if same_set else clf.predict_proba(features[query_index])
+    info = ClassifierInfo(model="LogisticRegression", C=float(clf.C), selected_by=str(clf.cv_select_))
+    try:
+        atomic_write(path, lambda f: np.savez(f, format=PRED_PROBS_FORMAT, fit=fit_pp, query=query_pp,
+                                              C=info.C, selected_by=info.selected_by))
+    except OSError as exc:
+        logger.warning("could not keep the pred_probs in %s (%s)", path, exc)
+    return {"fit_pred_probs": fit_pp, "query_pred_probs": query_pp, "pred_classes": classes, "classifier": info}
+
+
+def _read_pred_probs(path: Path, n_fit: int, n_query: int, n_classes: int) -> dict[str, Any] | None:
+    """The cached pred_probs at ``path`` when the file is there and holds what this run expects."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["format"]) != PRED_PROBS_FORMAT:
+                return None
+            fit, query = np.asarray(data["fit"]), np.asarray(data["query"])
+            info = ClassifierInfo(model="LogisticRegression", C=float(data["C"]),
+                                  selected_by=str(data["selected_by"]))
+    except Exception as exc:  # noqa: BLE001 - truncated or foreign: recompute
+        logger.warning("ignoring the cached pred_probs %s (%s)", path, exc)
+        return None
+    if fit.shape != (n_fit, n_classes) or query.shape != (n_query, n_classes):
+        return None
+    return {"fit_pred_probs": fit, "query_pred_probs": query, "classifier": info}

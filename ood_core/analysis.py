@@ -68,6 +68,15 @@ class ThresholdView:
         return 100.0 * self.query_flagged / self.query_total
 
 
+@dataclass(frozen=True)
+class ClassifierInfo:
+    """How the out-of-sample pred_probs were made."""
+
+    model: str  # the classifier, e.g. "LogisticRegression"
+    C: float  # its inverse regularisation strength
+    selected_by: str  # the cross-validated criterion that chose C
+
+
 def digest(payload: Any) -> str:
     """A short stable name for a JSON-able payload (run ids, cache keys of derived views)."""
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
@@ -104,7 +113,7 @@ class Analysis:
     fit_pred_scores: np.ndarray | None = None
     query_pred_scores: np.ndarray | None = None
     pred_classes: np.ndarray | None = None  # class index of each pred_probs column
-    classifier: Any = None
+    classifier: ClassifierInfo | None = None  # None when the source brought its own pred_probs
     skipped: list[tuple[str, str]] = field(default_factory=list)
     cache_hit: bool = False
 
@@ -261,8 +270,8 @@ class Analysis:
                              "metric": self.feature_scorer.metric_, "scale": self.feature_scorer.scale_}
         else:
             classifier = None if self.classifier is None else {
-                "model": "LogisticRegression", "C": self.classifier.C,
-                "C_chosen_by": f"{self.classifier.cv_select_} over stratified cross-validation",
+                "model": self.classifier.model, "C": self.classifier.C,
+                "C_chosen_by": f"{self.classifier.selected_by} over stratified cross-validation",
                 "pred_probs": "out of sample (held-out folds)"}
             scorer_params = {"method": self.score_config.method, "adjust": self.score_config.adjust,
                              "classifier": classifier}

@@ -118,3 +118,26 @@ def test_the_prediction_score_says_when_two_classes_cannot_find_outliers():
     card = a.threshold_card(a.threshold_view("prediction", percentile=5))
     assert card["caveats"] == notes
     assert analyze(_arrays()).caveats("prediction") == []  # three classes: no such note
+
+
+def test_the_classifiers_pred_probs_are_kept_on_disk(tmp_path, monkeypatch):
+    """A second run of the same data (a server restart) reads the out-of-sample pred_probs from the
+    cache folder instead of cross-validating the classifier again."""
+    import ood_core._analyze as run
+
+    monkeypatch.setenv("OOD_CACHE_DIR", str(tmp_path / "cache"))
+    first = analyze(_arrays())
+    assert [p.parent.name for p in (tmp_path / "cache").rglob("*.npz")] == ["runs"]
+
+    def never(*args, **kwargs):
+        raise AssertionError("the classifier was cross-validated again")
+
+    monkeypatch.setattr(run, "out_of_sample_pred_probs", never)
+    again = analyze(_arrays())
+    np.testing.assert_array_equal(again.fit_pred_probs, first.fit_pred_probs)
+    np.testing.assert_array_equal(again.query_pred_scores, first.query_pred_scores)
+    assert again.classifier == first.classifier and again.classifier.C > 0
+    other = _arrays()
+    other.features[0, 0] += 1.0  # other fit rows under the same (in-memory) identity: computed afresh
+    with pytest.raises(AssertionError, match="cross-validated again"):
+        analyze(other)

@@ -56,7 +56,7 @@ def scorer_controls(analysis: ood_core.Analysis, scorer: str) -> ood_core.Analys
                                       "model is less sure of are not flagged wholesale.")
             new = ood_core.ScoreConfig(k=cfg.k, t=cfg.t, method=method, adjust=adjust)
             C = getattr(analysis.classifier, "C", None)
-            select = getattr(analysis.classifier, "cv_select_", None)
+            select = getattr(analysis.classifier, "selected_by", None)
             c3.caption("pred_probs: " + ("given with the data." if C is None else
                                          f"out-of-sample (stratified k-fold) logistic regression, C={C:g}"
                                          + (f" chosen by the cross-validated criterion `{select}`." if select
@@ -88,7 +88,7 @@ def threshold_section(analysis: ood_core.Analysis, scorer: str) -> None:
         set_threshold(scorer, fit_scores, x)
         st.session_state[input_key] = st.session_state[p_key]
 
-    row = st.columns([1.4, 1, 1, 1], vertical_alignment="bottom")
+    row = st.columns([1.4, 0.8, 1.2, 1.2], vertical_alignment="bottom")  # room for "1,347 (100.0%)"
     row[0].number_input("Percentile of the train (fit) scores", step=0.5, format="%.2f", key=input_key,
                         on_change=on_percentile,
                         help="Items scoring below this percentile of the train (fit) scores are flagged. "
