@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -28,6 +30,18 @@ CHROMIUM_ARGS = [
 ]
 # The threshold histogram component's iframe.
 HISTOGRAM_IFRAME = 'iframe[title="ui.threshold_histogram.threshold_histogram"]'
+
+
+def skip_without_browser() -> None:
+    """Skip the calling test module (at import) without Playwright, Streamlit or Debian's Chromium:
+    the browser tests never download a browser."""
+    import pytest
+
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    pytest.importorskip("streamlit", reason="streamlit is not installed (pip install streamlit)")
+    if CHROMIUM is None:
+        pytest.skip("no `chromium` on PATH (apt-get install chromium); the browser test never downloads one",
+                    allow_module_level=True)
 
 
 def free_port() -> int:
@@ -82,6 +96,17 @@ def streamlit_server(script: Path, log_path: Path, env: dict[str, str] | None = 
 
 
 @contextlib.contextmanager
+def dashboard_server(tmp_path_factory, name: str):
+    """``streamlit run app.py`` (the dashboard) for one test module, logging to a fresh folder
+    ``name``. It uses the embedding cache of the other app tests (``OOD_CACHE_DIR``, else one
+    folder per test session), so one of them pays for embedding digits."""
+    cache = os.environ.get("OOD_CACHE_DIR") or str(tmp_path_factory.getbasetemp() / "ood_app_cache")
+    log = tmp_path_factory.mktemp(name) / "server.log"
+    with streamlit_server(ROOT / "app.py", log, env={"OOD_CACHE_DIR": cache}) as url:
+        yield url
+
+
+@contextlib.contextmanager
 def chromium():
     """A headless Chromium browser (Playwright's sync API)."""
     from playwright.sync_api import sync_playwright
@@ -106,12 +131,20 @@ def wait_for(read, accept, what: str, timeout: float = 30):
         time.sleep(0.1)
 
 
+def script_running(page) -> bool:
+    """Whether Streamlit is running the page's script (the app root's ``data-test-script-state``;
+    the header's "Running..." widget only shows once a run has taken half a second)."""
+    state = page.get_attribute("[data-testid=stApp]", "data-test-script-state")
+    running = state in (None, "initial", "running", "rerunRequested", "stopRequested")
+    return running or page.locator('[data-testid="stStatusWidget"]').count() > 0
+
+
 def wait_until_idle(page, timeout: float = 60) -> None:
-    """Wait until Streamlit's "running" indicator has been gone for half a second."""
+    """Wait until Streamlit has not been running the script for half a second."""
     idle_since = None
     deadline = time.monotonic() + timeout
     while True:
-        running = page.locator('[data-testid="stStatusWidget"]').count() > 0
+        running = script_running(page)
         now = time.monotonic()
         if running:
             idle_since = None
@@ -133,3 +166,76 @@ def full_page_screenshot(page, path: Path, width: int = 1400) -> None:
     page.wait_for_timeout(300)
     page.wait_for_function("() => [...document.images].every(img => img.complete)", timeout=10_000)
     page.screenshot(path=str(path), full_page=True)
+
+
+# The dashboard's pages as app.py's navigation lists them: (path, sidebar title).
+APP_PAGES = re.findall(r'st\.Page\("pages/([\w/]+)\.py", title="([^"]+)"', (ROOT / "app.py").read_text())
+
+
+def is_local(url: str) -> bool:
+    """True for URLs that stay on this machine (inline ``data:``/``blob:``/``about:`` included)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme in ("data", "blob", "about"):
+        return True
+    return parts.scheme in ("http", "https", "ws", "wss") and parts.hostname in {"127.0.0.1", "localhost", "::1"}
+
+
+def settle(page, timeout: float = 60) -> None:
+    """Wait until the page is drawn: the script idle, then no spinner or skeleton left, every image
+    loaded, every plotly chart rendered."""
+    wait_until_idle(page, timeout)
+    page.wait_for_function(
+        """() => !document.querySelector('[data-testid=stSpinner], [data-testid=stSkeleton]')
+              && [...document.images].every(img => img.complete)
+              && [...document.querySelectorAll('[data-testid=stPlotlyChart]')]
+                   .every(chart => chart.querySelector('.main-svg'))""",
+        timeout=timeout * 1000,
+    )
+
+
+def open_app_page(page, path: str, title: str, timeout: float = 60) -> None:
+    """Click ``title`` in the sidebar and wait until that page has replaced the previous one."""
+    heading = page.locator("[data-testid=stMain] h1").first
+    before = heading.inner_text() if heading.count() else None
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
+    page.wait_for_url(re.compile("/$" if path == "data" else f"/{path}$"))
+    wait_for(lambda: heading.inner_text() if heading.count() else None,
+             lambda text: text is not None and text != before, f"the {title!r} page's heading", timeout)
+    settle(page, timeout)
+
+
+# In the page: where the text under an element lies once laid out (its text nodes' line boxes,
+# ellipsis or not), and its content box.
+_TEXT_EXTENT_JS = """
+const textExtent = el => {
+  const range = document.createRange(), tops = new Set();
+  let left = Infinity, right = -Infinity;
+  const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    range.selectNodeContents(node);
+    for (const r of range.getClientRects()) {
+      if (r.width === 0) continue;
+      left = Math.min(left, r.left); right = Math.max(right, r.right); tops.add(Math.round(r.top));
+    }
+  }
+  const style = getComputedStyle(el), box = el.getBoundingClientRect();
+  const boxLeft = box.left + parseFloat(style.borderLeftWidth) + parseFloat(style.paddingLeft);
+  const boxRight = box.right - parseFloat(style.borderRightWidth) - parseFloat(style.paddingRight);
+  return {text: el.innerText, text_px: right - left, box_px: boxRight - boxLeft, lines: tops.size,
+          overflows: left < boxLeft - 0.05 || right > boxRight + 0.05};
+};
+"""
+
+# Text the browser shortens with an ellipsis: every element (main area and sidebar) whose
+# text-overflow is ellipsis and whose text runs past its content box.
+CUT_OFF_TEXT_JS = "() => {" + _TEXT_EXTENT_JS + """
+  return [...document.querySelectorAll('[data-testid=stMain] *, [data-testid=stSidebar] *')]
+    .filter(el => getComputedStyle(el).textOverflow === 'ellipsis' && el.innerText.trim())
+    .map(el => ({where: (el.closest('[data-testid]') || el).dataset.testid || el.tagName, ...textExtent(el)}))
+    .filter(extent => extent.overflows);
+}"""
+
+# Every headline metric value (st.metric): its text, the width it takes and has, how many lines.
+METRIC_VALUES_JS = "() => {" + _TEXT_EXTENT_JS + """
+  return [...document.querySelectorAll('[data-testid=stMetricValue]')].map(textExtent);
+}"""

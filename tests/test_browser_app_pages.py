@@ -9,28 +9,12 @@ from __future__ import annotations
 import re
 
 import pytest
+from browser_support import (APP_PAGES, HISTOGRAM_IFRAME, SCREENSHOTS, chromium, dashboard_server, full_page_screenshot,
+                             skip_without_browser, wait_for, wait_until_idle)
 
 pytestmark = pytest.mark.browser
+skip_without_browser()
 
-pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-pytest.importorskip("streamlit", reason="streamlit is not installed (pip install streamlit)")
-from browser_support import (  # noqa: E402
-    CHROMIUM,
-    HISTOGRAM_IFRAME,
-    ROOT,
-    SCREENSHOTS,
-    chromium,
-    full_page_screenshot,
-    streamlit_server,
-    wait_for,
-    wait_until_idle,
-)
-
-if CHROMIUM is None:
-    pytest.skip("no `chromium` on PATH (apt-get install chromium); the browser test never downloads one",
-                allow_module_level=True)
-
-PAGE_TITLES = re.findall(r'st\.Page\("pages/([\w/]+)\.py", title="([^"]+)"', (ROOT / "app.py").read_text())
 N_FIT = 450  # digits default: train (fit) items
 N_QUERY = 1347
 PERCENTILE = "Percentile of the train (fit) scores"
@@ -38,12 +22,7 @@ PERCENTILE = "Percentile of the train (fit) scores"
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    # The same embedding cache folder as tests/test_app.py, so one of the two pays for digits.
-    import os
-
-    cache = os.environ.get("OOD_CACHE_DIR") or str(tmp_path_factory.getbasetemp() / "ood_app_cache")
-    log = tmp_path_factory.mktemp("streamlit_app") / "server.log"
-    with streamlit_server(ROOT / "app.py", log, env={"OOD_CACHE_DIR": cache}) as url:
+    with dashboard_server(tmp_path_factory, "streamlit_app") as url:
         yield url
 
 
@@ -131,7 +110,7 @@ def test_dragging_the_line_moves_the_percentile_and_the_counts(page):
 
 
 def test_a_screenshot_of_every_page(page):
-    for path, title in PAGE_TITLES:
+    for path, title in APP_PAGES:
         page.set_viewport_size({"width": 1400, "height": 1000})
         page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
         page.wait_for_url(re.compile("/$" if path == "data" else f"/{path}$"))
