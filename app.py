@@ -34,9 +34,11 @@ pages = [
     st.Page("pages/feature_scores.py", title="Feature scores", icon=":material/hub:"),
     st.Page("pages/prediction_scores.py", title="Prediction scores", icon=":material/psychology:"),
     st.Page("pages/neighbours.py", title="Why this one?", icon=":material/travel_explore:"),
+    st.Page("pages/table.py", title="All items", icon=":material/table_rows:"),
     st.Page("pages/compare.py", title="Compare scores", icon=":material/compare_arrows:"),
     st.Page("pages/embedding_map.py", title="Embedding map", icon=":material/scatter_plot:"),
     st.Page("pages/per_class.py", title="Per class", icon=":material/category:"),
+    st.Page("pages/models.py", title="Which model?", icon=":material/model_training:"),
 ]
 navigation = st.navigation(pages)
 st.html(PAGE_CSS + GRID_CSS)  # page margins, metrics; crisp thumbnails, compact grid cells

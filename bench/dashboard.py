@@ -83,7 +83,7 @@ def synthetic_analysis(n_fit: int = 40_000, n_query: int = 10_000, seed: int = 0
 
     fit_feature, fit_pred = scores(n_fit), scores(n_fit)
     return Analysis(
-        run_id=f"synthetic-{n}-{seed}", source=f"synthetic ({n_fit:,} fit / {n_query:,} query)", embed_config={}, items=items, ids=ids, paths=ids,
+        run_id=f"synthetic-{n}-{seed}", data_id=items.data_id, source=f"synthetic ({n_fit:,} fit / {n_query:,} query)", embed_config={}, items=items, ids=ids, paths=ids,
         labels=labels, class_names=items.class_names, fit_index=np.arange(n_fit), query_index=np.arange(n_fit, n),
         features=np.zeros((n, 1), np.float32), is_ood=is_ood, score_config=ScoreConfig(),
         feature_scorer=FeatureScorer(), fit_feature_scores=fit_feature, query_feature_scores=scores(n_query, is_ood),

@@ -1,14 +1,15 @@
-"""Embedding benchmark: Embedder vs the seed's plain loop, and feature AUROC vs input size.
+"""Embedding benchmark: Embedder vs the seed's plain loop, the default model vs lite0, and AUROC vs input size.
 
-    python bench/embed.py [--quick] [--n 1000] [--size 128] [--sizes 32,64,96,128,160]
+    python bench/embed.py [--quick] [--n 1000] [--size 128] [--sizes 32,64,96,128,160] [--model lite0]
 
-Speed: the same model, weights and resolution, on a CIFAR-10 test slice; the seed
-loop is batch 50, torch.no_grad, no workers, PIL -> tensor per image in Python.
-Runs alternate (seed, Embedder) for ``--rounds`` rounds and the median is kept,
-so background load hits both alike. AUROC: FeatureScorer fitted on the demo
-split's fit images, scored on its query images (embeddings cached under
-bench/results/cache). Prints markdown tables. Needs OOD_CIFAR10 or
-../shared/data/cifar10-jpeg.zip.
+Speed: the same model (lite0), weights and resolution, on a CIFAR-10 test slice; the
+seed loop is batch 50, torch.no_grad, no workers, PIL -> tensor per image in Python.
+In the same rounds, the default settings (``Embedder()``: on CIFAR-10 the default
+network at its own small-image size) against lite0 at ``--size``. Runs alternate for
+``--rounds`` rounds and the median is kept, so background load hits all alike.
+AUROC: FeatureScorer fitted on the demo split's fit images, scored on its query
+images (embeddings cached under bench/results/cache). Prints markdown tables. Needs
+OOD_CIFAR10 or ../shared/data/cifar10-jpeg.zip. bench/models.py compares the models.
 """
 
 from __future__ import annotations
@@ -59,13 +60,15 @@ def bench_speed(cifar, n: int, size: int, rounds: int) -> None:
 
     test = np.flatnonzero(cifar.split == "test")
     images = cifar.subset(test[np.linspace(0, len(test) - 1, n).astype(int)])
-    embedder = Embedder(image_size=size)
-    cfg = embedder.config_for(images)
+    embedder = Embedder(model="lite0", image_size=size)
+    default = Embedder()
+    cfg, dcfg = embedder.config_for(images), default.config_for(images)
     seed_net, _ = load_model(cfg.model, "bundled")
     seed_net.reset_classifier(0)
-    embedder.embed(images.subset(np.arange(min(64, n))))  # warm-up both
+    embedder.embed(images.subset(np.arange(min(64, n))))  # warm-up all
+    default.embed(images.subset(np.arange(min(64, n))))
     seed_loop(seed_net, images.subset(np.arange(min(50, n))), size, cfg.mean, cfg.std)
-    seed_rates, ours_rates = [], []
+    seed_rates, ours_rates, default_rates = [], [], []
     for _ in range(rounds):
         t = time.perf_counter()
         seed_feats = seed_loop(seed_net, images, size, cfg.mean, cfg.std)
@@ -73,20 +76,25 @@ def bench_speed(cifar, n: int, size: int, rounds: int) -> None:
         t = time.perf_counter()
         ours_feats = embedder.embed(images)
         ours_rates.append(n / (time.perf_counter() - t))
-    seed, ours = statistics.median(seed_rates), statistics.median(ours_rates)
+        t = time.perf_counter()
+        default.embed(images)
+        default_rates.append(n / (time.perf_counter() - t))
+    seed, ours, dflt = (statistics.median(r) for r in (seed_rates, ours_rates, default_rates))
     diff = float(np.abs(seed_feats - ours_feats).max())
-    print(f"\n### Embedding speed ({n} CIFAR-10 test images, {size} px, lite0, CPU, "
-          f"{os.cpu_count()} cores, median of {rounds} alternating rounds)\n")
-    print("| loop | images/s | ratio |")
-    print("|---|---:|---:|")
-    print(f"| seed (batch 50, no_grad, per-image PIL->tensor) | {seed:.0f} | 1.00x |")
+    print(f"\n### Embedding speed ({n} CIFAR-10 test images, CPU, {os.cpu_count()} cores, median of {rounds} "
+          f"alternating rounds)\n")
+    print("| loop | model | input | images/s | ratio | 6,000 images |")
+    print("|---|---|---:|---:|---:|---:|")
+    print(f"| seed (batch 50, no_grad, per-image PIL->tensor) | lite0 | {size} | {seed:.0f} | 1.00x | {6000 / seed:.0f} s |")
     print(f"| Embedder (batch {embedder.batch_size}, inference_mode, channels-last, BatchNorm folded, "
-          f"decode threads) "
-          f"| {ours:.0f} | {ours / seed:.2f}x |")
-    print(f"\nmax |feature difference| seed vs Embedder: {diff:.2e}")
+          f"decode threads) | lite0 | {size} | {ours:.0f} | {ours / seed:.2f}x | {6000 / ours:.0f} s |")
+    print(f"| Embedder, default settings | {dcfg.model} | {dcfg.image_size} | {dflt:.0f} | {dflt / seed:.2f}x | "
+          f"{6000 / dflt:.0f} s |")
+    print(f"\nmax |feature difference| seed vs Embedder: {diff:.2e}; default vs lite0 Embedder: "
+          f"{dflt / ours:.2f}x the images/s")
 
 
-def bench_auroc(cifar, sizes: list[int], quick: bool) -> None:
+def bench_auroc(cifar, sizes: list[int], quick: bool, model: str) -> None:
     from ood_core.cache import cached_embed
     from ood_core.scorers import FeatureScorer
     from ood_core.thresholds import ood_metrics
@@ -94,11 +102,11 @@ def bench_auroc(cifar, sizes: list[int], quick: bool) -> None:
     split = demo_split(cifar, fit_fraction=1 / 30, query_fraction=1 / 50) if quick else demo_split(cifar)
     fit, query = split.split == "train", split.split == "test"
     cache_dir = ROOT / "bench" / "results" / "cache"
-    print(f"\n### Feature AUROC vs input size ({split.description})\n")
+    print(f"\n### Feature AUROC vs input size, {model} ({split.description})\n")
     print("| input size | feature AUROC | FPR at 95% TPR | embed images/s |")
     print("|---:|---:|---:|---:|")
     for size in sizes:
-        embedder = Embedder(image_size=size)
+        embedder = Embedder(model=model, image_size=size)
         t = time.perf_counter()
         feats, hit = cached_embed(embedder, split, cache_dir=cache_dir)
         rate = "cached" if hit else f"{len(split) / (time.perf_counter() - t):.0f}"
@@ -115,6 +123,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="alternating speed rounds (default: 3)")
     p.add_argument("--sizes", default="32,64,96,128,160",
                    help="input sizes for the AUROC table (default: 32,64,96,128,160)")
+    p.add_argument("--model", default="lite0", help="model of the AUROC table (default: lite0)")
     p.add_argument("--skip-speed", action="store_true", help="only the AUROC table")
     p.add_argument("--skip-auroc", action="store_true", help="only the speed table")
     args = p.parse_args(argv)
@@ -122,7 +131,7 @@ def main(argv=None) -> int:
     if not args.skip_speed:
         bench_speed(cifar, args.n or (200 if args.quick else 1000), args.size, args.rounds)
     if not args.skip_auroc:
-        bench_auroc(cifar, [int(s) for s in args.sizes.split(",")], args.quick)
+        bench_auroc(cifar, [int(s) for s in args.sizes.split(",")], args.quick, args.model)
     return 0
 
 

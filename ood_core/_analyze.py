@@ -118,7 +118,7 @@ def analyze(
     predictions = _predictions(features, labels, fit_index, query_index, same_set, pred_probs, scores, run_id,
                                progress)
     return Analysis(
-        run_id=run_id, source=source.description, embed_config=embed_config, items=items,
+        run_id=run_id, data_id=source.data_id, source=source.description, embed_config=embed_config, items=items,
         ids=list(source.ids), paths=list(getattr(source, "paths", source.ids)), labels=labels,
         class_names=list(source.class_names), fit_index=fit_index, query_index=query_index,
         features=features, is_ood=is_ood, score_config=scores,

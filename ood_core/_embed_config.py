@@ -1,11 +1,26 @@
 """Embedding settings, resolved once into a frozen :class:`EmbedConfig` (the cache key is built from it).
 
-User values come first, then timm's data config for the model (mean, std, interpolation, crop).
+The model: a timm model name (or a short alias, ``lite0``..``lite2``), a pixel model
+(``pixels``: the flattened, resized pixels, centred on the fit rows' mean;
+``pixels-raw``: the same without centring), or ``auto``, resolved per image set:
 
-The input size: ``image_size`` sets it. Left at None it is chosen per image set:
-images up to ``SMALL_IMAGE_MAX_SIDE`` pixels (CIFAR-10, digits) are upscaled to
-``SMALL_IMAGE_SIZE`` (measured: see the constants below), larger images use the
-model's own input size. Upscaled images are never centre-cropped.
+* grayscale images whose typical longer side is at most ``PIXELS_AUTO_MAX_SIDE``
+  pixels (the 8x8 digits) get ``pixels``. Measured on the digits (fit 0-4, query all):
+  feature AUROC 0.993 with ``pixels``, 0.985 with ``pixels-raw``, against 0.83 for
+  lite0 and 0.81 for lite2 upscaled to 128 px: an ImageNet network is the wrong
+  embedder for them;
+* everything else gets ``DEFAULT_NETWORK`` (see :mod:`ood_core.weights`). On colour
+  32 px images (CIFAR-10) the networks win by far (``pixels`` measures 0.60).
+
+The input size: ``image_size`` sets it. Left at None it is chosen per image set. For a
+network, images up to ``SMALL_IMAGE_MAX_SIDE`` pixels (CIFAR-10) are upscaled to
+``small_image_size(model)`` (measured per model), larger images use the model's own
+input size; upscaled images are never centre-cropped. Pixel models keep the images'
+own size up to ``PIXELS_MAX_SIDE`` (larger images are shrunk to it, box filter), with
+one channel when the images are grayscale.
+
+Mean, std, interpolation and crop of a network come from timm's pretrained config for
+it, never assumed.
 """
 from __future__ import annotations
 
@@ -16,16 +31,24 @@ import numpy as np
 from PIL import Image
 
 from ood_core.sources import ImageSet
-from ood_core.weights import DEFAULT_MODEL, resolve_weights
+from ood_core.weights import DEFAULT_MODEL, DEFAULT_NETWORK, MODEL_ALIASES, resolve_weights
 
+AUTO = "auto"
+# Pixel models: name -> whether the features are centred on the fit rows' mean.
+PIXEL_MODELS = {"pixels": True, "pixels-raw": False}
+# The models a user can pick by a short name (any other timm model name works too).
+MODEL_CHOICES = (AUTO, *MODEL_ALIASES, *PIXEL_MODELS)
+# "auto" picks "pixels" for grayscale images whose typical longer side is at most this.
+PIXELS_AUTO_MAX_SIDE = 16
+# Pixel features of larger images are taken at this side (box-filtered).
+PIXELS_MAX_SIDE = 32
 # Images whose typical longer side is at most this many pixels count as "small".
 SMALL_IMAGE_MAX_SIDE = 64
-# Default input size for small images, chosen by measurement (bench/embed.py: lite0,
-# bundled weights, FeatureScorer on the CIFAR-10 demo split, 5000 fit / 1000 query):
-# feature AUROC 0.697 at 32 px, 0.830 at 64, 0.901 at 96, 0.914 at 128, 0.911 at 160.
-# 96 px only just reaches the 0.90 the demo must meet; 128 px is the best measured,
-# at about half the images/s of 96 px (~220 img/s on 2 CPU cores).
-SMALL_IMAGE_SIZE = 128
+# Input size of a network for small images, by measurement (bench/models.py: FeatureScorer on
+# the CIFAR-10 demo split, 5000 fit / 1000 query, and a vehicles-in / animals-out split).
+# lite0: 0.697 at 32 px, 0.830 at 64, 0.901 at 96, 0.914 at 128, 0.911 at 160.
+SMALL_IMAGE_SIZES = {"tf_efficientnet_lite0": 128, "tf_efficientnet_lite1": 160, "tf_efficientnet_lite2": 160}
+SMALL_IMAGE_SIZE = 128  # any other network
 # Pillow resampling filter per timm interpolation name.
 RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -41,11 +64,11 @@ RESAMPLE = {
 class EmbedConfig:
     """Everything that changes the features (the cache key is built from it)."""
 
-    model: str  # timm model name
-    weights: str  # weights identity: "bundled:sha256:…", "hub:<hub id>", "file:sha256:…"
+    model: str  # timm model name, a pixel model, or "auto" (until resolved per image set)
+    weights: str  # weights identity: "bundled:sha256:…", "hub:<hub id>", "file:sha256:…"; "none" for pixels
     image_size: int | None  # square input side in pixels; None = auto (per image set)
     crop_pct: float | None  # centre crop kept after resizing to image_size / crop_pct; None = auto
-    interpolation: str  # resize filter ("bicubic", "bilinear", …)
+    interpolation: str  # resize filter ("bicubic", "bilinear", "box", …)
     mean: tuple[float, float, float]  # per-channel normalisation, on 0..1 pixels
     std: tuple[float, float, float]
     model_image_size: int  # the model's own input size (used by auto for larger images)
@@ -53,11 +76,38 @@ class EmbedConfig:
     # BatchNorm folded into the convolutions (numerically ~1e-5 off the unfolded model, so
     # part of the cache key: features embedded without folding are never reused for it).
     fold_batchnorm: bool = True
+    channels: int = 3  # pixel models: 1 when the images are grayscale
+    centre: bool = False  # pixel models: features minus their mean over the fit rows
 
     @property
     def resolved(self) -> bool:
         """True when nothing is left to choose per image set."""
-        return self.image_size is not None and self.crop_pct is not None
+        return self.model != AUTO and self.image_size is not None and self.crop_pct is not None
+
+    @property
+    def pixels(self) -> bool:
+        """True for a pixel model (no network)."""
+        return self.model in PIXEL_MODELS
+
+
+def small_image_size(model: str) -> int:
+    """The input size a network gets for small images (measured per model)."""
+    return SMALL_IMAGE_SIZES.get(model, SMALL_IMAGE_SIZE)
+
+
+def canonical_model(model) -> str:
+    """``model`` with aliases spelled out (``lite2`` -> ``tf_efficientnet_lite2``); checked."""
+    import timm
+
+    if not isinstance(model, str):
+        raise ValueError(f"model={model!r} is not a model name (a timm model, {list(MODEL_ALIASES)}, "
+                         f"{list(PIXEL_MODELS)} or {AUTO!r})")
+    name = MODEL_ALIASES.get(model.strip(), model.strip())
+    if name == AUTO or name in PIXEL_MODELS or timm.is_model(name):
+        return name
+    close = timm.list_models(f"*{name}*")[:8] if name else []
+    raise ValueError(f"model={model!r} is not a timm model, {list(PIXEL_MODELS)} or {AUTO!r}"
+                     + (f"; close matches: {close}" if close else ""))
 
 
 def _check_image_size(image_size) -> int | None:
@@ -71,32 +121,50 @@ def _check_image_size(image_size) -> int | None:
     return int(image_size)
 
 
+def _pixel_config(model: str, size: int | None, native_size: int | None, grayscale: bool | None) -> EmbedConfig:
+    if size is None and native_size is not None:
+        size = min(native_size, PIXELS_MAX_SIDE)
+    # Resolved only with the images' colour known: grayscale images give one channel.
+    return EmbedConfig(model=model, weights="none", image_size=size, crop_pct=None if grayscale is None else 1.0,
+                       interpolation="box",
+                       mean=(0.5,) * 3, std=(0.5,) * 3, model_image_size=PIXELS_MAX_SIDE, model_crop_pct=1.0,
+                       fold_batchnorm=False, channels=3 if grayscale is None else (1 if grayscale else 3),
+                       centre=PIXEL_MODELS[model])
+
+
 def resolve_embed_config(
     model: str = DEFAULT_MODEL,
     weights: str | os.PathLike = "bundled",
     image_size: int | None = None,
     *,
     native_size: int | None = None,
+    grayscale: bool | None = None,
     fold_batchnorm: bool = True,
 ) -> EmbedConfig:
-    """Resolve embedding settings: user values, then timm's data config for ``model``.
+    """Resolve embedding settings: user values, then timm's data config for the network.
 
-    With ``native_size`` (the typical longer side of the images) the auto choices
-    are made too: ``image_size`` None -> ``SMALL_IMAGE_SIZE`` for images up to
-    ``SMALL_IMAGE_MAX_SIDE`` px, else the model's size; no centre crop when the
-    images are upscaled (native size <= input size), else the model's crop.
+    With ``native_size`` (the typical longer side of the images) and ``grayscale`` the
+    per-image-set choices are made too (see the module docstring): ``auto`` becomes a
+    pixel model or ``DEFAULT_NETWORK``; a network's ``image_size`` None becomes
+    ``small_image_size(model)`` for images up to ``SMALL_IMAGE_MAX_SIDE`` px, else the
+    model's size, with no centre crop when the images are upscaled. Without them, an
+    ``auto`` model keeps ``model="auto"`` (unresolved) and the network's settings.
+    Pixel models take no weights: ``weights`` is ignored for them.
     """
     import timm
     from timm.data import resolve_data_config
 
-    if not isinstance(model, str) or not timm.is_model(model):
-        close = timm.list_models(f"*{model}*")[:8] if isinstance(model, str) else []
-        raise ValueError(f"model={model!r} is not a timm model" + (f"; close matches: {close}" if close else ""))
+    name = canonical_model(model)
     size = _check_image_size(image_size)
     if not isinstance(fold_batchnorm, (bool, np.bool_)):
         raise TypeError(f"fold_batchnorm must be True or False, got {type(fold_batchnorm).__name__}")
-    spec = resolve_weights(weights, model)
-    pretrained = timm.models.get_pretrained_cfg(model)
+    if name == AUTO and native_size is not None and grayscale is not None:
+        name = "pixels" if grayscale and native_size <= PIXELS_AUTO_MAX_SIDE else DEFAULT_NETWORK
+    if name in PIXEL_MODELS:
+        return _pixel_config(name, size, native_size, grayscale)
+    network = DEFAULT_NETWORK if name == AUTO else name
+    spec = resolve_weights(weights, network)
+    pretrained = timm.models.get_pretrained_cfg(network)
     data = resolve_data_config({}, pretrained_cfg=pretrained.to_dict() if pretrained else {})
     interpolation = data.get("interpolation", "bicubic")
     if interpolation not in RESAMPLE:
@@ -104,12 +172,12 @@ def resolve_embed_config(
     model_size = int(data["input_size"][-1])
     model_crop = float(data.get("crop_pct") or 1.0)
     crop = None
-    if native_size is not None:
+    if native_size is not None and name != AUTO:
         if size is None:
-            size = SMALL_IMAGE_SIZE if native_size <= SMALL_IMAGE_MAX_SIDE else model_size
+            size = small_image_size(network) if native_size <= SMALL_IMAGE_MAX_SIDE else model_size
         crop = 1.0 if native_size <= size else model_crop
     return EmbedConfig(
-        model=model,
+        model=name,
         weights=spec.identity,
         image_size=size,
         crop_pct=crop,
@@ -122,12 +190,16 @@ def resolve_embed_config(
     )
 
 
+def _sample_positions(images: ImageSet, n_sample: int) -> np.ndarray:
+    return np.unique(np.linspace(0, len(images) - 1, num=min(n_sample, len(images))).astype(int))
+
+
 def typical_side(images: ImageSet, n_sample: int = 8) -> int | None:
     """The images' typical longer side: ``size_hint`` or the median of a few samples."""
     if images.size_hint is not None:
         return int(images.size_hint)
     sides = []
-    for i in np.unique(np.linspace(0, len(images) - 1, num=min(n_sample, len(images))).astype(int)):
+    for i in _sample_positions(images, n_sample):
         try:
             sides.append(max(images.load_image(i).size))
         except Exception:  # noqa: BLE001 - unreadable samples are reported at embed time
@@ -135,11 +207,46 @@ def typical_side(images: ImageSet, n_sample: int = 8) -> int | None:
     return int(np.median(sides)) if sides else None
 
 
+def is_grayscale(images: ImageSet, n_sample: int = 8) -> bool:
+    """True when every readable sampled image has equal R, G and B everywhere."""
+    seen = False
+    for i in _sample_positions(images, n_sample):
+        try:
+            rgb = np.asarray(images.load_image(i), dtype=np.int16)
+        except Exception:  # noqa: BLE001 - unreadable samples are reported at embed time
+            continue
+        seen = True
+        if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])):
+            return False
+    return seen
+
+
+def resolve_for_images(model: str, weights: str | os.PathLike, image_size: int | None, images: ImageSet, *,
+                       fold_batchnorm: bool = True, fallback_size: int = 224) -> EmbedConfig:
+    """The fully resolved settings ``images`` are embedded with (their size and colour sampled)."""
+    side = typical_side(images) or fallback_size
+    name = canonical_model(model)
+    wants_colour = name in PIXEL_MODELS or (name == AUTO and side <= PIXELS_AUTO_MAX_SIDE)
+    grayscale = is_grayscale(images) if wants_colour and len(images) else False
+    return resolve_embed_config(name, weights, image_size, native_size=side, grayscale=grayscale,
+                                fold_batchnorm=fold_batchnorm)
+
+
 __all__ = [
+    "AUTO",
     "EmbedConfig",
+    "MODEL_CHOICES",
+    "PIXEL_MODELS",
+    "PIXELS_AUTO_MAX_SIDE",
+    "PIXELS_MAX_SIDE",
     "RESAMPLE",
     "SMALL_IMAGE_MAX_SIDE",
     "SMALL_IMAGE_SIZE",
+    "SMALL_IMAGE_SIZES",
+    "canonical_model",
+    "is_grayscale",
     "resolve_embed_config",
+    "resolve_for_images",
+    "small_image_size",
     "typical_side",
 ]

@@ -92,6 +92,7 @@ class Analysis:
     """
 
     run_id: str
+    data_id: str  # identity of the whole data the items were drawn from (ood_core.dataset_key; review marks)
     source: str  # description of the data
     embed_config: dict[str, Any]
     items: Any  # ImageSet to render images from; None for precomputed features

@@ -20,6 +20,7 @@ import numpy as np
 
 from ood_core._embed_config import EmbedConfig
 from ood_core._files import atomic_write
+from ood_core._pixels import fit_rows_digest
 from ood_core._progress import StepProgress
 from ood_core.embedder import Embedder
 from ood_core.sources import ImageSet
@@ -42,13 +43,14 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(config: EmbedConfig, images: ImageSet) -> str:
-    """The one place the cache key is computed: resolved settings + the images' identity."""
+    """The one place the cache key is computed: resolved settings + the images' identity
+    (+ which rows are fit rows, for features centred on them)."""
     if not config.resolved:
         raise ValueError("cache_key needs a resolved EmbedConfig (use Embedder.config_for(images))")
-    payload = json.dumps(
-        {"format": CACHE_FORMAT, "config": dataclasses.asdict(config), "images": images.identity},
-        sort_keys=True,
-    )
+    fields = {"format": CACHE_FORMAT, "config": dataclasses.asdict(config), "images": images.identity}
+    if config.centre:
+        fields["fit_rows"] = fit_rows_digest(images)
+    payload = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

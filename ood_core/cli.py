@@ -186,6 +186,42 @@ def build_parser() -> argparse.ArgumentParser:
                         "when no copy is found")
     _add_embed_args(p)
     _add_score_args(p)
+
+    from ._review_cli import add_copy_args, add_review_args
+
+    p = sub.add_parser("export-review", help="write a source's review marks, with its scores, to a .csv")
+    p.add_argument("source", help="the image folder, .zip, .npz or built-in source the marks were made on")
+    p.add_argument("--out", required=True, type=_output(".csv"), help="output .csv")
+    p.add_argument("--all", action="store_true", help="every scored item, reviewed or not (default: reviewed ones)")
+    add_review_args(p)
+    _add_class_args(p, "default: use the source's own split, if any")
+    _add_embed_args(p)
+    _add_score_args(p)
+
+    p = sub.add_parser("copy-items", help="copy the original files of flagged or marked images into a folder")
+    p.add_argument("source", help="image folder, .zip of images, or a built-in source (digits, cifar10-demo)")
+    add_copy_args(p)
+    add_review_args(p)
+    _add_class_args(p, "default: use the source's own split, if any")
+    _add_embed_args(p)
+    _add_score_args(p)
+
+    p = sub.add_parser("compare-models", help="embed one source with several models and compare their outlier scores")
+    p.add_argument("source", help="image folder, .zip of images, or a built-in source (digits, cifar10-demo)")
+    p.add_argument("--models", type=_class_list, default=["lite0", "lite2", "pixels"],
+                   help="comma-separated models: timm names, lite0/lite1/lite2, pixels, pixels-raw or auto "
+                        "(default: lite0,lite2,pixels)")
+    p.add_argument("--weights", default="bundled", help="weights of the networks: 'bundled', 'hub' or a local file "
+                                                        "(default: bundled; pixel models take none)")
+    p.add_argument("--image-size", type=_positive_int, default=None,
+                   help="input size of the networks (default: chosen per model and image size)")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass (default: 64)")
+    p.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda' (default: auto)")
+    p.add_argument("--cache-dir", default=None,
+                   help="embedding cache folder (default: $OOD_CACHE_DIR or the user cache dir)")
+    p.add_argument("--percentile", type=_percentile, default=5.0,
+                   help="count items scoring below this percentile of each model's fit scores (default: 5)")
+    _add_class_args(p, "default: use the source's own split, if any")
     return parser
 
 
@@ -298,7 +334,50 @@ def _cmd_demo(args) -> int:
     return 0
 
 
-COMMANDS = {"embed": _cmd_embed, "score": _cmd_score, "run": _cmd_run, "demo": _cmd_demo}
+def _cmd_export_review(args) -> int:
+    from ._review_cli import export_review
+
+    return export_review(args)
+
+
+def _cmd_copy_items(args) -> int:
+    from ._review_cli import copy_marked_or_flagged
+
+    return copy_marked_or_flagged(args)
+
+
+def _cmd_compare_models(args) -> int:
+    from ._compare_models import compare_models
+
+    bars = _Bars(not args.quiet)
+    split = {"in_classes": args.in_classes, "fit_fraction": args.fit_fraction, "seed": args.seed}
+    result = compare_models(args.source, args.models, weights=args.weights, image_size=args.image_size,
+                            device=args.device, batch_size=args.batch_size, cache_dir=args.cache_dir,
+                            percentile=args.percentile, progress=bars, **split)
+    bars.close()
+    first = result.analyses[result.models[0]]
+    print(f"source: {result.source}")
+    print(f"fit items: {len(first.fit_index)}   query items: {len(first.query_index)}"
+          + ("" if result.has_truth else "   (no out-of-distribution truth: agreement between the models only)"))
+    columns = ["model", "resolved", "input size", "features", "seconds"]
+    columns += ["feature AUROC", "FPR@95%TPR", "prediction AUROC"] if result.has_truth else ["median query score"]
+    columns += ["query flagged", "query flagged %"]
+    print(f"\nper model (flags below the {args.percentile:g}th percentile of each model's fit scores):")
+    print(" | ".join(columns))
+    for row in result.table():
+        cells = [row.get(c, "") for c in columns]
+        print(" | ".join(f"{c:.4f}" if isinstance(c, float) else str(c) for c in cells))
+    print("\nagreement of the feature scores on the query items:")
+    print("models | Spearman | flagged by both | flagged by either | flag overlap")
+    for row in result.agreement():
+        print(f"{row['models']} | {row['spearman']:.4f} | {row['flagged by both']} | {row['flagged by either']} | "
+              f"{row['flag overlap']:.4f}")
+    return 0
+
+
+COMMANDS = {"embed": _cmd_embed, "score": _cmd_score, "run": _cmd_run, "demo": _cmd_demo,
+            "compare-models": _cmd_compare_models}
+COMMANDS.update({"export-review": _cmd_export_review, "copy-items": _cmd_copy_items})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

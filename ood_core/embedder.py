@@ -20,11 +20,12 @@ from PIL import Image
 
 from ood_core._batchnorm import fold_batchnorm
 from ood_core._device import resolve_device
-from ood_core._embed_config import RESAMPLE, EmbedConfig, resolve_embed_config, typical_side
+from ood_core._embed_config import AUTO, RESAMPLE, EmbedConfig, resolve_embed_config, resolve_for_images
+from ood_core._pixels import centre_on_fit, pixel_rows, pixel_width
 from ood_core._progress import StepProgress
 from ood_core.sources._io import describe_error
 from ood_core.sources import ImageSet
-from ood_core.weights import DEFAULT_MODEL, load_model
+from ood_core.weights import DEFAULT_MODEL, DEFAULT_NETWORK, load_model
 
 
 def _prepare(img: Image.Image, size: int, crop_pct: float, resample) -> np.ndarray:
@@ -45,13 +46,16 @@ def _prepare(img: Image.Image, size: int, crop_pct: float, resample) -> np.ndarr
 
 
 class Embedder:
-    """Pooled features of a pretrained timm model (default: EfficientNet-Lite0, bundled weights).
+    """Pooled features of a pretrained timm model, or the images' pixels.
 
     Parameters
     ----------
-    model : timm model name.
-    weights : "bundled" (only for tf_efficientnet_lite0, no network), "hub" (timm's
-        pretrained weights, needs the network) or a path to a .safetensors/.pth file.
+    model : "auto" (pixels for tiny grayscale images, else ``DEFAULT_NETWORK``), a timm
+        model name or alias (``lite0``..``lite2``), or a pixel model (``pixels``,
+        ``pixels-raw``); see :mod:`ood_core._embed_config`.
+    weights : "bundled" (tf_efficientnet_lite0/1/2, no network), "hub" (timm's
+        pretrained weights, needs the network) or a path to a .safetensors/.pth file;
+        ignored by pixel models.
     image_size : square input side in pixels; None = auto (see :mod:`ood_core._embed_config`).
     device : "auto" (CUDA when present, else CPU), "cpu", "cuda", "cuda:1", "mps", …
     batch_size : images per forward pass.
@@ -82,7 +86,7 @@ class Embedder:
         self.config = resolve_embed_config(model, weights, image_size, fold_batchnorm=fold_batchnorm)
         self.device_ = resolve_device(device)
         self.failures_: list[tuple[int, str, str]] = []
-        self._net = None
+        self._nets: dict = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -93,58 +97,63 @@ class Embedder:
         """The fully resolved settings ``images`` are embedded with."""
         if self.config.resolved:
             return self.config
-        return resolve_embed_config(self.model, self.weights, self.image_size,
-                                    native_size=typical_side(images) or self.config.model_image_size,
-                                    fold_batchnorm=self.fold_batchnorm)
+        return resolve_for_images(self.model, self.weights, self.image_size, images,
+                                  fold_batchnorm=self.fold_batchnorm, fallback_size=self.config.model_image_size)
 
-    @property
-    def network(self):
-        """The torch module (loaded on first use, eval mode, on ``device_``)."""
+    def _network(self, name: str):
+        """The torch module of timm model ``name`` (loaded once, eval mode, on ``device_``)."""
         import torch
 
         with self._lock:
-            if self._net is None:
-                net, _ = load_model(self.model, self.weights)
+            if name not in self._nets:
+                net, _ = load_model(name, self.weights)
                 net = net.requires_grad_(False)
                 if self.config.fold_batchnorm:
                     net = fold_batchnorm(net)
-                self._net = net.to(self.device_, memory_format=torch.channels_last)
-            return self._net
+                self._nets[name] = net.to(self.device_, memory_format=torch.channels_last)
+            return self._nets[name]
+
+    @property
+    def network(self):
+        """The torch module (loaded on first use); ``DEFAULT_NETWORK``'s for ``model="auto"``."""
+        if self.config.pixels:
+            raise ValueError(f"model={self.config.model!r} embeds pixels: it has no network")
+        return self._network(DEFAULT_NETWORK if self.config.model == AUTO else self.config.model)
 
     @property
     def num_features(self) -> int:
-        """Width D of the pooled features."""
+        """Width D of the pooled features of :attr:`network`."""
         return int(self.network.num_features)
 
     def embed(self, images: ImageSet, progress: StepProgress | None = None) -> np.ndarray:
-        """Pooled features of every image: float32 (N, D); NaN rows for undecodable images."""
-        import torch
+        """Features of every image: float32 (N, D); NaN rows for undecodable images.
 
+        A network gives its pooled pre-logits features; a pixel model the pixels
+        (``pixels`` centred on the mean of the set's fit rows, see :mod:`ood_core._pixels`)."""
         if not isinstance(images, ImageSet):
             raise TypeError(f"images must be an ImageSet (see ood_core.sources), got {type(images).__name__}")
         cfg = self.config_for(images)
         n = len(images)
-        net = self.network
-        out = np.empty((n, self.num_features), dtype=np.float32)
+        if cfg.pixels:
+            width, forward = pixel_width(cfg), lambda buf: pixel_rows(buf, cfg)
+        else:
+            net = self._network(cfg.model)
+            width, forward = int(net.num_features), self._forward(net, cfg)
+        out = np.empty((n, width), dtype=np.float32)
         self.failures_ = []
         if progress is not None:
             progress(0, n)
         if n == 0:
             return out
-        dev = self.device_
-        mean = torch.tensor(cfg.mean, device=dev).view(1, 3, 1, 1) * 255.0
-        std = torch.tensor(cfg.std, device=dev).view(1, 3, 1, 1) * 255.0
-        with torch.inference_mode():
-            for start, stop, buf, bad in self._decoded_batches(images, cfg):
-                # NHWC uint8 permuted to NCHW is already channels-last in memory.
-                x = torch.from_numpy(buf).to(dev).permute(0, 3, 1, 2).float()
-                x = (x - mean) / std
-                out[start:stop] = net.forward_head(net.forward_features(x), pre_logits=True).float().cpu().numpy()
-                for i, path, reason in bad:
-                    out[i] = np.nan
-                    self.failures_.append((i, path, reason))
-                if progress is not None:
-                    progress(stop, n)
+        for start, stop, buf, bad in self._decoded_batches(images, cfg):
+            out[start:stop] = forward(buf)
+            for i, path, reason in bad:
+                out[i] = np.nan
+                self.failures_.append((i, path, reason))
+            if progress is not None:
+                progress(stop, n)
+        if cfg.centre:
+            centre_on_fit(out, images)
         if self.failures_:
             warnings.warn(
                 f"{len(self.failures_)} of {n} images could not be decoded (first: "
@@ -152,6 +161,22 @@ class Embedder:
                 stacklevel=2,
             )
         return out
+
+    def _forward(self, net, cfg: EmbedConfig):
+        """uint8 NHWC batch -> the network's pooled pre-logits features (float32 numpy)."""
+        import torch
+
+        dev = self.device_
+        mean = torch.tensor(cfg.mean, device=dev).view(1, 3, 1, 1) * 255.0
+        std = torch.tensor(cfg.std, device=dev).view(1, 3, 1, 1) * 255.0
+
+        def forward(buf: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                # NHWC uint8 permuted to NCHW is already channels-last in memory.
+                x = (torch.from_numpy(buf).to(dev).permute(0, 3, 1, 2).float() - mean) / std
+                return net.forward_head(net.forward_features(x), pre_logits=True).float().cpu().numpy()
+
+        return forward
 
     def _decoded_batches(self, images: ImageSet, cfg: EmbedConfig):
         """Yield ``(start, stop, uint8 NHWC batch, failures)`` in order, decoded by a pool of

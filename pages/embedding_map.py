@@ -1,10 +1,14 @@
-"""Embedding map: the images laid out in 2-D by their embeddings, coloured by score; select a region to see it."""
+"""Embedding map: the images laid out in 2-D by their embeddings, coloured by score, class, split, known truth or
+review mark; click a point to see its image, or select a region to see and mark every image inside it."""
 import numpy as np
 import streamlit as st
 
 import ood_core
+from ui import review
 from ui.explain_views import MAX_MAP_POINTS, embedding_map_figure, selection_positions
-from ui.grid import image_grid
+from ui.grid import caption, image_grid, thumbnail
+from ui.groups import available_groupings, item_groups
+from ui.markup import escape
 from ui.session import persistent, require_analysis, sync_threshold
 
 CHART_KEY = "embedding_map_chart"
@@ -12,8 +16,8 @@ GRID_MAX = 48
 MAX_MAPS = 8  # maps kept in memory by the server process
 
 st.title("Embedding map")
-st.write("Every image placed by a 2-D projection of its embedding, coloured by its score, with flagged images "
-         "as red-rimmed diamonds: draw a box or a lasso on the map to see the images inside it.")
+st.write("Every image placed by a 2-D projection of its embedding, flagged images ringed in red: click a point to "
+         "see its image beside the map, or draw a box or a lasso to see and mark the images inside it.")
 
 analysis = require_analysis()
 
@@ -37,15 +41,31 @@ def projection(analysis: ood_core.Analysis, method: str, progress) -> tuple[np.n
     return store[key]
 
 
-c1, c2, c3 = st.columns(3)
+try:  # read fresh on every run: a mark set below, on another page or by the CLI shows at once
+    item_marks, marks_error = review.marks(analysis), None
+except ood_core.ReviewStoreError as exc:
+    item_marks, marks_error = {}, str(exc)
+colourings = {"score": "Score", **available_groupings(analysis, with_marks=marks_error is None)}
+
+c1, c2, c3, c4 = st.columns([1.2, 1, 1, 1.3])
 method = c1.radio("Projection", list(ood_core.PROJECTION_TITLES), format_func=ood_core.PROJECTION_TITLES.get,
                   horizontal=True, key="map_method", on_change=persistent("map_method", "pca"))
-scorer = c2.selectbox("Colour by", analysis.scorers, format_func=ood_core.SCORERS.get, key="map_scorer")
+scorer = c2.selectbox("Score", analysis.scorers, format_func=ood_core.SCORERS.get, key="map_scorer",
+                      on_change=persistent("map_scorer", "feature"),
+                      help="Flags the images (red rings) at its threshold on its score page and orders the "
+                           "selection.")
+keep_colour = persistent("map_colour", "score")
+if st.session_state["map_colour"] not in colourings:  # e.g. truth, kept from a dataset that had it
+    st.session_state["map_colour"] = "score"
+colour = c3.selectbox("Colour by", list(colourings), format_func=colourings.get, key="map_colour",
+                      on_change=keep_colour)
 shown = "both"
 if not analysis.same_set:
-    shown = c3.radio("Images", ["both", "query", "fit"], horizontal=True, key="map_items",
+    shown = c4.radio("Images", ["both", "query", "fit"], horizontal=True, key="map_items",
                      on_change=persistent("map_items", "both"),
                      format_func={"both": "all", "query": "test (query)", "fit": "train (fit)"}.get)
+if marks_error:
+    st.caption(f"Review marks cannot be read, so the map cannot be coloured by them: {escape(marks_error)}")
 
 threshold = sync_threshold(analysis, scorer)
 
@@ -67,25 +87,53 @@ if shown != "both":
     keep = np.isin(positions, analysis.query_index if shown == "query" else analysis.fit_index)
 coords, positions = coords[keep], positions[keep]
 scores = analysis.item_scores(scorer)[positions]
+hover = [analysis.ids[p] + (f" · {analysis.class_name(p)}" if analysis.class_name(p) else "") for p in positions]
+grouped = {}
+if colour != "score":
+    groups = item_groups(analysis, positions, colour, item_marks)
+    grouped = dict(groups=groups.names, group_colors=groups.colors, background=groups.background)
 
 if len(positions) < n_items:
     st.caption(f"Drawing {len(positions):,} of the images: a random sample of {MAX_MAP_POINTS:,} out of "
                f"{n_items:,} is projected, to keep the map fast.")
-event = st.plotly_chart(
-    embedding_map_figure(coords, scores, positions, threshold, score_label=scorer + " score",
-                         method_title=ood_core.PROJECTION_TITLES[method]),
-    key=CHART_KEY, on_select="rerun", selection_mode=("box", "lasso"), config={"displayModeBar": True})
+left, right = st.columns([3, 1], gap="medium")
+with left:
+    event = st.plotly_chart(
+        embedding_map_figure(coords, scores, positions, threshold, score_label=scorer + " score",
+                             method_title=ood_core.PROJECTION_TITLES[method], hover=hover, **grouped),
+        key=CHART_KEY, on_select="rerun", selection_mode=("points", "box", "lasso"),
+        config={"displayModeBar": True})
 
-# ---- the selection
+# ---- the selection: the side panel shows one image (the clicked one, else the most atypical selected)
 selected = selection_positions(event)
 all_scores = analysis.item_scores(scorer)
+order = selected[np.lexsort((selected, all_scores[selected]))]  # most atypical first
+with right.container(key="thumbgrid_map_selected"):  # the grids' caption style: one line per fact
+    st.markdown("**Selected image**")
+    if len(order) == 0:
+        st.caption("Click a point on the map to see its image here (hovering shows its id and score).")
+    else:
+        position = int(order[0])
+        item_id = analysis.ids[position]
+        text = caption(analysis, position, float(all_scores[position]), review.badge(item_marks, item_id))
+        if analysis.items is not None:
+            st.image(thumbnail(analysis, position), caption=text, width="stretch", output_format="PNG")
+        else:
+            st.caption(escape(text).replace("\n", "  \n"))
+        mark = item_marks.get(item_id)
+        st.caption(escape(item_id) + (f"  \nnote: {escape(mark.note)}" if mark and mark.note else ""))
+        if len(order) > 1:
+            st.caption(f"The most atypical of the {len(order):,} selected; click a single point to see another.")
+        if st.button("View and mark", key="map_view", icon=":material/open_in_full:", width="stretch"):
+            review.item_view(analysis, position)
+
 st.subheader("Selected images")
 if len(selected) == 0:
     st.caption("Draw a box or a lasso on the map (the tools are in the chart's top-right toolbar) to list the "
                "images inside it.")
 else:
-    order = selected[np.lexsort((selected, all_scores[selected]))]  # most atypical first
     flagged = int(np.count_nonzero(all_scores[selected] < threshold))
+    review.bulk_buttons(analysis, order, key="map_selection", what="selected images")
     st.caption(f"{len(selected):,} selected, {flagged:,} of them flagged; showing the "
                f"{min(len(order), GRID_MAX)} most atypical (captions: position, {scorer} score, class).")
     image_grid(analysis, order[:GRID_MAX], all_scores[order[:GRID_MAX]])

@@ -198,7 +198,7 @@ def open_app_page(page, path: str, title: str, timeout: float = 60) -> None:
     heading = page.locator("[data-testid=stMain] h1").first
     before = heading.inner_text() if heading.count() else None
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
-    page.wait_for_url(re.compile("/$" if path == "data" else f"/{path}$"))
+    page.wait_for_url(re.compile(r"/(\?.*)?$" if path == "data" else rf"/{path}(\?.*)?$"))
     wait_for(lambda: heading.inner_text() if heading.count() else None,
              lambda text: text is not None and text != before, f"the {title!r} page's heading", timeout)
     settle(page, timeout)

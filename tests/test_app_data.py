@@ -8,7 +8,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from tests.test_app import ARRAYS, FOLDER, ZIP, app_cache, at, image_files, metrics, navigation_like_the_server  # noqa: F401
+from streamlit.testing.v1 import AppTest
+
+from tests.test_app import (APP, ARRAYS, FOLDER, ZIP, app_cache, at, image_files, metrics,  # noqa: F401
+                            navigation_like_the_server)
 from tests.test_cifar_download import fake, server  # noqa: F401
 from ood_core import percentile_threshold
 from ood_core.uploads import upload_dir
@@ -128,3 +131,83 @@ def test_the_download_button_offline_says_what_to_do_instead(at, fake, monkeypat
     message = at.error[0].value
     assert message.startswith("Could not download CIFAR-10: ") and "OOD\\_CIFAR10" in message
     assert at.button(key="data_run").disabled
+
+
+def test_a_link_carries_the_dataset_and_the_percentile(at):
+    at.switch_page("pages/feature_scores.py").run()
+    assert at.query_params["source"] == "digits" and at.query_params["p"] == "5"
+    at.number_input(key="feature_percentile_input").set_value(7.5).run()
+    assert at.query_params["p"] == "7.5"  # changing the percentile updates the link
+
+
+def test_opening_a_link_with_a_percentile_shows_it(app_cache):
+    shared = AppTest.from_file(str(APP), default_timeout=240)
+    shared.query_params["source"] = "digits"
+    shared.query_params["p"] = "12.5"
+    shared.switch_page("pages/feature_scores.py").run()
+    assert not shared.exception
+    assert shared.number_input(key="feature_percentile_input").value == 12.5
+    fit = shared.session_state["analysis"].fit_feature_scores
+    assert shared.session_state["feature_threshold"] == percentile_threshold(fit, 12.5)
+
+
+def test_a_link_to_a_folder_outside_the_allowed_roots_falls_back_to_the_digits(app_cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("OOD_DATA_ROOTS", str(tmp_path / "allowed"))
+    shared = AppTest.from_file(str(APP), default_timeout=240)
+    shared.query_params["source"] = "/etc"
+    shared.run()
+    assert not shared.exception
+    assert shared.warning[0].value.startswith("This link's dataset cannot be opened here (/etc is outside the folders")
+    assert shared.session_state["analysis"].source.startswith("scikit-learn digits")
+
+
+@pytest.fixture
+def clean_marks(at):
+    """The marks this test makes on the digits are removed afterwards (other tests read captions)."""
+    import ood_core
+
+    analysis = at.session_state["analysis"]
+    yield analysis
+    store = ood_core.ReviewStore()
+    store.clear(ood_core.dataset_key(analysis), list(store.marks(ood_core.dataset_key(analysis))))
+
+
+def test_the_table_lists_every_item_and_marks_a_selection(at, clean_marks):
+    import ood_core
+
+    analysis = clean_marks
+    at.switch_page("pages/table.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[0].value  # a page of 1,000 rows, most atypical first
+    assert len(table) == 1000 and list(table["feature score"]) == sorted(table["feature score"])
+    assert "1,797 items; showing rows 1 to 1,000" in [c.value for c in at.caption]
+    at.number_input(key="table_page_all_False_all").set_value(2).run()
+    assert len(at.dataframe[0].value) == 797 and at.dataframe[0].value["feature score"].min() >= table["feature score"].max()
+    at.toggle(key="table_flagged").set_value(True).run()
+    flagged = at.dataframe[0].value
+    assert len(flagged) == int((analysis.item_scores("feature") < at.session_state["feature_threshold"]).sum())
+    at.session_state["table_rows"] = {"selection": {"rows": [0, 1, 2], "columns": [], "cells": []}}
+    at.run()
+    at.button(key="table_bulk_outlier").click().run()
+    marks = ood_core.ReviewStore().marks(ood_core.dataset_key(analysis))
+    assert set(marks) == {analysis.ids[p] for p in flagged["position"][:3]}
+    assert {m.verdict for m in marks.values()} == {"outlier"}
+    at.selectbox(key="table_review").set_value("outlier").run()
+    assert list(at.dataframe[0].value["review"]) == ["outlier"] * 3
+
+
+def test_marks_estimate_the_precision_and_filter_the_grids(at, clean_marks):
+    import ood_core
+
+    analysis = clean_marks
+    flagged = ood_core.flagged_positions(analysis, "feature", ood_core.percentile_threshold(
+        analysis.fit_feature_scores, 5.0))
+    store = ood_core.ReviewStore()
+    store.mark(ood_core.dataset_key(analysis), [analysis.ids[p] for p in flagged[:8]], "outlier")
+    store.mark(ood_core.dataset_key(analysis), [analysis.ids[p] for p in flagged[8:10]], "fine")
+    at.switch_page("pages/feature_scores.py").run()
+    assert metrics(at)["Flagged test images reviewed"] == f"10 of {len(flagged):,}"
+    assert metrics(at)["Flagged, marked outlier"] == "8" and metrics(at)["Flagged, marked fine"] == "2"
+    at.segmented_control(key="feature_review_filter").set_value("fine").run()
+    test_grid = [c for image in at.image for c in image.captions if "✓ fine" in c]
+    assert len(test_grid) == 2

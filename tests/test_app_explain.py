@@ -11,13 +11,16 @@ browser session does not, which is why the page only ever reads the chart's retu
 """
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 import os
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import ood_core
 from ood_core import (compare_auroc, per_class_counts, per_class_thresholds, percentile_threshold, quadrants,
                       rank_average_fit_query)
 from ui.explain_views import QUADRANT_TITLES, selection_positions, verdict
@@ -153,22 +156,81 @@ def test_selection_positions_reads_customdata():
     assert selection_positions(empty).tolist() == [] and selection_positions(None).tolist() == []
 
 
-def test_a_map_selection_fills_the_grid():
+def map_traces(at: AppTest) -> dict[str, list[int]]:
+    """The embedding map's traces as drawn: name -> positions (each point's customdata)."""
+    (chart,) = at.get("plotly_chart")
+    return {t["name"]: sorted(_decoded(t["customdata"]).tolist()) for t in json.loads(chart.proto.spec)["data"]}
+
+
+def _decoded(value) -> np.ndarray:
+    """An array of figure JSON: a list, or plotly's typed array (1-D ``{"dtype", "bdata": base64}``)."""
+    return np.frombuffer(base64.b64decode(value["bdata"]), value["dtype"]) if isinstance(value, dict) else np.asarray(value)
+
+
+def select_on_map(at: AppTest, positions: list[int]) -> None:
+    """What the browser sends after a box selection (AppTest cannot draw one), then a rerun."""
+    at.session_state["embedding_map_chart"] = {"selection": {
+        "points": [{"customdata": p, "curve_number": 0, "point_index": i, "x": 0.0, "y": 0.0}
+                   for i, p in enumerate(positions)],
+        "point_indices": list(range(len(positions))), "box": [{"x": [0, 1], "y": [0, 1]}], "lasso": []}}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_a_map_selection_fills_the_grid_and_the_side_panel():
     at = open_page("pages/embedding_map.py")
     a = at.session_state["analysis"]
     assert "Draw a box or a lasso" in at.caption[-1].value
+    assert "Click a point on the map" in at.caption[0].value
     chosen = [int(a.query_index[i]) for i in (0, 5, 9)] + [int(a.fit_index[2])]
-    at.session_state["embedding_map_chart"] = {"selection": {
-        "points": [{"customdata": p, "curve_number": 0, "point_index": i, "x": 0.0, "y": 0.0}
-                   for i, p in enumerate(chosen)],
-        "point_indices": list(range(len(chosen))), "box": [{"x": [0, 1], "y": [0, 1]}], "lasso": []}}
-    at.run()
-    assert not at.exception
+    select_on_map(at, chosen)
     scores = a.item_scores("feature")
     order = sorted(chosen, key=lambda p: (scores[p], p))  # most atypical first
-    captions = [c for image in at.image for c in image.captions]
-    assert captions == [caption(a, p, scores[p]) for p in order]
+    panel, *grid = [c for image in at.image for c in image.captions]
+    assert panel == caption(a, order[0], scores[order[0]])  # the side panel: the most atypical selected
+    assert grid == [caption(a, p, scores[p]) for p in order]
     assert at.caption[-1].value.startswith("4 selected")
+
+
+def test_the_map_colours_by_truth_class_and_split_with_flagged_rings():
+    at = open_page("pages/embedding_map.py")
+    a = at.session_state["analysis"]
+    assert at.selectbox(key="map_colour").options == ["Score", "Known truth", "Review mark", "Class", "Train / test"]
+    assert list(map_traces(at)) == ["typical", "flagged"]  # by score, as before
+    flagged = np.flatnonzero(a.item_scores("feature") < at.session_state["feature_threshold"]).tolist()
+    query = a.query_index
+    at.selectbox(key="map_colour").set_value("truth").run()
+    assert map_traces(at) == {  # the faint train items drawn first, the outliers last (on top)
+        f"train (fit) ({len(a.fit_index):,})": sorted(a.fit_index.tolist()),
+        f"in distribution ({np.sum(~a.is_ood):,})": sorted(query[~a.is_ood].tolist()),
+        f"out of distribution ({np.sum(a.is_ood):,})": sorted(query[a.is_ood].tolist()),
+        f"flagged: feature score < {at.session_state['feature_threshold']:.4g}": flagged}
+    at.selectbox(key="map_colour").set_value("class").run()
+    traces = map_traces(at)
+    assert [name.split(" (")[0] for name in traces][:-1] == [str(c) for c in range(9, -1, -1)]
+    assert traces[f"3 ({np.sum(a.labels == 3)})"] == np.flatnonzero(a.labels == 3).tolist()
+    at.selectbox(key="map_colour").set_value("split").run()
+    assert list(map_traces(at))[:2] == [f"train (fit) ({len(a.fit_index):,})", f"test (query) ({len(query):,})"]
+
+
+def test_marking_a_map_selection_colours_the_map_by_mark():
+    at = open_page("pages/embedding_map.py")
+    a = at.session_state["analysis"]
+    store, key = ood_core.ReviewStore(), ood_core.dataset_key(a)  # the file the dashboard writes (OOD_DATA_DIR)
+    chosen = [int(p) for p in a.query_index[:3]]
+    try:
+        at.selectbox(key="map_colour").set_value("mark").run()
+        assert list(map_traces(at))[0] == f"not reviewed ({len(a.ids):,})"
+        select_on_map(at, chosen)
+        at.button(key="map_selection_bulk_outlier").click().run()
+        assert not at.exception
+        assert {i: m.verdict for i, m in store.marks(key).items()} == {a.ids[p]: "outlier" for p in chosen}
+        traces = map_traces(at)
+        assert traces["outlier (3)"] == sorted(chosen)
+        assert f"not reviewed ({len(a.ids) - 3:,})" in traces
+        assert at.image[0].captions[0].endswith("⚑ outlier")  # the side panel shows the mark too
+    finally:
+        store.clear(key, [a.ids[p] for p in chosen])  # other tests see the digits unreviewed
 
 
 # ------------------------------------------------------------------ per class

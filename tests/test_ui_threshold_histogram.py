@@ -4,6 +4,7 @@ tests/test_browser.py."""
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import os
@@ -271,3 +272,61 @@ def test_browser_app_runs_and_the_percentile_input_sets_the_threshold():
         f"train flagged: {np.count_nonzero(fit < threshold)}",
         "last drag: None",
     ]
+
+
+def test_groups_stack_the_query_bars_and_an_equal_list_reuses_the_bars(fake, monkeypatch):
+    from ui.figures import score_histogram_figure
+
+    built = []
+    monkeypatch.setattr(th, "score_histogram_figure", lambda *a, **k: built.append(k) or score_histogram_figure(*a, **k))
+    fit, query = np.array([0.2, 0.4, 0.9, 0.5]), np.array([0.1, 0.7, 0.8])
+    truth = ["out of distribution", "in distribution", "in distribution"]
+    th.threshold_histogram(fit, query, 0.3, key="h", percentile=25.0, query_groups=truth)
+    sent = json.loads(fake.calls[-1]["figure"])
+    assert sent == json.loads(score_histogram_figure(fit, query, 0.3, percentile=25.0, query_groups=truth).to_json())
+    assert [t["name"] for t in sent["data"]] == [
+        "test (query) · out of distribution (n=1)", "test (query) · in distribution (n=2)", "train (fit) (n=4)"]
+    th.threshold_histogram(fit, query, 0.4, key="h", query_groups=list(truth))  # a new, equal list: same bars
+    assert len(built) == 1
+    marks = ["outlier", "not reviewed", "fine"]  # a mark set (or another grouping): new bars
+    th.threshold_histogram(fit, query, 0.4, key="h", query_groups=marks)
+    th.threshold_histogram(fit, query, 0.4, key="h", query_groups=marks, group_colors={"fine": "#000000"})
+    th.threshold_histogram(fit, query, 0.4, key="h")  # back to one histogram per set
+    assert len(built) == 4
+    assert [t["name"] for t in json.loads(fake.calls[-1]["figure"])["data"]] == [
+        "train (fit) (n=4)", "test (query) (n=3)"]
+
+
+def decoded(value) -> np.ndarray:
+    """An array of figure JSON: a list, or plotly's typed array (1-D ``{"dtype", "bdata": base64}``)."""
+    return np.frombuffer(base64.b64decode(value["bdata"]), value["dtype"]) if isinstance(value, dict) else np.asarray(value)
+
+
+def _stacked_app():
+    """A page drawing the component with its test bars stacked by known truth (AppTest.from_function)."""
+    import numpy as np
+
+    from ui.threshold_histogram import threshold_histogram
+
+    rng = np.random.default_rng(1)
+    fit = rng.beta(6, 2, 300)
+    query = np.concatenate([rng.beta(6, 2, 80), rng.beta(2, 5, 20)])
+    groups = ["in distribution"] * 80 + ["out of distribution"] * 20
+    threshold_histogram(fit, query, float(np.percentile(fit, 5)), key="stacked", query_groups=groups)
+
+
+def test_the_app_sends_the_stacked_groups_to_the_browser():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_stacked_app, default_timeout=30).run()
+    assert not at.exception
+    (chart,) = at.get("component_instance")
+    figure = json.loads(json.loads(chart.proto.json_args)["figure"])
+    bars = [t for t in figure["data"] if t["type"] == "bar"]
+    assert [t["name"] for t in bars] == ["test (query) · out of distribution (n=20)",
+                                         "test (query) · in distribution (n=80)"]
+    out, inside = (decoded(t["y"]) for t in bars)
+    np.testing.assert_allclose(decoded(bars[1]["base"]), out)  # in-distribution bars sit on the outliers
+    assert (out + inside).sum() == pytest.approx(100.0)  # percent of the 100 test items, stacked
+    assert [t["name"] for t in figure["data"] if t["type"] == "scatter"] == ["train (fit) (n=300)"]
+    assert figure["layout"]["shapes"][0]["name"] == "threshold"

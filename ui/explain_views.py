@@ -14,6 +14,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ui.figures import _MARGIN, _SET_COLORS, _THRESHOLD_COLOR, _scores_1d
+from ui.groups import DEFAULT_GROUP_COLORS, group_order
+from ui.groups import group_colors as fill_group_colors
 
 __all__ = [
     "MAX_MAP_POINTS",
@@ -21,6 +23,7 @@ __all__ = [
     "class_histograms_figure",
     "embedding_map_figure",
     "neighbour_distance_figure",
+    "plain_hover",
     "score_scatter_figure",
     "selection_positions",
     "verdict",
@@ -151,11 +154,26 @@ def score_scatter_figure(
 
 
 # ---------------------------------------------------------------- embedding map
+def plain_hover(text: str) -> str:
+    """``text`` (a file or class name) as plotly hover text shows it: its ``&``, ``<`` and ``>`` as
+    entities, so none of it is read as plotly's tags (``<b>``, ``<a href=...>``)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def embedding_map_figure(coords, scores, positions, threshold: float, *, score_label: str = "score",
-                         method_title: str = "PCA") -> go.Figure:
-    """The 2-D map: one point per item at ``coords``, coloured by score (low = atypical = dark),
-    flagged items (score < threshold) drawn on top as larger diamonds with a red outline. Each
-    point's ``customdata`` is its position; box and lasso selection are on."""
+                         method_title: str = "PCA", groups: Sequence[str] | None = None,
+                         group_colors: Mapping[str, str] | None = None, background: Sequence[str] = (),
+                         hover: Sequence[str] | None = None) -> go.Figure:
+    """The 2-D map: one point per item at ``coords``. Each point's ``customdata`` is its position;
+    box and lasso selection are on.
+
+    Without ``groups``: coloured by score (low = atypical = dark), flagged items (score <
+    threshold) drawn on top as larger diamonds with a red outline. With ``groups`` (one name per
+    point, e.g. :func:`ui.groups.item_groups`): one trace per group in ``group_colors`` (legend in
+    its order; groups it lacks get palette colours; default: truth and review marks), the ``background`` groups small and faint
+    underneath, the others drawn in reverse order so the first (e.g. ``outlier``) is on top, and
+    the flagged items ringed by open red diamonds (a trace of their own, hidden by a legend click).
+    ``hover``: one line per point (text, shown as text) above its score in the hover label."""
     xy = np.asarray(coords, dtype=np.float64)
     if xy.ndim != 2 or xy.shape[1] != 2:
         raise ValueError(f"coords must have shape (n, 2); got {xy.shape}")
@@ -164,22 +182,53 @@ def embedding_map_figure(coords, scores, positions, threshold: float, *, score_l
     if not len(s) == len(pos) == len(xy):
         raise ValueError(f"coords, scores and positions must have one row per point; got {len(xy)}, "
                          f"{len(s)} and {len(pos)}")
+    for name, values in (("groups", groups), ("hover", hover)):
+        if values is not None and len(values) != len(pos):
+            raise ValueError(f"{name} has {len(values)} entries but there are {len(pos)} points; give one per point")
     flagged = s < float(threshold)
-    lo, hi = (float(np.nanmin(s)), float(np.nanmax(s))) if len(s) else (0.0, 1.0)
-    color = dict(colorscale="Viridis", cmin=lo, cmax=hi if hi > lo else lo + 1e-9)
-    hover = f"#%{{customdata}}<br>{score_label} %{{marker.color:.4f}}<extra>%{{fullData.name}}</extra>"
+    label = None if hover is None else np.array([plain_hover(h) for h in hover], dtype=object)
+    first = "#%{customdata}" + ("" if label is None else " · %{text}")
     fig = go.Figure()
-    for name, mask, marker in (
-        ("typical", ~flagged, dict(size=6, opacity=0.8, **color)),
-        ("flagged", flagged, dict(size=10, symbol="diamond", line=dict(color=_THRESHOLD_COLOR, width=1.5), **color)),
-    ):
-        marker = dict(marker, color=s[mask])
-        if name == "typical":
-            marker["colorbar"] = dict(title=dict(text=score_label, side="right"), thickness=14)
-        fig.add_trace(_scatter(int(mask.sum()))(x=xy[mask, 0], y=xy[mask, 1], mode="markers", name=name,
-                                                customdata=pos[mask], marker=marker, hovertemplate=hover))
+
+    def points(mask, name, marker, text, **extra):
+        return _scatter(int(mask.sum()))(
+            x=xy[mask, 0], y=xy[mask, 1], mode="markers", name=name, customdata=pos[mask], marker=marker,
+            text=None if text is None else text[mask], **extra)
+
+    if groups is None:
+        lo, hi = (float(np.nanmin(s)), float(np.nanmax(s))) if len(s) else (0.0, 1.0)
+        color = dict(colorscale="Viridis", cmin=lo, cmax=hi if hi > lo else lo + 1e-9)
+        template = f"{first}<br>{score_label} %{{marker.color:.4f}}<extra>%{{fullData.name}}</extra>"
+        for name, mask, marker in (
+            ("typical", ~flagged, dict(size=6, opacity=0.8, **color)),
+            ("flagged", flagged, dict(size=10, symbol="diamond", line=dict(color=_THRESHOLD_COLOR, width=1.5),
+                                      **color)),
+        ):
+            marker = dict(marker, color=s[mask])
+            if name == "typical":
+                marker["colorbar"] = dict(title=dict(text=score_label, side="right"), thickness=14)
+            fig.add_trace(points(mask, name, marker, label, hovertemplate=template))
+    else:
+        names = np.asarray(list(groups), dtype=object)
+        group_colors = DEFAULT_GROUP_COLORS if group_colors is None else group_colors
+        order = group_order(names.tolist(), group_colors)
+        colors = fill_group_colors(order, group_colors)
+        # one text per point: its line, then its score (the marker colour is the group's here)
+        text = np.array([(f"{label[i]}<br>" if label is not None else "")
+                         + (f"{score_label} {v:.4f}" if np.isfinite(v) else "") for i, v in enumerate(s)], dtype=object)
+        template = "#%{customdata} · %{text}<extra>%{fullData.name}</extra>"
+        drawn = [g for g in order if g in background] + [g for g in reversed(order) if g not in background]
+        for group in drawn:
+            mask = names == group
+            faint = group in background
+            marker = dict(size=5 if faint else 7, opacity=0.35 if faint else 0.85, color=colors[group])
+            fig.add_trace(points(mask, f"{group} ({int(mask.sum()):,})", marker, text, hovertemplate=template,
+                                 legendrank=order.index(group) + 1))
+        ring = dict(size=12, symbol="diamond-open", color=_THRESHOLD_COLOR, line=dict(width=1.5))
+        fig.add_trace(points(flagged, f"flagged: {score_label} < {float(threshold):.4g}", ring, text,
+                             hovertemplate=template, legendrank=len(order) + 1))
     fig.update_layout(height=560, margin=_MARGIN, dragmode="lasso",
-                      legend=dict(orientation="h", y=1.06, x=0),
+                      legend=dict(orientation="h", y=1.02, x=0, yanchor="bottom"),
                       xaxis=dict(title=f"{method_title} 1", zeroline=False, showticklabels=False),
                       yaxis=dict(title=f"{method_title} 2", zeroline=False, showticklabels=False))
     return fig

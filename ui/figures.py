@@ -8,10 +8,13 @@ not the raw arrays.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+
+from ui.groups import DEFAULT_GROUP_COLORS, group_order
+from ui.groups import group_colors as fill_group_colors
 
 __all__ = [
     "DEFAULT_LABELS",
@@ -109,6 +112,8 @@ def score_histogram_figure(
     normalize: bool = True,
     height: int = 320,
     x_title: str = "score (lower = more atypical)",
+    query_groups: Sequence[str] | None = None,
+    group_colors: Mapping[str, str] | None = None,
 ) -> go.Figure:
     """Overlaid histograms of fit and query scores on shared bins, with a threshold line.
 
@@ -124,6 +129,14 @@ def score_histogram_figure(
     bins : number of equal-width bins over the range of both arrays.
     normalize : bar height as percent of its own set (comparable when the sets
         differ in size) instead of raw counts; hover shows both.
+    query_groups : one group name per query score (e.g. known truth or review mark; see
+        :func:`ui.groups.item_groups`), or per fit score when there are no query scores (fit and
+        query the same items). The query bars are then stacked by group, one legend entry each
+        (percent of the whole set, so the stack's outline is the ungrouped histogram), and the fit
+        scores are drawn as a step outline on top. ``None``: one histogram per set.
+    group_colors : colour per group; its order is the stacking order (bottom first). Groups it
+        lacks get palette colours and come after it, sorted. Default:
+        :data:`ui.groups.DEFAULT_GROUP_COLORS` (known truth, then review marks).
 
     The x axis spans the scores and the threshold, and zoom is off (``fixedrange``)
     so that a mouse drag on the chart means "move the line", never "zoom".
@@ -134,6 +147,7 @@ def score_histogram_figure(
         if query_scores is None
         else _scores_1d(query_scores, "query_scores", allow_empty=True)
     )
+    groups = None if query_groups is None else _group_names(query_groups, query if query.size else fit)
     if isinstance(labels, str) or len(labels) != 2:
         raise ValueError(f"labels must be two names (fit, query), got {labels!r}")
     if isinstance(height, bool) or not isinstance(height, (int, np.integer)) or height < 100:
@@ -149,8 +163,13 @@ def score_histogram_figure(
     lows, highs = edges[:-1], edges[1:]
 
     fig = go.Figure()
+    if groups is not None:
+        _stacked_bars(fig, edges, query if query.size else fit, groups, group_colors,
+                      labels[1] if query.size else labels[0], normalize)
+        if query.size:
+            _step_outline(fig, edges, fit, labels[0], normalize)
     for scores, name, color in zip((fit, query), labels, _SET_COLORS):
-        if scores.size == 0:
+        if scores.size == 0 or groups is not None:
             continue
         counts, _ = np.histogram(scores, bins=edges)
         heights = counts * (100.0 / scores.size) if normalize else counts
@@ -193,6 +212,63 @@ def score_histogram_figure(
     if threshold is not None:
         fig.add_shape(**threshold_line_shape(threshold, percentile, x_lo, x_hi))
     return fig
+
+
+def _group_names(query_groups, scores: np.ndarray) -> np.ndarray:
+    """The groups as an array of str, one per score, or a ValueError/TypeError naming the problem."""
+    if isinstance(query_groups, (str, bytes)):
+        raise TypeError("query_groups must be a sequence of group names, one per score, not one string")
+    names = list(query_groups)
+    if len(names) != scores.size:
+        raise ValueError(f"query_groups has {len(names)} names but there are {scores.size} scores to group; "
+                         "give one group name per score")
+    bad = next((n for n in names if not isinstance(n, str)), None)
+    if bad is not None:
+        raise TypeError(f"query_groups must hold group names (str); got {bad!r} ({type(bad).__name__})")
+    return np.asarray(names, dtype=object)
+
+
+def _bin_hover(name: str, normalize: bool, share_of: str) -> str:
+    """Hover text of one bin; ``customdata`` is (low edge, high edge, count), y the height."""
+    return (f"{name}<br>score %{{customdata[0]:.4f}} to %{{customdata[1]:.4f}}<br>%{{customdata[2]:,}} items"
+            + (f" (%{{y:.2f}}% of {share_of})" if normalize else "") + "<extra></extra>")
+
+
+def _stacked_bars(fig: go.Figure, edges: np.ndarray, scores: np.ndarray, groups: np.ndarray,
+                  colors: Mapping[str, str] | None, set_name: str, normalize: bool) -> None:
+    """One bar trace per group, each stacked on the ones before it (explicit ``base``: the figure
+    stays in overlay mode, so the fit outline is not stacked too). Counts per bin, not points."""
+    colors = DEFAULT_GROUP_COLORS if colors is None else colors
+    order = group_order(groups.tolist(), colors)
+    palette = fill_group_colors(order, colors)
+    centers, width = (edges[:-1] + edges[1:]) / 2, float(edges[1] - edges[0])
+    base = np.zeros(len(centers))
+    scale = 100.0 / scores.size if normalize else 1.0
+    for rank, group in enumerate(order, start=2):
+        counts, _ = np.histogram(scores[groups == group], bins=edges)
+        heights = counts * scale
+        fig.add_trace(go.Bar(
+            x=centers, y=heights, base=base.copy(), width=width, legendrank=rank,
+            name=f"{set_name} · {group} (n={int(counts.sum()):,})",
+            marker=dict(color=palette[group], line=dict(width=0)), opacity=0.85,
+            customdata=np.column_stack([edges[:-1], edges[1:], counts]),
+            hovertemplate=_bin_hover(f"{set_name} · {group}", normalize, set_name),
+        ))
+        base += heights
+
+
+def _step_outline(fig: go.Figure, edges: np.ndarray, scores: np.ndarray, name: str, normalize: bool) -> None:
+    """The fit histogram as a step line (drawn over the stacked query bars, which fill the space)."""
+    counts, _ = np.histogram(scores, bins=edges)
+    heights = counts * (100.0 / scores.size) if normalize else counts.astype(np.float64)
+    x = np.concatenate([edges[:1], edges[:-1], edges[-1:], edges[-1:]])
+    y = np.concatenate([[0.0], heights, heights[-1:], [0.0]])
+    custom = np.column_stack([edges[:-1], edges[1:], counts])
+    custom = np.vstack([custom[:1], custom, custom[-1:], custom[-1:]])
+    fig.add_trace(go.Scatter(
+        x=x, y=y, mode="lines", line=dict(shape="hv", color=_SET_COLORS[0], width=2), legendrank=1,
+        name=f"{name} (n={scores.size:,})", customdata=custom, hovertemplate=_bin_hover(name, normalize, name),
+    ))
 
 
 def histogram_x_range(bin_lo: float, bin_hi: float, threshold: float | None) -> tuple[float, float]:

@@ -11,18 +11,19 @@ import streamlit as st
 from PIL import Image
 
 import ood_core
+from ui import review
 
 THUMB_SIZE = 128  # pixels; small images are upscaled by an integer factor with nearest-neighbour
 NEIGHBOURS_PAGE = "pages/neighbours.py"  # where "Why?" leads, relative to app.py
 EXPLAIN_KEY = "explain_position"  # session_state: position (into analysis.ids) the neighbours page opens
 # Page CSS (app.py injects it once per run): thumbnails stay crisp when the browser scales them,
-# and each grid cell is compact (image, caption, a small "Why?" link).
+# and each grid cell is compact (image, caption, small "View" and "Why?" links).
 GRID_CSS = """<style>
 [data-testid='stImage'] img {image-rendering: pixelated;}
 [class*='st-key-thumbgrid'] [data-testid='stColumn'] [data-testid='stVerticalBlock'] {gap: 0;}
 [class*='st-key-thumbgrid'] [data-testid='stImageCaption'] {white-space: pre-line; line-height: 1.3;}
-[class*='st-key-thumbgrid'] [class*='_why_'] {align-self: center;}
-[class*='st-key-thumbgrid'] [data-testid='stBaseButton-tertiary'] {min-height: 0; padding: 0 0 0.5rem 0;}
+[class*='st-key-thumbgrid'] [class*='_why_'], [class*='st-key-thumbgrid'] [class*='_view_'] {align-self: center;}
+[class*='st-key-thumbgrid'] [data-testid='stBaseButton-tertiary'] {min-height: 0; padding: 0 0 0.25rem 0;}
 [class*='st-key-thumbgrid'] [data-testid='stBaseButton-tertiary'] p {font-size: 0.8rem;}
 </style>"""
 
@@ -54,10 +55,10 @@ def thumbnail(analysis: ood_core.Analysis, position: int) -> bytes:
     return _thumbnail_png(analysis.items.identity, int(position), analysis.items)
 
 
-def caption(analysis: ood_core.Analysis, position: int, score: float) -> str:
-    """``#position · score`` and, on a second line, the class (left out when unknown)."""
-    name = analysis.class_name(position)
-    return f"#{position} · {score:.3f}\n{name}" if name else f"#{position} · {score:.3f}"
+def caption(analysis: ood_core.Analysis, position: int, score: float, badge: str = "") -> str:
+    """``#position · score``, then the class (left out when unknown), then the review badge (if any)."""
+    lines = [f"#{position} · {score:.3f}", analysis.class_name(position), badge]
+    return "\n".join(line for line in lines if line)
 
 
 def open_explanation(position: int) -> None:
@@ -70,9 +71,10 @@ def image_grid(analysis: ood_core.Analysis, positions: Sequence[int], scores: Se
                empty_text: str = "Nothing to show.", key: str | None = None) -> None:
     """Draw items at ``positions`` (into ``analysis.ids``) with their scores, ``columns`` per row.
 
-    Under each image a "Why?" button opens it on the neighbours page;
-    ``key`` names the grid's buttons (default: derived from ``positions``), so two grids on one
-    page showing the same items need different keys.
+    Each caption carries the image's review badge; under each image "View" opens the large view
+    (metadata, neighbours, mark buttons) and "Why?" the neighbours page. ``key`` names the grid's
+    buttons (default: derived from ``positions``), so two grids on one page showing the same items
+    need different keys.
     """
     positions = np.asarray(positions, dtype=np.int64).reshape(-1)
     if len(positions) == 0:
@@ -86,19 +88,25 @@ def image_grid(analysis: ood_core.Analysis, positions: Sequence[int], scores: Se
         )
         return
     key = key or "grid_" + hashlib.blake2b(positions.tobytes(), digest_size=6).hexdigest()
-    chosen = None
+    item_marks = review.marks(analysis)
+    chosen = viewed = None
     grid = st.container(key=f"thumbgrid_{key}")
     for start in range(0, len(positions), columns):
         cols = grid.columns(columns)
         for col, pos, score in zip(cols, positions[start:start + columns], scores[start:start + columns]):
             with col:
-                st.image(thumbnail(analysis, pos), caption=caption(analysis, pos, float(score)), width="content",
-                         output_format="PNG")  # as encoded: no JPEG re-encoding of crisp pixels
+                st.image(thumbnail(analysis, pos), width="content", output_format="PNG",  # crisp pixels as encoded
+                         caption=caption(analysis, pos, float(score), review.badge(item_marks, analysis.ids[pos])))
+                if st.button("View", key=f"{key}_view_{pos}", type="tertiary", icon=":material/open_in_full:",
+                             help=f"#{pos} ({analysis.ids[pos]}) large, with its metadata and the mark buttons"):
+                    viewed = int(pos)
                 if st.button("Why?", key=f"{key}_why_{pos}", type="tertiary", icon=":material/manage_search:",
                                      help=f"Open #{pos} ({analysis.ids[pos]}) beside its nearest train images"):
                     chosen = int(pos)
     if chosen is not None:
         open_explanation(chosen)
+    if viewed is not None:
+        review.item_view(analysis, viewed)
 
 
 def listing_positions(analysis: ood_core.Analysis, which: str, ranked: np.ndarray) -> np.ndarray:

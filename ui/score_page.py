@@ -15,9 +15,10 @@ import streamlit as st
 import ood_core
 from ui.figures import roc_figure
 from ui.grid import image_grid, listing_positions
+from ui import review
 from ui.markup import escape
-from ui.session import (apply_score_config, current_view, persistent, require_analysis, run_key, set_percentile,
-                        set_threshold, threshold_keys)
+from ui.session import (adopt_url_percentile, apply_score_config, current_view, persistent, require_analysis,
+                        run_key, set_percentile, set_threshold, share_in_url, threshold_keys)
 from ui.threshold_histogram import threshold_histogram
 
 DEFAULT_GRID_SIZE = 16
@@ -70,6 +71,7 @@ def threshold_section(analysis: ood_core.Analysis, scorer: str) -> None:
     p_key, _ = threshold_keys(scorer)
     input_key, error_key = f"{scorer}_percentile_input", f"{scorer}_percentile_error"
     fit_scores, query_scores = analysis.scores(scorer)
+    adopt_url_percentile(analysis, scorer)
     view = current_view(analysis, scorer)
     threshold = view.threshold
     st.session_state[input_key] = st.session_state[p_key]
@@ -99,18 +101,32 @@ def threshold_section(analysis: ood_core.Analysis, scorer: str) -> None:
                   else f"{view.query_flagged:,} ({view.query_flagged_pct:.1f}%)")
     if error_key in st.session_state:
         st.error(st.session_state[error_key], icon=":material/error:")
+    share_in_url(scorer)
     threshold_histogram(fit_scores, None if analysis.same_set else query_scores, threshold,
                         key=f"{scorer}_histogram", percentile=st.session_state[p_key],
                         labels=("train (fit)", "test (query)"), on_change=on_drag)
     if view.metrics is not None:
         evaluation(analysis, scorer, view.metrics)
-    grids(analysis, scorer, fit_scores, query_scores, threshold)
+    item_marks = review.marks(analysis)
+    review.progress(analysis, scorer, threshold, item_marks)
+    if analysis.is_ood is None and not analysis.same_set:
+        rows, truth = ood_core.reviewed_truth(analysis, item_marks)
+        if truth.any() and not truth.all() and st.toggle(
+                "Evaluate against my marks", key=f"{scorer}_marks_as_truth",
+                help="Use the test images you marked outlier (out) or fine (in) as the truth; the metrics then "
+                     "describe the reviewed images only."):
+            evaluation(analysis, scorer, ood_core.ood_metrics(query_scores[rows], truth, threshold),
+                       scores=query_scores[rows], truth=truth, title="Evaluation against your marks")
+    grids(analysis, scorer, fit_scores, query_scores, threshold, item_marks)
     export(analysis, scorer, view)
+    review.export_panel(analysis, scorer, threshold, item_marks)
 
 
-def evaluation(analysis: ood_core.Analysis, scorer: str, m: dict) -> None:
-    """Metrics against the known truth at the current threshold, and the ROC curve."""
-    st.subheader("Evaluation against the known truth")
+def evaluation(analysis: ood_core.Analysis, scorer: str, m: dict, scores: np.ndarray | None = None,
+               truth: np.ndarray | None = None, title: str = "Evaluation against the known truth") -> None:
+    """Metrics against the truth (the known one, or ``truth`` for ``scores``) at the current threshold,
+    and the ROC curve."""
+    st.subheader(title)
     st.caption("Positive = out of distribution (test items only). Flagged = score below the threshold.")
     c = st.columns(5)
     c[0].metric("AUROC", f"{m['auroc']:.4f}", help="Area under the ROC curve of −score; 0.5 = chance.")
@@ -127,7 +143,9 @@ def evaluation(analysis: ood_core.Analysis, scorer: str, m: dict) -> None:
                   "out of distribution": [m["tp"], m["fn"], m["tp"] + m["fn"]],
                   "in distribution": [m["fp"], m["tn"], m["fp"] + m["tn"]]})
     with right:
-        st.plotly_chart(_roc_figure(analysis, scorer, m), key=f"{scorer}_roc", config={"displayModeBar": False})
+        figure = _roc_figure(analysis, scorer, m) if truth is None else _roc(scores, truth, m)
+        st.plotly_chart(figure, key=f"{scorer}_roc_{'truth' if truth is None else 'marks'}",
+                        config={"displayModeBar": False})
 
 
 def _roc_figure(analysis: ood_core.Analysis, scorer: str, m: dict):
@@ -137,21 +155,25 @@ def _roc_figure(analysis: ood_core.Analysis, scorer: str, m: dict):
     _, query_scores = analysis.scores(scorer)
     entry = store.get(scorer)
     if entry is None or entry[0] != analysis.scores_id(scorer):
-        fpr, tpr = ood_core.roc_points(query_scores, analysis.is_ood)
-        if len(fpr) > ROC_MAX_POINTS:  # drawn, not computed with: a few hundred points trace the curve
-            keep = np.unique(np.linspace(0, len(fpr) - 1, ROC_MAX_POINTS).round().astype(np.int64))
-            fpr, tpr = fpr[keep], tpr[keep]
-        figure = roc_figure(fpr, tpr, point=(m["fpr"], m["tpr"]), auroc=m["auroc"], height=300)
-        entry = store[scorer] = (analysis.scores_id(scorer), figure)
+        entry = store[scorer] = (analysis.scores_id(scorer), _roc(query_scores, analysis.is_ood, m))
     figure = entry[1]
     figure.data[-1].update(x=[m["fpr"]], y=[m["tpr"]])
     return figure
 
 
-def grids(analysis: ood_core.Analysis, scorer: str, fit_scores, query_scores, threshold: float) -> None:
-    """Top outliers / borderline / most typical images of the train and test sets."""
+def _roc(scores: np.ndarray, truth: np.ndarray, m: dict):
+    fpr, tpr = ood_core.roc_points(scores, truth)
+    if len(fpr) > ROC_MAX_POINTS:  # drawn, not computed with: a few hundred points trace the curve
+        keep = np.unique(np.linspace(0, len(fpr) - 1, ROC_MAX_POINTS).round().astype(np.int64))
+        fpr, tpr = fpr[keep], tpr[keep]
+    return roc_figure(fpr, tpr, point=(m["fpr"], m["tpr"]), auroc=m["auroc"], height=300)
+
+
+def grids(analysis: ood_core.Analysis, scorer: str, fit_scores, query_scores, threshold: float,
+          item_marks: dict) -> None:
+    """Top outliers / borderline / most typical images of the train and test sets, filtered by review."""
     st.subheader("Images on both sides of the threshold")
-    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    c1, c3, c2 = st.columns([2.2, 2.6, 1], vertical_alignment="bottom")
     listing_key, size_key = f"{scorer}_listing", f"{scorer}_grid_size"
     keep_listing = persistent(listing_key, "Top outliers")
     listing = c1.segmented_control("Show", list(LISTINGS), key=listing_key, on_change=keep_listing) \
@@ -159,15 +181,23 @@ def grids(analysis: ood_core.Analysis, scorer: str, fit_scores, query_scores, th
     keep_size = persistent(size_key, DEFAULT_GRID_SIZE)
     n = c2.number_input("Images per grid", min_value=4, max_value=96, step=4, key=size_key,
                         on_change=keep_size)
+    filter_key = f"{scorer}_review_filter"
+    shown = c3.segmented_control("Review", list(review.FILTERS), format_func=review.FILTERS.get, key=filter_key,
+                                 on_change=persistent(filter_key, "all")) or "all"
     which, what = LISTINGS[listing]
     sets = [("Train (fit)", "fit", fit_scores)]
     if not analysis.same_set:
         sets.append(("Test (query)", "query", query_scores))
     for title, name, scores in sets:
-        ranked = ood_core.rank_outliers(scores, threshold=threshold, n=int(n))[which]
-        st.markdown(f"**{title}: {listing.lower()}** · {what}")
-        image_grid(analysis, listing_positions(analysis, name, ranked), scores[ranked], key=f"{scorer}_{name}",
+        ranked = ood_core.rank_outliers(scores, threshold=threshold, n=int(n) if shown == "all" else len(scores))[which]
+        positions = listing_positions(analysis, name, ranked)
+        kept = review.shown(positions, item_marks, analysis.ids, shown)
+        ranked, positions = ranked[kept][: int(n)], positions[kept][: int(n)]
+        st.markdown(f"**{title}: {listing.lower()}** · {what}"
+                    + ("" if shown == "all" else f" · {review.FILTERS[shown].lower()} only"))
+        image_grid(analysis, positions, scores[ranked], key=f"{scorer}_{name}",
                    empty_text="No item is flagged at this threshold." if which == "borderline" else "Nothing to show.")
+        review.bulk_buttons(analysis, positions, key=f"{scorer}_{name}", what="images above")
 
 
 def export_payloads(analysis: ood_core.Analysis, scorer: str, threshold: float,

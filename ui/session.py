@@ -10,6 +10,7 @@ outlive a page switch. Named keys, each set in one place:
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -18,6 +19,7 @@ import streamlit as st
 import ood_core
 from ui.markup import escape
 from ui.runs import RunSettings, run_store, wait_for
+from ui.uploads import check_folder
 
 ANALYSIS_KEY = "analysis"
 RUN_KEY = "run_settings"
@@ -96,19 +98,81 @@ def adopt_finished_run() -> None:
 
 
 def ensure_default_analysis() -> None:
-    """On a session's first run, load the built-in digits so every page has something to show."""
+    """On a session's first run, load the dataset the link names (``?source=...``), else the built-in
+    digits, so every page has something to show."""
     if ANALYSIS_KEY in st.session_state:
         return
     settings = RunSettings()
+    try:
+        settings = settings_from_url() or settings
+    except ValueError as exc:
+        st.warning(f"This link's dataset cannot be opened here ({escape(str(exc))}); showing the built-in digits.")
     note = st.empty()
     if run_store().get(settings) is None:
-        note.info("Preparing the built-in digits dataset: embedding 1,797 small images and fitting both "
-                  "scorers (about a minute the first time, seconds afterwards from the disk cache).")
+        note.info(f"Preparing {escape(settings.source)}: embedding its images and fitting both scorers (a minute or "
+                  "two the first time, seconds afterwards from the disk cache).")
     try:
+        analysis = wait_for(settings)
+    except Exception as exc:  # a link to data that no longer loads: say why, and show the digits
+        st.warning(f"Could not open {escape(settings.source)} ({escape(str(exc))}); showing the built-in digits.")
+        settings = RunSettings()
         analysis = wait_for(settings)
     finally:
         note.empty()
     set_analysis(settings, analysis)
+
+
+# ------------------------------------------------------------------ shareable links
+URL_PERCENTILE_KEY = "_url_percentile"  # the percentile last written to the link
+
+
+def settings_from_url() -> RunSettings | None:
+    """The run a link names: ``?source=`` (a built-in name, an allowed folder, or a stored upload),
+    ``&in=`` (in-distribution classes) and ``&model=``; None when it names none."""
+    params = st.query_params
+    source = params.get("source")
+    if not source:
+        return None
+    if source not in ood_core.list_sources():
+        path = Path(source)
+        if path.parent.resolve() != Path(ood_core.default_cache_dir(), "uploads").resolve():
+            source = str(check_folder(source))  # raises when the folder is not allowed here
+    in_classes = tuple(c for c in params.get("in", "").split(",") if c) or None
+    return RunSettings(source=source, model=params.get("model") or ood_core.DEFAULT_MODEL, label="Shared link",
+                       in_classes=in_classes)
+
+
+def share_in_url(scorer: str) -> None:
+    """Put the current dataset and ``scorer``'s percentile in the page's link, so it can be shared
+    and reloaded."""
+    settings, percentile = current_settings(), st.session_state.get(threshold_keys(scorer)[0])
+    if settings is None or percentile is None:
+        return
+    values = {"source": settings.source, "p": f"{percentile:g}"}
+    if settings.in_classes:
+        values["in"] = ",".join(settings.in_classes)
+    if settings.model != ood_core.DEFAULT_MODEL:
+        values["model"] = settings.model
+    if {k: st.query_params.get(k) for k in values} != values:
+        st.query_params.update(values)
+    st.session_state[URL_PERCENTILE_KEY] = values["p"]
+
+
+def adopt_url_percentile(analysis: ood_core.Analysis, scorer: str) -> None:
+    """A percentile typed into the link (``?p=12.5``) moves the threshold once; a bad one is said."""
+    text = st.query_params.get("p")
+    if text is None or text == st.session_state.get(URL_PERCENTILE_KEY):
+        return
+    st.session_state[URL_PERCENTILE_KEY] = text
+    try:
+        percentile = float(text)
+    except ValueError:
+        percentile = float("nan")
+    if not 0 <= percentile <= 100:
+        st.warning(f"The link's percentile {escape(text)!r} is not a number from 0 to 100; the threshold stays where "
+                   "it was.")
+        return
+    set_percentile(scorer, analysis.scores(scorer)[0], percentile)
 
 
 def apply_score_config(config: ood_core.ScoreConfig) -> ood_core.Analysis:

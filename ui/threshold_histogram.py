@@ -77,7 +77,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import plotly
@@ -232,18 +232,22 @@ def _on_component_change(key: str, callback: Callable[[float], None] | None) -> 
         callback(x)
 
 
-def _figure_json(key, fit_scores, query_scores, threshold, percentile, labels, bins, height) -> str:
-    """The figure's JSON. The bars depend only on the scores, so the figure without its line is
-    built once per score arrays (plotly's validation is the slow part) and kept in the session;
-    each call then adds the line and the x range to a copy of that JSON."""
+def _figure_json(key, fit_scores, query_scores, threshold, percentile, labels, bins, height,
+                 query_groups=None, group_colors=None) -> str:
+    """The figure's JSON. The bars depend only on the scores (and groups), so the figure without its
+    line is built once per score arrays and groups (plotly's validation is the slow part) and kept
+    in the session; each call then adds the line and the x range to a copy of that JSON."""
     threshold = float(threshold)
     if not math.isfinite(threshold):
         raise ValueError(f"threshold must be finite, got {threshold}")
     store = st.session_state.setdefault(_BASE_KEY, {})
     entry = store.get(key)
-    params = (labels, bins, height)
+    groups = None if query_groups is None else tuple(query_groups)  # compared by value: a list anew each run
+    colors = None if group_colors is None else tuple(dict(group_colors).items())
+    params = (labels, bins, height, groups, colors)
     if entry is None or entry[0] is not fit_scores or entry[1] is not query_scores or entry[2] != params:
-        base = score_histogram_figure(fit_scores, query_scores, None, labels=labels, bins=bins, height=height)
+        base = score_histogram_figure(fit_scores, query_scores, None, labels=labels, bins=bins, height=height,
+                                      query_groups=groups, group_colors=None if colors is None else dict(colors))
         entry = store[key] = (fit_scores, query_scores, params, json.loads(base.to_json()))
     base = entry[3]
     layout = base["layout"]
@@ -267,6 +271,8 @@ def threshold_histogram(
     height: int = 320,
     bins: int = 50,
     on_change: Callable[[float], None] | None = None,
+    query_groups: Sequence[str] | None = None,
+    group_colors: Mapping[str, str] | None = None,
 ) -> float | None:
     """Draw fit/query score histograms with a mouse-draggable threshold line.
 
@@ -282,6 +288,10 @@ def threshold_histogram(
     labels, height, bins : passed to :func:`ui.figures.score_histogram_figure`.
     on_change : called as ``on_change(x)`` before the rerun that follows a drag
         (a Streamlit callback: it may set session-state keys of any widget).
+    query_groups, group_colors : stack the query bars by group (one name per query score, or
+        per fit score when ``query_scores`` is None), e.g. ``ui.groups.item_groups(analysis,
+        analysis.query_index, "truth").names``; see :func:`ui.figures.score_histogram_figure`. Only
+        the counts per group and bin travel. ``None``: one histogram per set.
 
     Returns
     -------
@@ -296,7 +306,8 @@ def threshold_histogram(
     if threshold is None:
         raise ValueError("threshold must be a finite number, got None")
     _component(
-        figure=_figure_json(key, fit_scores, query_scores, threshold, percentile, tuple(labels), bins, height),
+        figure=_figure_json(key, fit_scores, query_scores, threshold, percentile, tuple(labels), bins, height,
+                            query_groups, group_colors),
         threshold=float(threshold),
         height=int(height),
         shape_name=THRESHOLD_SHAPE_NAME,

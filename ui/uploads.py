@@ -71,3 +71,15 @@ def check_folder(path_text: str) -> Path:
     if not path.is_dir():
         raise ValueError(f"{path} is not a folder")
     return path
+
+
+def check_destination(path_text: str) -> Path:
+    """A folder to write copies into: under an allowed root (created when missing), never elsewhere."""
+    if not path_text.strip():
+        raise ValueError("type the path of the folder to copy into")
+    path = Path(path_text.strip()).expanduser().resolve()
+    roots, origin = allowed_roots()
+    if not any(path == r or r in path.parents for r in roots):
+        raise ValueError(f"{path} is outside the folders this dashboard may write ({', '.join(map(str, roots))}, "
+                         f"from {origin}); " + how_to_allow(path))
+    return path

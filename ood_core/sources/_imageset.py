@@ -29,7 +29,8 @@ class ImageSet:
     ``labels`` index ``class_names`` (-1 when unknown); ``split`` holds "train" /
     "test" per item (None when the source has none); ``is_ood`` is known
     out-of-distribution truth (None when unknown); ``skipped`` lists files left out
-    as (path, reason); ``identity`` changes whenever the items' pixels could.
+    as (path, reason); ``identity`` changes whenever the items' pixels could; ``data_id`` is the
+    identity of the whole data a subset or split was drawn from (review marks are kept under it).
     """
 
     ids: list[str]
@@ -44,8 +45,11 @@ class ImageSet:
     _reader: Any = field(default=None, repr=False)  # object with .load(key, draft_size)
     _keys: list | None = field(default=None, repr=False)  # reader key per item
     size_hint: int | None = None  # typical longer side in pixels, when known
+    data_id: str | None = None  # identity of the whole data this set was drawn from (kept by subsets)
 
     def __post_init__(self):
+        if self.data_id is None:
+            self.data_id = self.identity
         n = len(self.ids)
         self.ids = [str(i) for i in self.ids]
         self.paths = list(self.paths)

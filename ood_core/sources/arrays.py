@@ -45,6 +45,11 @@ class ArraySet:
     description: str
     identity: str
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason) for dropped rows
+    data_id: str | None = None  # identity of the whole data a subset was drawn from (kept by subsets)
+
+    def __post_init__(self):
+        if self.data_id is None:
+            self.data_id = self.identity
 
     def __len__(self) -> int:
         return len(self.features)

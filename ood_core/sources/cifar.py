@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._datadir import user_data_dir
 from .._download import DEFAULT_TIMEOUT_S, DownloadError, extract_tar, fetch
 from .._files import file_digest
 from .._progress import StepProgress
@@ -25,7 +26,6 @@ CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )
 CIFAR10_ENV = "OOD_CIFAR10"
-DATA_DIR_ENV = "OOD_DATA_DIR"
 CIFAR10_BATCHES = "cifar-10-batches-py"  # torchvision's CIFAR10.base_folder (no torch import to look for it)
 CIFAR10_ARCHIVE_BYTES = 170_498_071  # torchvision's cifar-10-python.tar.gz, when the server sends no length
 _download_lock = threading.Lock()  # one download at a time; the next caller finds the verified copy
@@ -42,12 +42,7 @@ def _torchvision_cifar():
 def cifar10_data_dir() -> Path:
     """Where CIFAR-10 is downloaded to: ``$OOD_DATA_DIR/cifar10``, else
     ``platformdirs.user_data_dir("ood-explorer")/cifar10``."""
-    base = os.environ.get(DATA_DIR_ENV)
-    if not base:
-        import platformdirs
-
-        base = platformdirs.user_data_dir("ood-explorer")
-    return Path(base) / "cifar10"
+    return user_data_dir() / "cifar10"
 
 
 def cifar10_location() -> Path | None:

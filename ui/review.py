@@ -1,0 +1,168 @@
+"""Review marks in the dashboard: the store (one per server), the marks of the current data, badges,
+mark buttons, and the large view of one image (``st.dialog``) that every grid and table opens.
+
+Marks live in ``ood_core.ReviewStore`` (SQLite under the user data folder), keyed by the data's
+content (``ood_core.dataset_key``), so they survive restarts and re-runs with other settings.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import streamlit as st
+
+import ood_core
+from ui.markup import escape
+
+BADGES = {"outlier": "⚑ outlier", "fine": "✓ fine", "unsure": "? unsure"}
+ICONS = {"outlier": ":material/flag:", "fine": ":material/check_circle:", "unsure": ":material/help:"}
+FILTERS = {"all": "All", "unreviewed": "Not reviewed", **{v: v.capitalize() for v in ood_core.VERDICTS}}
+
+
+@st.cache_resource(show_spinner=False)
+def store() -> ood_core.ReviewStore:
+    """The review store of this server (one SQLite file; safe across sessions and processes)."""
+    return ood_core.ReviewStore()
+
+
+def marks(analysis: ood_core.Analysis) -> dict[str, ood_core.Mark]:
+    """The marks of the current data, read fresh (another session or the CLI may have marked)."""
+    return store().marks(ood_core.dataset_key(analysis))
+
+
+def mark(analysis: ood_core.Analysis, positions: Sequence[int], verdict: str | None, note: str | None = None) -> None:
+    """Mark the items at ``positions`` (one transaction); ``verdict=None`` clears their marks."""
+    ids = [analysis.ids[int(p)] for p in positions]
+    if not ids:
+        return
+    key = ood_core.dataset_key(analysis)
+    if verdict is None:
+        store().clear(key, ids)
+    else:
+        store().mark(key, ids, verdict, note, label=analysis.source)
+
+
+def badge(item_marks: Mapping[str, ood_core.Mark], item_id: str) -> str:
+    """The badge of an item for captions ("" when not reviewed)."""
+    found = item_marks.get(item_id)
+    return BADGES[found.verdict] if found is not None else ""
+
+
+def shown(positions: np.ndarray, item_marks: Mapping[str, ood_core.Mark], ids: Sequence[str], which: str) -> np.ndarray:
+    """Which of ``positions`` a review filter shows (a boolean mask): ``all``, ``unreviewed`` or one verdict."""
+    if which == "all":
+        return np.ones(len(positions), dtype=bool)
+    verdicts = [item_marks[ids[p]].verdict if ids[p] in item_marks else "unreviewed" for p in positions]
+    return np.asarray([v == which for v in verdicts], dtype=bool).reshape(-1)
+
+
+def bulk_buttons(analysis: ood_core.Analysis, positions: Sequence[int], key: str, what: str) -> None:
+    """"Mark all N ... as" buttons for a grid, a selection or a table's rows."""
+    positions = list(positions)
+    if not positions:
+        return
+    cols = st.columns([2, 1, 1, 1, 1], vertical_alignment="center")
+    cols[0].caption(f"Mark all {len(positions):,} {what} as")
+    for col, verdict in zip(cols[1:], ood_core.VERDICTS):
+        if col.button(verdict, key=f"{key}_bulk_{verdict}", icon=ICONS[verdict], width="stretch"):
+            mark(analysis, positions, verdict)
+            st.toast(f"Marked {len(positions):,} images {verdict}", icon=ICONS[verdict])
+    if cols[4].button("clear", key=f"{key}_bulk_clear", icon=":material/backspace:", width="stretch"):
+        mark(analysis, positions, None)
+
+
+@st.dialog("Image", width="large")
+def item_view(analysis: ood_core.Analysis, position: int) -> None:
+    """One image large, with everything known about it, its nearest train images, and the mark buttons."""
+    from ui.grid import thumbnail, upscale  # the grid imports this module
+
+    item_id = analysis.ids[position]
+    current = marks(analysis).get(item_id)
+    left, right = st.columns([1, 1.3], gap="medium")
+    with left:
+        if analysis.items is not None:
+            st.image(upscale(analysis.items.load_image(position), 320), output_format="PNG")
+        else:
+            st.caption("Precomputed features: no image to show.")
+    with right:
+        st.markdown(f"**{escape(item_id)}**")
+        sets = [name for name, index in (("train (fit)", analysis.fit_index), ("test (query)", analysis.query_index))
+                if position in index]
+        facts = {"position": f"#{position}", "path": analysis.paths[position],
+                 "class": analysis.class_name(position) or "unknown", "set": " and ".join(sets)}
+        query_row = np.flatnonzero(analysis.query_index == position)
+        if len(query_row) and analysis.is_ood is not None:
+            facts["known truth"] = "out of distribution" if analysis.is_ood[query_row[0]] else "in distribution"
+        for scorer in analysis.scorers:
+            score = float(analysis.item_scores(scorer)[position])
+            reached = ood_core.percentile_of(analysis.scores(scorer)[0], score)
+            facts[ood_core.SCORERS[scorer]] = f"{score:.4f} (higher than {reached:.1f}% of train)"
+        facts["review"] = (f"{current.verdict}" + (f": {current.note}" if current.note else "")
+                           + f" ({current.updated_at:%Y-%m-%d %H:%M} UTC)") if current else "not reviewed"
+        st.table({"": list(facts), "value": list(facts.values())}, border="horizontal", hide_index=True,
+                 hide_header=True)
+        note = st.text_input("Note (optional)", value=current.note if current else "", key=f"view_note_{position}")
+        cols = st.columns(4)
+        for col, verdict in zip(cols, ood_core.VERDICTS):
+            if col.button(verdict, key=f"view_mark_{verdict}", icon=ICONS[verdict], width="stretch",
+                          type="primary" if current and current.verdict == verdict else "secondary"):
+                mark(analysis, [position], verdict, note)
+                st.rerun()
+        if cols[3].button("clear", key="view_mark_clear", icon=":material/backspace:", width="stretch",
+                          disabled=current is None):
+            mark(analysis, [position], None)
+            st.rerun()
+    result = analysis.explain(position, k=min(8, len(analysis.fit_index) - 1))
+    st.caption(f"Its {len(result['positions'])} nearest train (fit) images (mean distance "
+               f"{result['mean_distance']:.4f}):")
+    if analysis.items is not None:
+        cols = st.columns(len(result["positions"]))
+        for col, p, d in zip(cols, result["positions"], result["distances"]):
+            col.image(thumbnail(analysis, int(p)), caption=f"#{p} · d {d:.3f}", width="content")
+    st.caption(f"Marks are saved in {store().path}.")
+
+
+def progress(analysis: ood_core.Analysis, scorer: str, threshold: float,
+             item_marks: Mapping[str, ood_core.Mark]) -> None:
+    """How many flagged test images are reviewed, and (without known truth) the precision the marks imply."""
+    summary = ood_core.review_summary(analysis, item_marks, scorer, threshold)
+    st.subheader("Review")
+    cols = st.columns(4)
+    cols[0].metric("Flagged test images reviewed", f"{summary.reviewed:,} of {summary.flagged:,}",
+                   help="Mark images from any grid (View), a selection on the embedding map, or the table.")
+    for col, verdict in zip(cols[1:], ood_core.VERDICTS):
+        col.metric(f"Flagged, marked {verdict}", f"{summary.verdicts[verdict]:,}")
+    estimate = summary.precision
+    if analysis.is_ood is None:
+        if estimate.n:
+            st.caption(f"Precision at this threshold, estimated from your marks: **{estimate.precision:.2f}** "
+                       f"(95% interval {estimate.low:.2f} to {estimate.high:.2f}, from {estimate.n} flagged "
+                       "images marked outlier or fine). It holds for all flagged images when the reviewed ones are "
+                       "a fair sample of them: review borderline images too, not only the most extreme.")
+        else:
+            st.caption("Mark flagged test images outlier or fine to estimate the precision at this threshold.")
+
+
+def export_panel(analysis: ood_core.Analysis, scorer: str, threshold: float,
+                 item_marks: Mapping[str, ood_core.Mark]) -> None:
+    """The marks as CSV (with both scores), and copies of flagged or marked images into a folder."""
+    from ui.uploads import check_destination
+
+    c1, c2 = st.columns([1, 3])
+    c1.download_button("Marks (CSV)", data=lambda: ood_core.review_csv(analysis, item_marks, {scorer: threshold}),
+                       file_name="review_marks.csv", mime="text/csv", on_click="ignore", icon=":material/download:",
+                       key=f"{scorer}_export_marks", disabled=not item_marks)
+    with c2.expander("Copy images into a folder", icon=":material/folder_copy:"):
+        which = st.radio("Which", ["flagged test images", "images marked outlier"], horizontal=True,
+                         key=f"{scorer}_copy_which")
+        text = st.text_input("Destination folder", key=f"{scorer}_copy_dest", placeholder="/path/to/new/folder")
+        if st.button("Copy", key=f"{scorer}_copy", icon=":material/content_copy:", disabled=not text):
+            positions = (ood_core.flagged_positions(analysis, scorer, threshold) if which.startswith("flagged")
+                         else ood_core.marked_positions(analysis.ids, item_marks, ["outlier"]))
+            try:
+                written = ood_core.copy_items(analysis, positions, check_destination(text))
+            except (ValueError, OSError) as exc:
+                st.error(f"Could not copy: {escape(str(exc))}")
+            else:
+                st.success(f"Copied {len(written):,} images into {escape(text)} (original files, same relative "
+                           "paths).")
