@@ -57,17 +57,21 @@ def how_to_allow(path: Path | str) -> str:
             f"'{os.pathsep}'), or add it to data_roots = [...] in {config_file()}")
 
 
-def check_folder(path_text: str) -> Path:
-    """Resolve a typed folder path and refuse one outside the allowed roots."""
+def _under_roots(path_text: str, what: str, verb: str) -> Path:
+    """Resolve a typed path and refuse one outside the allowed roots (``..`` is resolved first)."""
     if not path_text.strip():
-        raise ValueError("type the path of a folder of images")
+        raise ValueError(f"type the path of {what}")
     path = Path(path_text.strip()).expanduser().resolve()
     roots, origin = allowed_roots()
     if not any(path == r or r in path.parents for r in roots):
-        raise ValueError(
-            f"{path} is outside the folders this dashboard may read ({', '.join(map(str, roots))}, from {origin}); "
-            + how_to_allow(path)
-        )
+        raise ValueError(f"{path} is outside the folders this dashboard may {verb} ({', '.join(map(str, roots))}, "
+                         f"from {origin}); " + how_to_allow(path))
+    return path
+
+
+def check_folder(path_text: str) -> Path:
+    """A folder of images to read: under an allowed root, and existing."""
+    path = _under_roots(path_text, "a folder of images", "read")
     if not path.is_dir():
         raise ValueError(f"{path} is not a folder")
     return path
@@ -75,11 +79,4 @@ def check_folder(path_text: str) -> Path:
 
 def check_destination(path_text: str) -> Path:
     """A folder to write copies into: under an allowed root (created when missing), never elsewhere."""
-    if not path_text.strip():
-        raise ValueError("type the path of the folder to copy into")
-    path = Path(path_text.strip()).expanduser().resolve()
-    roots, origin = allowed_roots()
-    if not any(path == r or r in path.parents for r in roots):
-        raise ValueError(f"{path} is outside the folders this dashboard may write ({', '.join(map(str, roots))}, "
-                         f"from {origin}); " + how_to_allow(path))
-    return path
+    return _under_roots(path_text, "the folder to copy into", "write")
