@@ -6,7 +6,6 @@ import hashlib
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -189,14 +188,14 @@ def _out_of_sample(features, fit_index, query_index, local, classes, same_set: b
                    progress: Progress | None) -> dict[str, Any]:
     """The classifier's out-of-sample fit pred_probs and its query pred_probs, read from the disk cache
     when this run computed them before (a server restart does not redo the cross-validation)."""
-    from .cache import default_cache_dir
+    from .cache import run_file
 
     # The key holds the fit rows' bytes too, so a source whose identity is not by content (an ArraySet
     # built in memory) can never read another's pred_probs.
     rows = hashlib.blake2b(np.ascontiguousarray(features[fit_index]).tobytes(), digest_size=16)
     rows.update(np.ascontiguousarray(local).tobytes())
     key = digest([PRED_PROBS_FORMAT, run_id, n_splits, rows.hexdigest(), len(query_index)])
-    path = Path(default_cache_dir()) / "runs" / f"{key}.npz"
+    path = run_file(key)
     cached = _read_pred_probs(path, len(fit_index), len(query_index), len(classes))
     if cached is not None:
         return {**cached, "pred_classes": classes}

@@ -17,12 +17,14 @@ from typing import Any
 import numpy as np
 
 from ._export import to_csv
+from ._files import atomic_write
 from ._progress import Progress, stage
 from ._validation import check_int
 from .explain.neighbours import explain_neighbours
 from .scorers import PRED_SCORE_METHODS, FeatureScorer, PredProbScorer
 from .thresholds import flag, ood_metrics, percentile_of, percentile_threshold
 
+PROJECTION_FORMAT = "ood-explorer-projection-v1"  # bump when project_2d's output changes for equal input
 # The scorers, by name, with the title the CLI and the dashboard show.
 SCORERS = {"feature": "Feature score (KNN)", "prediction": "Prediction score (pred_probs)"}
 
@@ -187,6 +189,29 @@ class Analysis:
                 "threshold cannot separate typical from atypical items here"
                 + ("; use the feature score (KNN) instead." if scorer == "prediction" else "."))
         return notes
+
+    def projection(self, method: str = "pca", max_points: int | None = 5_000,
+                   progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """2-D coordinates of (a seeded sample of at most ``max_points``) items for a map, and their
+        positions (into ``ids``); :func:`~ood_core.project_2d` of the features, kept on disk per run
+        and method, so reopening the data (even after a restart) does not compute it again."""
+        from .cache import run_file
+        from .explain.projection import project_2d
+
+        path = run_file(digest([PROJECTION_FORMAT, self.run_id, method, max_points]))
+        try:
+            with np.load(path, allow_pickle=False) as kept:
+                return np.asarray(kept["coords"]), np.asarray(kept["positions"])
+        except (OSError, KeyError, ValueError):  # absent, or not ours: compute it
+            pass
+        items = np.union1d(self.fit_index, self.query_index)
+        coords, drawn = project_2d(self.features[items], method=method, max_points=max_points,
+                                   normalize=self.feature_scorer.metric_ == "cosine", progress=progress)
+        try:
+            atomic_write(path, lambda f: np.savez(f, coords=coords, positions=items[drawn]))
+        except OSError:  # a read-only cache costs only the reuse
+            pass
+        return coords, items[drawn]
 
     # ------------------------------------------------------------------ other settings
     def rescore(self, score_config: ScoreConfig, progress: Progress | None = None) -> "Analysis":

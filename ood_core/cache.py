@@ -128,4 +128,10 @@ def cached_embed(
     return features, False
 
 
-__all__ = ["CACHE_ENV", "cache_key", "cache_path", "cached_embed", "default_cache_dir"]
+def run_file(key: str) -> Path:
+    """Where a run keeps something it computed beyond the embeddings (the classifier's pred_probs, a
+    2-D map), named by ``key``: ``runs/`` inside the cache dir."""
+    return Path(default_cache_dir()) / "runs" / f"{key}.npz"
+
+
+__all__ = ["CACHE_ENV", "cache_key", "cache_path", "cached_embed", "default_cache_dir", "run_file"]

@@ -3,6 +3,7 @@ import numpy as np
 import streamlit as st
 
 import ood_core
+from ui import review
 from ui.explain_views import neighbour_distance_figure, verdict
 from ui.grid import EXPLAIN_KEY, thumbnail, upscale
 from ui.session import require_analysis, run_key, sync_threshold
@@ -75,7 +76,11 @@ with right:
         facts.append(f"predicted class: {analysis.class_names[analysis.predicted_classes()[query_row[0]]]}")
     if len(query_row) and analysis.is_ood is not None:
         facts.append("known truth: " + ("out of distribution" if analysis.is_ood[query_row[0]] else "in distribution"))
+    current = review.marks(analysis).get(analysis.ids[int(position)])
+    facts.append(f"review: {review.BADGES[current.verdict]}" if current else "not reviewed")
     st.caption(" · ".join(facts))
+    if st.button("Open large to mark it", icon=":material/open_in_full:", key="neighbours_view"):
+        review.item_view(analysis, int(position))
 
 # ---- its neighbours
 st.subheader(f"Its {result['k']} nearest train (fit) images")

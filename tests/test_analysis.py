@@ -141,3 +141,20 @@ def test_the_classifiers_pred_probs_are_kept_on_disk(tmp_path, monkeypatch):
     other.features[0, 0] += 1.0  # other fit rows under the same (in-memory) identity: computed afresh
     with pytest.raises(AssertionError, match="cross-validated again"):
         analyze(other)
+
+
+def test_a_map_is_computed_once_per_run_and_kept_on_disk(tmp_path, monkeypatch):
+    import ood_core.explain.projection as projection
+
+    monkeypatch.setenv("OOD_CACHE_DIR", str(tmp_path / "cache"))
+    a = analyze(_arrays())
+    coords, positions = a.projection("pca")
+    assert coords.shape == (160, 2) and sorted(positions.tolist()) == list(range(160))
+
+    def never(*args, **kwargs):
+        raise AssertionError("the map was computed again")
+
+    monkeypatch.setattr(projection, "project_2d", never)
+    again = analyze(_arrays()).projection("pca")  # a new Analysis of the same run, as after a restart
+    np.testing.assert_array_equal(again[0], coords)
+    np.testing.assert_array_equal(again[1], positions)
