@@ -5,41 +5,21 @@ import streamlit as st
 
 import ood_core
 from ui import review
-from ui.explain_views import MAX_MAP_POINTS, embedding_map_figure, selection_positions
+from ui.explain_views import MAX_MAP_POINTS, embedding_map_figure
 from ui.grid import caption, image_grid, thumbnail
 from ui.groups import available_groupings, item_groups
+from ui.map_selection import MapSelection, figure_token
 from ui.markup import escape
-from ui.session import persistent, require_analysis, sync_threshold
+from ui.session import persistent, require_analysis, run_key, sync_threshold
 
 CHART_KEY = "embedding_map_chart"
 GRID_MAX = 48
-MAX_MAPS = 8  # maps kept in memory by the server process
 
 st.title("Embedding map")
 st.write("Every image placed by a 2-D projection of its embedding, flagged images ringed in red: click a point to "
          "see its image beside the map, or draw a box or a lasso to see and mark the images inside it.")
 
 analysis = require_analysis()
-
-
-@st.cache_resource(show_spinner=False)
-def projections() -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
-    """Maps computed in this server process, by (run_id, method): each is computed once, with a progress bar."""
-    return {}
-
-
-def projection(analysis: ood_core.Analysis, method: str, progress) -> tuple[np.ndarray, np.ndarray]:
-    """2-D coordinates of (a sample of at most MAX_MAP_POINTS) items and their positions."""
-    store, key = projections(), (analysis.run_id, method)
-    if key not in store:
-        items = np.union1d(analysis.fit_index, analysis.query_index)
-        coords, drawn = ood_core.project_2d(analysis.features[items], method=method, max_points=MAX_MAP_POINTS,
-                                            normalize=analysis.feature_scorer.metric_ == "cosine", progress=progress)
-        while len(store) >= MAX_MAPS:
-            store.pop(next(iter(store)))
-        store[key] = coords, items[drawn]
-    return store[key]
-
 
 try:  # read fresh on every run: a mark set below, on another page or by the CLI shows at once
     item_marks, marks_error = review.marks(analysis), None
@@ -50,8 +30,11 @@ colourings = {"score": "Score", **available_groupings(analysis, with_marks=marks
 c1, c2, c3, c4 = st.columns([1.2, 1, 1, 1.3])
 method = c1.radio("Projection", list(ood_core.PROJECTION_TITLES), format_func=ood_core.PROJECTION_TITLES.get,
                   horizontal=True, key="map_method", on_change=persistent("map_method", "pca"))
+keep_scorer = persistent("map_scorer", "feature")
+if st.session_state["map_scorer"] not in analysis.scorers:  # kept from a dataset with prediction scores
+    st.session_state["map_scorer"] = "feature"
 scorer = c2.selectbox("Score", analysis.scorers, format_func=ood_core.SCORERS.get, key="map_scorer",
-                      on_change=persistent("map_scorer", "feature"),
+                      on_change=keep_scorer,
                       help="Flags the images (red rings) at its threshold on its score page and orders the "
                            "selection.")
 keep_colour = persistent("map_colour", "score")
@@ -70,7 +53,7 @@ if marks_error:
 threshold = sync_threshold(analysis, scorer)
 
 n_items = len(np.union1d(analysis.fit_index, analysis.query_index))
-bar = st.empty()  # filled only while a projection is computed (once per dataset and method)
+bar = st.empty()  # filled only while a projection is computed (once per run and method, then read from disk)
 
 
 def report(stage: str, done: int, total: int) -> None:
@@ -79,7 +62,7 @@ def report(stage: str, done: int, total: int) -> None:
     bar.progress(done / total if total else 0.0, text=text)
 
 
-coords, positions = projection(analysis, method, report)
+coords, positions = analysis.projection(method, max_points=MAX_MAP_POINTS, progress=report)  # kept on disk per run
 bar.empty()
 
 keep = np.ones(len(positions), bool)
@@ -96,16 +79,21 @@ if colour != "score":
 if len(positions) < n_items:
     st.caption(f"Drawing {len(positions):,} of the images: a random sample of {MAX_MAP_POINTS:,} out of "
                f"{n_items:,} is projected, to keep the map fast.")
+# The selection outlives the chart (a new figure is a new chart, with none): see ui.map_selection.
+selection = MapSelection(run_key(analysis, "map_selection"), CHART_KEY)
+selected, draw_selected = selection.update(figure_token(method, coords, scores, positions, threshold, scorer,
+                                                        colour, grouped))
+
 left, right = st.columns([3, 1], gap="medium")
 with left:
-    event = st.plotly_chart(
+    st.plotly_chart(
         embedding_map_figure(coords, scores, positions, threshold, score_label=scorer + " score",
-                             method_title=ood_core.PROJECTION_TITLES[method], hover=hover, **grouped),
+                             method_title=ood_core.PROJECTION_TITLES[method], hover=hover, selected=draw_selected,
+                             **grouped),
         key=CHART_KEY, on_select="rerun", selection_mode=("points", "box", "lasso"),
         config={"displayModeBar": True})
 
 # ---- the selection: the side panel shows one image (the clicked one, else the most atypical selected)
-selected = selection_positions(event)
 all_scores = analysis.item_scores(scorer)
 order = selected[np.lexsort((selected, all_scores[selected]))]  # most atypical first
 with right.container(key="thumbgrid_map_selected"):  # the grids' caption style: one line per fact
@@ -127,13 +115,18 @@ with right.container(key="thumbgrid_map_selected"):  # the grids' caption style:
         if st.button("View and mark", key="map_view", icon=":material/open_in_full:", width="stretch"):
             review.item_view(analysis, position)
 
-st.subheader("Selected images")
+head, clear = st.columns([4, 1], vertical_alignment="bottom")
+head.subheader("Selected images")
+clear.button("Clear selection", key="map_clear", icon=":material/deselect:", disabled=len(selected) == 0,
+             on_click=selection.clear, width="stretch")
 if len(selected) == 0:
     st.caption("Draw a box or a lasso on the map (the tools are in the chart's top-right toolbar) to list the "
                "images inside it.")
 else:
     flagged = int(np.count_nonzero(all_scores[selected] < threshold))
     review.bulk_buttons(analysis, order, key="map_selection", what="selected images")
+    if marks_error is None and review.marks(analysis) != item_marks:  # marked just now: redraw the map and panel
+        st.rerun()
     st.caption(f"{len(selected):,} selected, {flagged:,} of them flagged; showing the "
                f"{min(len(order), GRID_MAX)} most atypical (captions: position, {scorer} score, class).")
     image_grid(analysis, order[:GRID_MAX], all_scores[order[:GRID_MAX]])

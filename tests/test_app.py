@@ -208,7 +208,7 @@ def test_export_payloads_parse_and_match_the_scores(at):
     for page, scorer in (("pages/feature_scores.py", "feature"), ("pages/prediction_scores.py", "prediction")):
         at.switch_page(page).run()
         labels = [b.label for b in at.get("download_button")]
-        assert labels == ["Scores (CSV)", "Threshold card (JSON)"]
+        assert labels == ["Scores (CSV)", "Threshold card (JSON)", "Marks (CSV)"]  # the marks: issue 10
         analysis = at.session_state["analysis"]
         fit, query = analysis.scores(scorer)
         threshold = at.session_state[f"{scorer}_threshold"]
@@ -229,7 +229,7 @@ def test_export_payloads_parse_and_match_the_scores(at):
         assert card["percentile"] == pytest.approx(percentile_of(fit, threshold))
         assert card["fit"] == {"flagged": int(np.sum(fit < threshold)), "total": 450}
         assert card["query"] == {"flagged": int(np.sum(query < threshold)), "total": 1347}
-        assert card["embedding"]["model"] == "tf_efficientnet_lite0"
+        assert card["embedding"]["model"] == analysis.embed_config["model"]  # the model the run used
         assert card["metrics"]["tp"] + card["metrics"]["fp"] == card["query"]["flagged"]
     assert card["scorer_params"]["method"] == "entropy"
 

@@ -6,8 +6,8 @@ about a second. Expected numbers come from ``ood_core`` called on the session's 
 
 AppTest cannot draw a box on a plotly chart, so the map selection is tested in two halves: the
 pure ``selection_positions`` on event dicts of the shape the browser sends, and the page with such
-an event injected as the chart's value through session state (AppTest allows this; a real
-browser session does not, which is why the page only ever reads the chart's return value).
+an event injected as the chart's state through session state (AppTest allows this; a real browser
+session does not: there the browser sets it, and the page reads it before drawing the chart).
 """
 from __future__ import annotations
 
@@ -164,7 +164,9 @@ def map_traces(at: AppTest) -> dict[str, list[int]]:
 
 def _decoded(value) -> np.ndarray:
     """An array of figure JSON: a list, or plotly's typed array (1-D ``{"dtype", "bdata": base64}``)."""
-    return np.frombuffer(base64.b64decode(value["bdata"]), value["dtype"]) if isinstance(value, dict) else np.asarray(value)
+    if isinstance(value, dict):
+        return np.frombuffer(base64.b64decode(value["bdata"]), value["dtype"])
+    return np.asarray(value)
 
 
 def select_on_map(at: AppTest, positions: list[int]) -> None:
@@ -175,6 +177,38 @@ def select_on_map(at: AppTest, positions: list[int]) -> None:
         "point_indices": list(range(len(positions))), "box": [{"x": [0, 1], "y": [0, 1]}], "lasso": []}}
     at.run()
     assert not at.exception, [e.value for e in at.exception]
+
+
+def test_the_kept_selection_outlives_a_new_figure_and_clears_on_request(monkeypatch):
+    import types
+
+    import ui.map_selection as ms
+
+    state: dict = {}
+    monkeypatch.setattr(ms, "st", types.SimpleNamespace(session_state=state))
+    sel = ms.MapSelection("kept", "chart")
+
+    def browser_sends(*positions):
+        state["chart"] = {"selection": {"points": [{"customdata": p} for p in positions]}}
+
+    def run(token):
+        kept, drawn = sel.update(token)
+        return kept.tolist(), None if drawn is None else drawn.tolist()
+
+    assert run("A") == ([], None)
+    browser_sends(3, 1)  # a lasso on chart A
+    assert run("A") == ([1, 3], None)  # same figure: the chart keeps showing its own selection
+    assert run("B") == ([1, 3], [1, 3])  # a new figure (e.g. recoloured by mark): drawn as selected
+    state["chart"] = None  # the new chart starts empty
+    assert run("B") == ([1, 3], [1, 3])
+    browser_sends(7)  # a click on chart B
+    assert run("B") == ([7], [1, 3])  # the same chart again (its figure unchanged), showing the click
+    state["chart"] = {"selection": {"points": []}}  # a double-click on the map empties it
+    assert run("B") == ([], [1, 3])
+    browser_sends(5)
+    assert run("B") == ([5], [1, 3])
+    sel.clear()  # the "Clear selection" button: a fresh chart, nothing selected
+    assert run("B") == ([], None)
 
 
 def test_a_map_selection_fills_the_grid_and_the_side_panel():
@@ -204,13 +238,26 @@ def test_the_map_colours_by_truth_class_and_split_with_flagged_rings():
         f"train (fit) ({len(a.fit_index):,})": sorted(a.fit_index.tolist()),
         f"in distribution ({np.sum(~a.is_ood):,})": sorted(query[~a.is_ood].tolist()),
         f"out of distribution ({np.sum(a.is_ood):,})": sorted(query[a.is_ood].tolist()),
-        f"flagged: feature score < {at.session_state['feature_threshold']:.4g}": flagged}
+        f"flagged ({len(flagged):,})": flagged}
     at.selectbox(key="map_colour").set_value("class").run()
     traces = map_traces(at)
     assert [name.split(" (")[0] for name in traces][:-1] == [str(c) for c in range(9, -1, -1)]
     assert traces[f"3 ({np.sum(a.labels == 3)})"] == np.flatnonzero(a.labels == 3).tolist()
     at.selectbox(key="map_colour").set_value("split").run()
     assert list(map_traces(at))[:2] == [f"train (fit) ({len(a.fit_index):,})", f"test (query) ({len(query):,})"]
+
+
+def test_a_colouring_the_next_data_lacks_falls_back_to_the_score():
+    at = open_page("pages/embedding_map.py")
+    a = at.session_state["analysis"]
+    at.selectbox(key="map_scorer").set_value("prediction").run()
+    at.selectbox(key="map_colour").set_value("truth").run()
+    at.session_state["analysis"] = dataclasses.replace(a, is_ood=None, fit_pred_scores=None, query_pred_scores=None)
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="map_colour").options == ["Score", "Review mark", "Class", "Train / test"]
+    assert (at.selectbox(key="map_colour").value, at.selectbox(key="map_scorer").value) == ("score", "feature")
+    assert list(map_traces(at)) == ["typical", "flagged"]
 
 
 def test_marking_a_map_selection_colours_the_map_by_mark():
@@ -229,6 +276,16 @@ def test_marking_a_map_selection_colours_the_map_by_mark():
         assert traces["outlier (3)"] == sorted(chosen)
         assert f"not reviewed ({len(a.ids) - 3:,})" in traces
         assert at.image[0].captions[0].endswith("⚑ outlier")  # the side panel shows the mark too
+        # The recoloured figure is a new chart (Streamlit drops its selection); the page kept it.
+        assert at.caption[-1].value.startswith("3 selected")
+        (chart,) = at.get("plotly_chart")
+        outliers = next(t for t in json.loads(chart.proto.spec)["data"] if t["name"] == "outlier (3)")
+        assert _decoded(outliers["selectedpoints"]).tolist() == [0, 1, 2]  # drawn as selected
+        at.selectbox(key="map_colour").set_value("score").run()
+        assert at.caption[-1].value.startswith("3 selected")
+        at.button(key="map_clear").click().run()
+        assert "Draw a box or a lasso" in at.caption[-1].value
+        assert "selectedpoints" not in at.get("plotly_chart")[0].proto.spec
     finally:
         store.clear(key, [a.ids[p] for p in chosen])  # other tests see the digits unreviewed
 

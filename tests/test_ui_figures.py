@@ -135,7 +135,8 @@ def test_query_bars_stack_by_group_on_the_shared_bins_with_the_fit_as_an_outline
     fig = score_histogram_figure(FIT, [0.1, 0.5, 1.0, 0.9], 0.3, bins=4, query_groups=GROUPS)
     out, inside, fit = fig.data
     # Known truth stacks outliers at the bottom, then the in-distribution items on top of them.
-    assert (out.name, inside.name) == ("test (query) · out of distribution (n=2)", "test (query) · in distribution (n=2)")
+    assert (out.name, inside.name) == ("test (query) · out of distribution (n=2)",
+                                       "test (query) · in distribution (n=2)")
     np.testing.assert_allclose(out.x, [0.125, 0.375, 0.625, 0.875])
     np.testing.assert_allclose(out.y, [25, 0, 0, 25])  # percent of all 4 test items
     np.testing.assert_allclose(np.asarray(inside.base, float), out.y)
@@ -212,7 +213,8 @@ def test_item_groups_name_each_item_and_colour_each_group():
     assert truth.names == ["out of distribution", "train (fit)", "in distribution", "out of distribution"]
     assert list(truth.colors) == ["out of distribution", "in distribution", "train (fit)"]
     assert truth.background == ("train (fit)",)
-    marks = {"c": Mark("outlier", "", datetime.now(timezone.utc)), "e": Mark("unsure", "x", datetime.now(timezone.utc))}
+    now = datetime.now(timezone.utc)
+    marks = {"c": Mark("outlier", "", now), "e": Mark("unsure", "x", now)}
     by_mark = item_groups(a, a.query_index, "mark", marks)
     assert by_mark.names == ["outlier", "not reviewed", "unsure"]
     assert by_mark.colors == {"outlier": MARK_COLORS["outlier"], "unsure": MARK_COLORS["unsure"],

@@ -299,7 +299,9 @@ def test_groups_stack_the_query_bars_and_an_equal_list_reuses_the_bars(fake, mon
 
 def decoded(value) -> np.ndarray:
     """An array of figure JSON: a list, or plotly's typed array (1-D ``{"dtype", "bdata": base64}``)."""
-    return np.frombuffer(base64.b64decode(value["bdata"]), value["dtype"]) if isinstance(value, dict) else np.asarray(value)
+    if isinstance(value, dict):
+        return np.frombuffer(base64.b64decode(value["bdata"]), value["dtype"])
+    return np.asarray(value)
 
 
 def _stacked_app():

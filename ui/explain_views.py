@@ -163,17 +163,19 @@ def plain_hover(text: str) -> str:
 def embedding_map_figure(coords, scores, positions, threshold: float, *, score_label: str = "score",
                          method_title: str = "PCA", groups: Sequence[str] | None = None,
                          group_colors: Mapping[str, str] | None = None, background: Sequence[str] = (),
-                         hover: Sequence[str] | None = None) -> go.Figure:
+                         hover: Sequence[str] | None = None, selected=None) -> go.Figure:
     """The 2-D map: one point per item at ``coords``. Each point's ``customdata`` is its position;
-    box and lasso selection are on.
+    a click, a box or a lasso selects (drag zooms; the box and lasso tools are in the toolbar).
 
     Without ``groups``: coloured by score (low = atypical = dark), flagged items (score <
     threshold) drawn on top as larger diamonds with a red outline. With ``groups`` (one name per
     point, e.g. :func:`ui.groups.item_groups`): one trace per group in ``group_colors`` (legend in
-    its order; groups it lacks get palette colours; default: truth and review marks), the ``background`` groups small and faint
+    its order; groups it lacks get palette colours; default: truth and review marks), the ``background`` groups
+    small and faint
     underneath, the others drawn in reverse order so the first (e.g. ``outlier``) is on top, and
     the flagged items ringed by open red diamonds (a trace of their own, hidden by a legend click).
-    ``hover``: one line per point (text, shown as text) above its score in the hover label."""
+    ``hover``: one line per point (text, shown as text) above its score in the hover label.
+    ``selected``: positions drawn as selected (the others dimmed), e.g. a selection kept by the page."""
     xy = np.asarray(coords, dtype=np.float64)
     if xy.ndim != 2 or xy.shape[1] != 2:
         raise ValueError(f"coords must have shape (n, 2); got {xy.shape}")
@@ -190,11 +192,18 @@ def embedding_map_figure(coords, scores, positions, threshold: float, *, score_l
     first = "#%{customdata}" + ("" if label is None else " · %{text}")
     fig = go.Figure()
 
-    def points(mask, name, marker, text, **extra):
+    chosen = None if selected is None or not len(selected) else np.asarray(selected, dtype=np.int64)
+
+    def points(mask, name, marker, text, dim: float = 0.25, **extra):
+        """One trace of the points in ``mask``; unselected ones (when some are selected) at opacity ``dim``."""
+        extra["unselected"] = dict(marker=dict(opacity=dim))
+        if chosen is not None:
+            extra["selectedpoints"] = np.flatnonzero(np.isin(pos[mask], chosen))
         return _scatter(int(mask.sum()))(
             x=xy[mask, 0], y=xy[mask, 1], mode="markers", name=name, customdata=pos[mask], marker=marker,
             text=None if text is None else text[mask], **extra)
 
+    legend = dict(orientation="h", y=1.06, x=0)  # "typical" and "flagged", left of the toolbar
     if groups is None:
         lo, hi = (float(np.nanmin(s)), float(np.nanmax(s))) if len(s) else (0.0, 1.0)
         color = dict(colorscale="Viridis", cmin=lo, cmax=hi if hi > lo else lo + 1e-9)
@@ -215,20 +224,22 @@ def embedding_map_figure(coords, scores, positions, threshold: float, *, score_l
         colors = fill_group_colors(order, group_colors)
         # one text per point: its line, then its score (the marker colour is the group's here)
         text = np.array([(f"{label[i]}<br>" if label is not None else "")
-                         + (f"{score_label} {v:.4f}" if np.isfinite(v) else "") for i, v in enumerate(s)], dtype=object)
+                         + (f"{score_label} {v:.4f}" if np.isfinite(v) else "") for i, v in enumerate(s)],
+                        dtype=object)
         template = "#%{customdata} · %{text}<extra>%{fullData.name}</extra>"
         drawn = [g for g in order if g in background] + [g for g in reversed(order) if g not in background]
         for group in drawn:
             mask = names == group
             faint = group in background
-            marker = dict(size=5 if faint else 7, opacity=0.35 if faint else 0.85, color=colors[group])
-            fig.add_trace(points(mask, f"{group} ({int(mask.sum()):,})", marker, text, hovertemplate=template,
-                                 legendrank=order.index(group) + 1))
-        ring = dict(size=12, symbol="diamond-open", color=_THRESHOLD_COLOR, line=dict(width=1.5))
-        fig.add_trace(points(flagged, f"flagged: {score_label} < {float(threshold):.4g}", ring, text,
+            marker = dict(size=5 if faint else 7, opacity=0.35 if faint else 0.9, color=colors[group])
+            fig.add_trace(points(mask, f"{group} ({int(mask.sum()):,})", marker, text, 0.1 if faint else 0.3,
+                                 hovertemplate=template, legendrank=order.index(group) + 1))
+        ring = dict(size=11, symbol="diamond-open", color=_THRESHOLD_COLOR, opacity=0.6, line=dict(width=1))
+        fig.add_trace(points(flagged, f"flagged ({int(flagged.sum()):,})", ring, text, 0.15,
                              hovertemplate=template, legendrank=len(order) + 1))
-    fig.update_layout(height=560, margin=_MARGIN, dragmode="lasso",
-                      legend=dict(orientation="h", y=1.02, x=0, yanchor="bottom"),
+        legend = dict(x=1.01, y=1, xanchor="left", yanchor="top", itemsizing="constant")  # a list on the right
+    # Zoom by default: Streamlit lets a click select a point only outside box and lasso mode.
+    fig.update_layout(height=560, margin=_MARGIN, dragmode="zoom", legend=legend,
                       xaxis=dict(title=f"{method_title} 1", zeroline=False, showticklabels=False),
                       yaxis=dict(title=f"{method_title} 2", zeroline=False, showticklabels=False))
     return fig

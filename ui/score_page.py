@@ -15,6 +15,7 @@ import streamlit as st
 import ood_core
 from ui.figures import roc_figure
 from ui.grid import image_grid, listing_positions
+from ui.groups import available_groupings, item_groups
 from ui import review
 from ui.markup import escape
 from ui.session import (adopt_url_percentile, apply_score_config, current_view, persistent, require_analysis,
@@ -102,12 +103,22 @@ def threshold_section(analysis: ood_core.Analysis, scorer: str) -> None:
     if error_key in st.session_state:
         st.error(st.session_state[error_key], icon=":material/error:")
     share_in_url(scorer)
+    item_marks = review.marks(analysis)
+    stacks = {"none": "nothing", **{k: v for k, v in available_groupings(analysis).items() if k in ("truth", "mark")}}
+    stack_key = f"{scorer}_stack_by"
+    keep_stack = persistent(stack_key, "none")
+    if st.session_state[stack_key] not in stacks:
+        st.session_state[stack_key] = "none"
+    stack = st.segmented_control("Stack the test bars by", list(stacks), format_func=stacks.get, key=stack_key,
+                                 on_change=keep_stack) or "none"
+    groups = None if stack == "none" else item_groups(analysis, analysis.query_index, stack, item_marks)
     threshold_histogram(fit_scores, None if analysis.same_set else query_scores, threshold,
                         key=f"{scorer}_histogram", percentile=st.session_state[p_key],
-                        labels=("train (fit)", "test (query)"), on_change=on_drag)
+                        labels=("train (fit)", "test (query)"), on_change=on_drag,
+                        query_groups=None if groups is None else groups.names,
+                        group_colors=None if groups is None else groups.colors)
     if view.metrics is not None:
         evaluation(analysis, scorer, view.metrics)
-    item_marks = review.marks(analysis)
     review.progress(analysis, scorer, threshold, item_marks)
     if analysis.is_ood is None and not analysis.same_set:
         rows, truth = ood_core.reviewed_truth(analysis, item_marks)
