@@ -26,8 +26,13 @@ def store() -> ood_core.ReviewStore:
 
 
 def marks(analysis: ood_core.Analysis) -> dict[str, ood_core.Mark]:
-    """The marks of the current data, read fresh (another session or the CLI may have marked)."""
-    return store().marks(ood_core.dataset_key(analysis))
+    """The marks of the current data, read fresh (another session or the CLI may have marked); none,
+    with a warning, when the marks file cannot be read (the pages still work)."""
+    try:
+        return store().marks(ood_core.dataset_key(analysis))
+    except ood_core.ReviewStoreError as exc:
+        st.warning(f"Review marks are unavailable: {escape(str(exc))}", icon=":material/warning:")
+        return {}
 
 
 def mark(analysis: ood_core.Analysis, positions: Sequence[int], verdict: str | None, note: str | None = None) -> None:
@@ -36,10 +41,13 @@ def mark(analysis: ood_core.Analysis, positions: Sequence[int], verdict: str | N
     if not ids:
         return
     key = ood_core.dataset_key(analysis)
-    if verdict is None:
-        store().clear(key, ids)
-    else:
-        store().mark(key, ids, verdict, note, label=analysis.source)
+    try:
+        if verdict is None:
+            store().clear(key, ids)
+        else:
+            store().mark(key, ids, verdict, note, label=analysis.source)
+    except ood_core.ReviewStoreError as exc:
+        st.error(f"Could not save the mark: {escape(str(exc))}", icon=":material/error:")
 
 
 def badge(item_marks: Mapping[str, ood_core.Mark], item_id: str) -> str:
