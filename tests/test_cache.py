@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from ood_core import cache as C
+from ood_core._embed_config import small_image_size
 from ood_core.cache import cache_key, cache_path, cached_embed, default_cache_dir
 from ood_core.embedder import Embedder
 from ood_core.sources import image_folder
+from ood_core.weights import DEFAULT_NETWORK
 from tests.conftest import encode
 
 COLOURS = [(200, 30, 30), (20, 40, 220), (30, 200, 30), (240, 240, 240), (0, 0, 0), (90, 90, 10)]
@@ -29,7 +31,7 @@ class CountingEmbedder(Embedder):
 
 @pytest.fixture(scope="module")
 def embedder():
-    return CountingEmbedder(image_size=32, batch_size=8)
+    return CountingEmbedder(model="lite0", image_size=32, batch_size=8)
 
 
 @pytest.fixture
@@ -83,9 +85,14 @@ def test_damaged_file_is_recomputed_not_trusted(embedder, images, tmp_path, dama
 def test_key_follows_settings_and_files(embedder, images, tmp_path):
     key = cache_key(embedder.config_for(images), images)
     assert len(key) == 64
-    assert cache_key(Embedder(image_size=48).config_for(images), images) != key
-    # Two spellings of the same settings share an entry: auto size on small images == 128 px.
-    assert cache_key(Embedder().config_for(images), images) == cache_key(Embedder(image_size=128).config_for(images), images)
+    assert cache_key(Embedder(model="lite0", image_size=48).config_for(images), images) != key
+    assert cache_key(Embedder(model="lite2", image_size=32).config_for(images), images) != key
+    # Spellings of the same settings share an entry: the auto model and size on small colour images
+    # are the default network at its small-image size; an alias is its timm name.
+    size = small_image_size(DEFAULT_NETWORK)
+    assert cache_key(Embedder().config_for(images), images) == cache_key(
+        Embedder(model=DEFAULT_NETWORK, image_size=size).config_for(images), images)
+    assert cache_key(Embedder(model="tf_efficientnet_lite0", image_size=32).config_for(images), images) == key
     touched = Path(images._reader.root) / images.paths[0]
     os.utime(touched, ns=(0, 10**9))  # file times are not content: same key
     assert cache_key(embedder.config_for(images), image_folder(touched.parents[1])) == key
@@ -145,7 +152,7 @@ def test_batchnorm_folding_is_part_of_the_key(embedder, images, tmp_path):
     import json
 
     config = embedder.config_for(images)
-    unfolded = Embedder(image_size=32, fold_batchnorm=False).config_for(images)
+    unfolded = Embedder(model="lite0", image_size=32, fold_batchnorm=False).config_for(images)
     assert dataclasses.replace(config, fold_batchnorm=False) == unfolded
     assert cache_key(unfolded, images) != cache_key(config, images)
     # An entry written before folding was in the config (same format, key without the field,

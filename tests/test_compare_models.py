@@ -37,7 +37,8 @@ def test_comparison_matches_each_model_analyzed_alone(pets, cache):
     assert result.models == ("lite0", "pixels") and result.has_truth
     rows = {r["model"]: r for r in result.table()}
     assert rows["lite0"]["resolved"] == "tf_efficientnet_lite0" and rows["lite0"]["input size"] == 32
-    assert (rows["pixels"]["resolved"], rows["pixels"]["input size"], rows["pixels"]["features"]) == ("pixels", 32, 3072)
+    pixels = rows["pixels"]
+    assert (pixels["resolved"], pixels["input size"], pixels["features"]) == ("pixels", 32, 3072)
     split = ood_core.in_out_split(ood_core.image_folder(pets), ["cat", "dog"])
     for model in result.models:
         alone = ood_core.analyze(split, model=model, image_size=None if model == "pixels" else 32, cache_dir=cache)
@@ -66,7 +67,7 @@ def test_cli_prints_the_per_model_metrics_and_agreement(pets, cache, capsys):
     for row in expected.table():
         cells = lines[row["model"]]
         assert cells[1:4] == [row["resolved"], str(row["input size"]), str(row["features"])]
-        assert cells[5:8] == [f"{row['feature AUROC']:.4f}", f"{row['FPR@95%TPR']:.4f}", f"{row['prediction AUROC']:.4f}"]
+        assert cells[5:8] == [f"{row[c]:.4f}" for c in ("feature AUROC", "FPR@95%TPR", "prediction AUROC")]
         assert cells[8] == str(row["query flagged"])
     (pair,) = expected.agreement()
     assert lines["lite0 vs pixels"][1] == f"{pair['spearman']:.4f}"

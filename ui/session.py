@@ -109,8 +109,8 @@ def ensure_default_analysis() -> None:
         st.warning(f"This link's dataset cannot be opened here ({escape(str(exc))}); showing the built-in digits.")
     note = st.empty()
     if run_store().get(settings) is None:
-        note.info(f"Preparing {escape(settings.source)}: embedding its images and fitting both scorers (a minute or "
-                  "two the first time, seconds afterwards from the disk cache).")
+        note.info(f"Preparing {escape(settings.source)}: embedding its images and fitting both scorers (seconds "
+                  "once its embeddings are in the disk cache).")
     try:
         analysis = wait_for(settings)
     except Exception as exc:  # a link to data that no longer loads: say why, and show the digits
