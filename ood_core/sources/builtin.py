@@ -74,6 +74,6 @@ def _digits() -> ImageSet:
 
 
 @register_source("cifar10-demo", "CIFAR-10 demo split: 5,000 animal training images fit, 1,000 test images "
-                                 "of all classes scored (path from OOD_CIFAR10)")
+                                 "of all classes scored (from OOD_CIFAR10 or the downloaded copy)")
 def _cifar10_demo() -> ImageSet:
     return demo_split(cifar10())
