@@ -68,7 +68,7 @@ def open_explanation(position: int) -> None:
 
 
 def image_grid(analysis: ood_core.Analysis, positions: Sequence[int], scores: Sequence[float], *, columns: int = 8,
-               empty_text: str = "Nothing to show.", key: str | None = None) -> None:
+               empty_text: str = "Nothing to show.", key: str | None = None, item_marks: dict | None = None) -> None:
     """Draw items at ``positions`` (into ``analysis.ids``) with their scores, ``columns`` per row.
 
     Each caption carries the image's review badge; under each image "View" opens the large view
@@ -88,7 +88,7 @@ def image_grid(analysis: ood_core.Analysis, positions: Sequence[int], scores: Se
         )
         return
     key = key or "grid_" + hashlib.blake2b(positions.tobytes(), digest_size=6).hexdigest()
-    item_marks = review.marks(analysis)
+    item_marks = review.marks(analysis) if item_marks is None else item_marks  # read once per page run if given
     chosen = viewed = None
     grid = st.container(key=f"thumbgrid_{key}")
     for start in range(0, len(positions), columns):

@@ -75,8 +75,10 @@ def bulk_buttons(analysis: ood_core.Analysis, positions: Sequence[int], key: str
         if col.button(verdict, key=f"{key}_bulk_{verdict}", icon=ICONS[verdict], width="stretch"):
             mark(analysis, positions, verdict)
             st.toast(f"Marked {len(positions):,} images {verdict}", icon=ICONS[verdict])
+            st.rerun()  # the grids above were drawn before the click: redraw them with their badges
     if cols[4].button("clear", key=f"{key}_bulk_clear", icon=":material/backspace:", width="stretch"):
         mark(analysis, positions, None)
+        st.rerun()
 
 
 @st.dialog("Image", width="large")

@@ -40,7 +40,8 @@ def scorer_controls(analysis: ood_core.Analysis, scorer: str) -> ood_core.Analys
             c1, c2, c3 = st.columns([1, 1, 2])
             k = c1.number_input("k (neighbours)", min_value=1, max_value=max(1, n_fit - 1),
                                 value=int(analysis.feature_scorer.k_), step=1, key=run_key(analysis, "feature_k"))
-            t = c2.number_input("t (temperature)", min_value=0.05, value=float(cfg.t), step=0.25, key=run_key(analysis, "feature_t"))
+            t = c2.number_input("t (temperature)", min_value=0.05, value=float(cfg.t), step=0.25,
+                                key=run_key(analysis, "feature_t"))
             keep_default = cfg.k is None and int(k) == analysis.feature_scorer.k_
             new = ood_core.ScoreConfig(k=None if keep_default else int(k), t=float(t), method=cfg.method,
                                        adjust=cfg.adjust)
@@ -206,7 +207,7 @@ def grids(analysis: ood_core.Analysis, scorer: str, fit_scores, query_scores, th
         ranked, positions = ranked[kept][: int(n)], positions[kept][: int(n)]
         st.markdown(f"**{title}: {listing.lower()}** · {what}"
                     + ("" if shown == "all" else f" · {review.FILTERS[shown].lower()} only"))
-        image_grid(analysis, positions, scores[ranked], key=f"{scorer}_{name}",
+        image_grid(analysis, positions, scores[ranked], key=f"{scorer}_{name}", item_marks=item_marks,
                    empty_text="No item is flagged at this threshold." if which == "borderline" else "Nothing to show.")
         review.bulk_buttons(analysis, positions, key=f"{scorer}_{name}", what="images above")
 
