@@ -52,7 +52,10 @@ if marks_error:
 
 threshold = sync_threshold(analysis, scorer)
 
-n_items = len(np.union1d(analysis.fit_index, analysis.query_index))
+in_any = np.zeros(len(analysis.ids), bool)  # items in either set (a count, without sorting a million positions)
+in_any[np.asarray(analysis.fit_index, dtype=np.int64)] = True
+in_any[np.asarray(analysis.query_index, dtype=np.int64)] = True
+n_items = int(np.count_nonzero(in_any))
 bar = st.empty()  # filled only while a projection is computed (once per run and method, then read from disk)
 
 
@@ -64,6 +67,7 @@ def report(stage: str, done: int, total: int) -> None:
 
 coords, positions = analysis.projection(method, max_points=MAX_MAP_POINTS, progress=report)  # kept on disk per run
 bar.empty()
+n_drawn = len(positions)
 
 keep = np.ones(len(positions), bool)
 if shown != "both":
@@ -76,9 +80,19 @@ if colour != "score":
     groups = item_groups(analysis, positions, colour, item_marks)
     grouped = dict(groups=groups.names, group_colors=groups.colors, background=groups.background)
 
-if len(positions) < n_items:
-    st.caption(f"Drawing {len(positions):,} of the images: a random sample of {MAX_MAP_POINTS:,} out of "
-               f"{n_items:,} is projected, to keep the map fast.")
+# What the map shows, said in its title and under it: all the items, or a sample of them.
+method_name = ood_core.PROJECTION_TITLES[method]
+shown_sets = {"both": "", "query": "test (query) ", "fit": "train (fit) "}[shown]
+if n_drawn < n_items:
+    what = f"a seeded sample of {n_drawn:,} of {n_items:,} items"
+    map_title = f"{method_name} map of {what}"
+    st.caption(f"The map shows {what} (the same sample each time, projected once per run), to keep it fast"
+               + (f"; of them, the {len(positions):,} {shown_sets}items." if shown != "both" else ".")
+               + " Selections, counts and grids below are of the items drawn.")
+else:
+    map_title = f"{method_name} map of all {n_items:,} items"
+    if shown != "both":
+        map_title += f" ({len(positions):,} {shown_sets}items shown)"
 # The selection outlives the chart (a new figure is a new chart, with none): see ui.map_selection.
 selection = MapSelection(run_key(analysis, "map_selection"), CHART_KEY)
 selected, draw_selected = selection.update(figure_token(method, coords, scores, positions, threshold, scorer,
@@ -86,10 +100,11 @@ selected, draw_selected = selection.update(figure_token(method, coords, scores, 
 
 left, right = st.columns([3, 1], gap="medium")
 with left:
+    figure = embedding_map_figure(coords, scores, positions, threshold, score_label=scorer + " score",
+                                  method_title=method_name, hover=hover, selected=draw_selected, **grouped)
+    figure.update_layout(title=dict(text=map_title, x=0, xanchor="left", font=dict(size=14)))
     st.plotly_chart(
-        embedding_map_figure(coords, scores, positions, threshold, score_label=scorer + " score",
-                             method_title=ood_core.PROJECTION_TITLES[method], hover=hover, selected=draw_selected,
-                             **grouped),
+        figure,
         key=CHART_KEY, on_select="rerun", selection_mode=("points", "box", "lasso"),
         config={"displayModeBar": True})
 

@@ -1,23 +1,37 @@
-"""Every item in one table: scores, flags, class, set and review mark; select rows to open or mark them."""
+"""Every item in one table: scores, flags, class, set and review mark; select rows to open or mark them.
+
+The table is paged: the items are filtered and sorted here, over all of them (the orders by score are
+computed once per run), and only the page shown is sent to the browser."""
 import numpy as np
 import streamlit as st
 
 import ood_core
 from ui import review
+from ui.grid import REVIEW_CODES, item_ranking, review_codes, run_cached
 from ui.session import persistent, require_analysis, sync_threshold
 
-PAGE_ROWS = 1_000  # rows drawn at once; the rest are a page away
+PAGE_ROWS = 1_000  # rows sent to the browser at once; the rest are a page away
 
 st.title("All items")
 st.write("Every scored image with both scores, whether the current thresholds flag it, and your review mark. "
-         "Sort by a column header; select rows to open one large or to mark them all.")
+         "Choose the order with **Sort by** (it sorts all the items, then shows them a page at a time); select "
+         "rows to open one large or to mark them all.")
 
 analysis = require_analysis()
 thresholds = {scorer: sync_threshold(analysis, scorer) for scorer in analysis.scorers}
 item_marks = review.marks(analysis)
 
-# ---- filters
-c1, c2, c3 = st.columns(3)
+# ---- filters and order
+sorts = {"position": "Position (the data's order)"}
+for scorer in analysis.scorers:
+    title = ood_core.SCORERS[scorer]
+    sorts[f"{scorer}_asc"] = f"{title}: lowest (most atypical) first"
+    sorts[f"{scorer}_desc"] = f"{title}: highest (most typical) first"
+keep_sort = persistent("table_sort", "feature_asc")
+if st.session_state["table_sort"] not in sorts:  # kept from a dataset with prediction scores
+    st.session_state["table_sort"] = "feature_asc"
+
+c1, c2, c3, c4 = st.columns([1, 1.2, 1, 1.6])
 sets = {"all": "all items", "fit": "train (fit)", "query": "test (query)"}
 which_set = c1.selectbox("Items", list(sets), format_func=sets.get, key="table_set",
                          on_change=persistent("table_set", "all"))
@@ -25,35 +39,67 @@ flagged_only = c2.toggle(f"Only flagged by the {ood_core.SCORERS['feature'].lowe
                          on_change=persistent("table_flagged", False))
 shown_review = c3.selectbox("Review", list(review.FILTERS), format_func=review.FILTERS.get, key="table_review",
                             on_change=persistent("table_review", "all"))
+page_key = f"table_page_{which_set}_{flagged_only}_{shown_review}"  # other filters: another page number
 
-positions = np.union1d(analysis.fit_index, analysis.query_index)
-if which_set != "all":
-    positions = analysis.fit_index if which_set == "fit" else analysis.query_index
-scores = {scorer: analysis.item_scores(scorer) for scorer in analysis.scorers}
+
+def on_sort() -> None:
+    keep_sort()
+    if page_key in st.session_state:
+        st.session_state[page_key] = 1  # a new order starts at its first page
+
+
+sort = c4.selectbox("Sort by", list(sorts), format_func=sorts.get, key="table_sort", on_change=on_sort,
+                    help="Sorts all the items (not only the page shown). A click on a column header sorts only the "
+                         "rows of this page.")
+
+
+def membership() -> tuple[np.ndarray, np.ndarray]:
+    """(in the fit set, in the query set), one flag per item of ids."""
+    fit, query = np.zeros(len(analysis.ids), bool), np.zeros(len(analysis.ids), bool)
+    fit[np.asarray(analysis.fit_index, dtype=np.int64)] = True
+    query[np.asarray(analysis.query_index, dtype=np.int64)] = True
+    return fit, query
+
+
+in_fit, in_query = run_cached(("table_membership", analysis.run_id), (analysis.fit_index, analysis.query_index),
+                              membership)
+scores = {scorer: item_ranking(analysis, scorer).scores for scorer in analysis.scorers}  # one per item of ids
+keep = {"all": in_fit | in_query, "fit": in_fit, "query": in_query}[which_set]
 if flagged_only:
-    positions = positions[scores["feature"][positions] < thresholds["feature"]]
-positions = positions[review.shown(positions, item_marks, analysis.ids, shown_review)]
-positions = positions[np.lexsort((positions, scores["feature"][positions]))]  # most atypical first
+    keep = keep & (scores["feature"] < thresholds["feature"])
+if shown_review != "all":
+    keep = keep & (review_codes(analysis, item_marks) == REVIEW_CODES[shown_review])
 
-pages = max(1, -(-len(positions) // PAGE_ROWS))
-page = st.number_input(f"Page (of {pages:,}; {PAGE_ROWS:,} rows each)", min_value=1, max_value=pages, value=1,
-                       key=f"table_page_{which_set}_{flagged_only}_{shown_review}") if pages > 1 else 1
-rows = positions[(page - 1) * PAGE_ROWS: page * PAGE_ROWS]
-fit = set(analysis.fit_index.tolist())
+if sort == "position":
+    order = np.flatnonzero(keep)
+else:
+    scorer, direction = sort.rsplit("_", 1)
+    ranked = item_ranking(analysis, scorer)  # equal scores in position order
+    ordered = ranked.ascending if direction == "asc" else ranked.descending
+    order = ordered[keep[ordered]]
+
+total = len(order)
+pages = max(1, -(-total // PAGE_ROWS))
+if st.session_state.get(page_key, 1) > pages:  # fewer items than when the page was chosen
+    st.session_state[page_key] = pages
+page = st.number_input(f"Page (of {pages:,}; {PAGE_ROWS:,} rows each)", min_value=1, max_value=pages, step=1,
+                       key=page_key) if pages > 1 else 1
+rows = np.asarray(order[(page - 1) * PAGE_ROWS: page * PAGE_ROWS], dtype=np.int64)
 table = {"position": rows, "id": [analysis.ids[p] for p in rows],
          "class": [analysis.class_name(p) for p in rows],
-         "set": ["train" if p in fit else "test" for p in rows]}
+         "set": np.where(in_fit[rows], "train", "test")}
 for scorer in analysis.scorers:
     table[f"{scorer} score"] = scores[scorer][rows]
     table[f"{scorer} flagged"] = scores[scorer][rows] < thresholds[scorer]
 table["review"] = [item_marks[analysis.ids[p]].verdict if analysis.ids[p] in item_marks else "" for p in rows]
 table["note"] = [item_marks[analysis.ids[p]].note if analysis.ids[p] in item_marks else "" for p in rows]
 
-st.caption(f"{len(positions):,} items" + (f"; showing rows {(page - 1) * PAGE_ROWS + 1:,} to "
-                                          f"{min(page * PAGE_ROWS, len(positions)):,}" if pages > 1 else ""))
+st.caption(f"{total:,} items" + (f"; showing rows {(page - 1) * PAGE_ROWS + 1:,} to {min(page * PAGE_ROWS, total):,}"
+                                 if pages > 1 else ""))
 event = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row", key="table_rows",
                      column_config={f"{s} score": st.column_config.NumberColumn(format="%.4f") for s in scores})
-selected = rows[np.asarray(event.selection.rows, dtype=np.int64)] if event.selection.rows else rows[:0]
+picked = np.asarray(event.selection.rows, dtype=np.int64).reshape(-1)
+selected = rows[picked[picked < len(rows)]]  # row numbers of this page (a selection may outlive a page change)
 
 # ---- what to do with the selection
 if len(selected):

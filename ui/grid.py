@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-from typing import Sequence
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import streamlit as st
@@ -55,6 +58,37 @@ def thumbnail(analysis: ood_core.Analysis, position: int) -> bytes:
     return _thumbnail_png(analysis.items.identity, int(position), analysis.items)
 
 
+_GRID_THUMBS: "OrderedDict[tuple[str, int], tuple[bytes, int]]" = OrderedDict()
+_GRID_THUMBS_LOCK = threading.Lock()
+GRID_THUMB_ENTRIES = 20_000
+
+
+def grid_thumbnail(analysis: ood_core.Analysis, position: int) -> tuple[bytes, int]:
+    """``(PNG bytes, width to draw it at)`` of a grid cell: a small image at its own size, drawn
+    :func:`upscale`'s integer factor larger by the browser (pixelated, see ``GRID_CSS``), so a grid of
+    new images costs a few small encodings; a large one shrunk to fit. Cached per source and item
+    (a plain LRU: a cell costs a dictionary lookup on a rerun)."""
+    key = (analysis.items.identity, int(position))
+    with _GRID_THUMBS_LOCK:
+        hit = _GRID_THUMBS.get(key)
+        if hit is not None:
+            _GRID_THUMBS.move_to_end(key)
+            return hit
+    image = analysis.items.load_image(int(position))
+    side = max(image.size)
+    if side > THUMB_SIZE:
+        image = upscale(image)
+    factor = max(THUMB_SIZE // side, 1) if side < THUMB_SIZE else 1
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    value = (buf.getvalue(), image.size[0] * factor)
+    with _GRID_THUMBS_LOCK:
+        _GRID_THUMBS[key] = value
+        while len(_GRID_THUMBS) > GRID_THUMB_ENTRIES:
+            _GRID_THUMBS.popitem(last=False)
+    return value
+
+
 def caption(analysis: ood_core.Analysis, position: int, score: float, badge: str = "") -> str:
     """``#position · score``, then the class (left out when unknown), then the review badge (if any)."""
     lines = [f"#{position} · {score:.3f}", analysis.class_name(position), badge]
@@ -95,7 +129,8 @@ def image_grid(analysis: ood_core.Analysis, positions: Sequence[int], scores: Se
         cols = grid.columns(columns)
         for col, pos, score in zip(cols, positions[start:start + columns], scores[start:start + columns]):
             with col:
-                st.image(thumbnail(analysis, pos), width="content", output_format="PNG",  # crisp pixels as encoded
+                png, width = grid_thumbnail(analysis, pos)
+                st.image(png, width=width, output_format="PNG",  # the browser enlarges small ones, pixelated
                          caption=caption(analysis, pos, float(score), review.badge(item_marks, analysis.ids[pos])))
                 if st.button("View", key=f"{key}_view_{pos}", type="tertiary", icon=":material/open_in_full:",
                              help=f"#{pos} ({analysis.ids[pos]}) large, with its metadata and the mark buttons"):
@@ -113,3 +148,150 @@ def listing_positions(analysis: ood_core.Analysis, which: str, ranked: np.ndarra
     """Map indices into the fit (``which="fit"``) or query scores to positions into ``analysis.ids``."""
     index = analysis.fit_index if which == "fit" else analysis.query_index
     return index[np.asarray(ranked, dtype=np.int64)]
+
+
+# ------------------------------------------------------------------ what depends only on the run
+# Orders of a run's scores and its id index, computed once per server and shared by sessions
+# (an Analysis is shared by every session that loads it). An entry names its arrays by a key
+# (e.g. a scores_id) and is trusted only while the arrays it was built from are the very objects
+# given again, so two analyses under one name never mix. A few entries, least recently used
+# dropped: a 1,000,000-item run takes about 16 MB per order.
+_RUN_CACHE: "OrderedDict[tuple, tuple[tuple, Any]]" = OrderedDict()
+_RUN_CACHE_LOCK = threading.Lock()
+RUN_CACHE_ENTRIES = 24
+
+
+def run_cached(key: tuple, sources: tuple, build: Callable[[], Any]) -> Any:
+    """``build()``, once per ``key`` while ``sources`` (the arrays it reads) are the same objects."""
+    with _RUN_CACHE_LOCK:
+        hit = _RUN_CACHE.get(key)
+        if hit is not None and len(hit[0]) == len(sources) and all(a is b for a, b in zip(hit[0], sources)):
+            _RUN_CACHE.move_to_end(key)
+            return hit[1]
+    value = build()
+    with _RUN_CACHE_LOCK:
+        _RUN_CACHE[key] = (sources, value)
+        _RUN_CACHE.move_to_end(key)
+        while len(_RUN_CACHE) > RUN_CACHE_ENTRIES:
+            _RUN_CACHE.popitem(last=False)
+    return value
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False  # shared by sessions: nobody may sort it in place
+    return array
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """The scores of one set in order, sorted once per run so that a threshold change costs a
+    binary search instead of a sort. Equal scores are ordered by index, as in
+    :func:`ood_core.rank_outliers`."""
+
+    ascending: np.ndarray  # indices into the scores, lowest score first
+    values: np.ndarray  # the scores in that order (non-decreasing)
+    scores: np.ndarray  # the scores themselves
+    _descending: list = field(default_factory=list, repr=False, compare=False)  # built on first use
+
+    @classmethod
+    def of(cls, scores: np.ndarray) -> "Ranking":
+        scores = np.asarray(scores, dtype=np.float64)
+        ascending = np.argsort(scores, kind="stable")
+        return cls(_frozen(ascending), _frozen(scores[ascending]), scores, [])
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def descending(self) -> np.ndarray:
+        """Indices, highest score first (equal scores by index, ascending)."""
+        if not self._descending:
+            self._descending.append(_frozen(np.argsort(-self.scores, kind="stable")))
+        return self._descending[0]
+
+    def count_below(self, threshold: float) -> int:
+        """How many scores lie strictly below ``threshold`` (the flagged count)."""
+        return int(np.searchsorted(self.values, float(threshold), side="left"))
+
+    def percentile_threshold(self, percentile: float) -> float:
+        """:func:`ood_core.percentile_threshold` of these scores, to the bit (``numpy.percentile``
+        of the sorted values picks the same order statistics), without its sort."""
+        return ood_core.percentile_threshold(self.values, percentile)
+
+    def listing(self, which: str, threshold: float | None) -> np.ndarray:
+        """Indices in the order of :func:`ood_core.rank_outliers`'s ``which`` (``top``, ``bottom``
+        or ``borderline``), all of them (take the first n): a view, not a copy."""
+        if which == "top":
+            return self.ascending
+        if which == "bottom":
+            return self.descending
+        if which == "borderline":
+            if threshold is None:
+                return self.ascending[:0]
+            # descending order puts the scores >= threshold first; the flagged ones follow
+            return self.descending[len(self) - self.count_below(threshold):]
+        raise ValueError(f"which must be 'top', 'bottom' or 'borderline'; got {which!r}")
+
+
+def ranking(analysis: ood_core.Analysis, scorer: str, which: str) -> Ranking:
+    """The :class:`Ranking` of ``scorer``'s ``which`` ("fit" or "query") scores, once per run."""
+    fit_scores, query_scores = analysis.scores(scorer)
+    scores = fit_scores if which == "fit" else query_scores
+    return run_cached(("ranking", analysis.scores_id(scorer), which), (scores,), lambda: Ranking.of(scores))
+
+
+def item_ranking(analysis: ood_core.Analysis, scorer: str) -> Ranking:
+    """The :class:`Ranking` of :meth:`ood_core.Analysis.item_scores` (one score per item of ``ids``,
+    NaN, sorted last, for items in neither set), once per run."""
+    fit_scores, query_scores = analysis.scores(scorer)
+    return run_cached(("item_ranking", analysis.scores_id(scorer)), (fit_scores, query_scores, analysis.ids),
+                      lambda: Ranking.of(analysis.item_scores(scorer)))
+
+
+def _id_positions(analysis: ood_core.Analysis) -> dict[str, int]:
+    return run_cached(("id_positions", analysis.run_id), (analysis.ids,),
+                      lambda: {item: p for p, item in enumerate(analysis.ids)})
+
+
+#: Review codes of :func:`review_codes`: 0 for an item without a mark, then one per verdict.
+REVIEW_CODES = {"unreviewed": 0, **{v: i for i, v in enumerate(ood_core.VERDICTS, start=1)}}
+
+
+def review_codes(analysis: ood_core.Analysis, item_marks: dict) -> np.ndarray:
+    """One code per item of ``analysis.ids`` (:data:`REVIEW_CODES`): 0 unreviewed, else its verdict.
+    Costs the number of marks, not of items (the id index is built once per run)."""
+    codes = np.zeros(len(analysis.ids), dtype=np.int8)
+    if item_marks:
+        index = _id_positions(analysis)
+        for item, mark in item_marks.items():
+            position = index.get(item)
+            if position is not None:
+                codes[position] = REVIEW_CODES[mark.verdict]
+    return codes
+
+
+def review_mask(positions: np.ndarray, codes: np.ndarray, which: str) -> np.ndarray:
+    """Which of ``positions`` the review filter ``which`` (``ui.review.FILTERS``) shows, as
+    :func:`ui.review.shown`, vectorised."""
+    if which == "all":
+        return np.ones(len(positions), dtype=bool)
+    return codes[np.asarray(positions, dtype=np.int64)] == REVIEW_CODES[which]
+
+
+def listing_page(analysis: ood_core.Analysis, scorer: str, which_set: str, listing: str, threshold: float, n: int,
+                 codes: np.ndarray | None = None, shown: str = "all") -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` items of a grid: ``(indices into the set's scores, positions into ids)`` in
+    the order of ``ood_core.rank_outliers(scores, threshold)[listing]``, keeping only those the
+    review filter ``shown`` shows (``codes``: :func:`review_codes`). Reads only what it shows."""
+    order = ranking(analysis, scorer, which_set).listing(listing, threshold)
+    index = np.asarray(analysis.fit_index if which_set == "fit" else analysis.query_index, dtype=np.int64)
+    if shown == "all" or codes is None:
+        ranked = np.asarray(order[:n], dtype=np.int64)
+        return ranked, index[ranked]
+    want, kept, start, step = REVIEW_CODES[shown], [], 0, max(4 * n, 1024)
+    while start < len(order) and sum(map(len, kept)) < n:  # a chunk at a time, growing: stop once n are found
+        chunk = np.asarray(order[start:start + step], dtype=np.int64)
+        kept.append(chunk[codes[index[chunk]] == want])
+        start, step = start + step, step * 4
+    ranked = np.concatenate(kept)[:n] if kept else np.empty(0, dtype=np.int64)
+    return ranked, index[ranked]

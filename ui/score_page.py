@@ -14,16 +14,17 @@ import streamlit as st
 
 import ood_core
 from ui.figures import roc_figure
-from ui.grid import image_grid, listing_positions
+from ui.grid import image_grid, listing_page, ranking, review_codes, run_cached
 from ui.groups import available_groupings, item_groups
 from ui import review
 from ui.markup import escape
-from ui.session import (adopt_url_percentile, apply_score_config, current_view, persistent, require_analysis,
-                        run_key, set_percentile, set_threshold, share_in_url, threshold_keys)
+from ui.session import (adopt_url_percentile, apply_score_config, persistent, require_analysis, run_key,
+                        set_percentile, set_threshold, share_in_url, sync_threshold, threshold_keys)
 from ui.threshold_histogram import threshold_histogram
 
 DEFAULT_GRID_SIZE = 16
 ROC_MAX_POINTS = 500  # points of the drawn ROC curve
+_PERCENTILE_MEMO = "_percentile_thresholds"  # session: (scores_id, percentile) -> threshold, the last few
 LISTINGS = {
     "Top outliers": ("top", "lowest scores first"),
     "Borderline": ("borderline", "flagged, closest to the threshold"),
@@ -73,8 +74,11 @@ def threshold_section(analysis: ood_core.Analysis, scorer: str) -> None:
     p_key, _ = threshold_keys(scorer)
     input_key, error_key = f"{scorer}_percentile_input", f"{scorer}_percentile_error"
     fit_scores, query_scores = analysis.scores(scorer)
+    # The fit scores sorted once per run: a percentile, a flagged count or a listing is then a
+    # lookup (same values, to the bit, as ood_core's functions on the unsorted scores).
+    fit_sorted = ranking(analysis, scorer, "fit").values
     adopt_url_percentile(analysis, scorer)
-    view = current_view(analysis, scorer)
+    view = threshold_view(analysis, scorer)
     threshold = view.threshold
     st.session_state[input_key] = st.session_state[p_key]
 
@@ -85,11 +89,12 @@ def threshold_section(analysis: ood_core.Analysis, scorer: str) -> None:
                                            f"stays at the {st.session_state[p_key]:g}th percentile.")
             return
         st.session_state.pop(error_key, None)
-        set_percentile(scorer, fit_scores, typed)
+        set_percentile(scorer, fit_sorted, typed)
+        _remember_percentile(analysis, scorer, typed, st.session_state[threshold_keys(scorer)[1]])
 
     def on_drag(x: float) -> None:
         st.session_state.pop(error_key, None)
-        set_threshold(scorer, fit_scores, x)
+        set_threshold(scorer, fit_sorted, x)
         st.session_state[input_key] = st.session_state[p_key]
 
     row = st.columns([1.4, 0.8, 1.2, 1.2], vertical_alignment="bottom")  # room for "1,347 (100.0%)"
@@ -112,7 +117,7 @@ def threshold_section(analysis: ood_core.Analysis, scorer: str) -> None:
         st.session_state[stack_key] = "none"
     stack = st.segmented_control("Stack the test bars by", list(stacks), format_func=stacks.get, key=stack_key,
                                  on_change=keep_stack) or "none"
-    groups = None if stack == "none" else item_groups(analysis, analysis.query_index, stack, item_marks)
+    groups = None if stack == "none" else stack_groups(analysis, stack, item_marks)
     threshold_histogram(fit_scores, None if analysis.same_set else query_scores, threshold,
                         key=f"{scorer}_histogram", percentile=st.session_state[p_key],
                         labels=("train (fit)", "test (query)"), on_change=on_drag,
@@ -121,7 +126,7 @@ def threshold_section(analysis: ood_core.Analysis, scorer: str) -> None:
     if view.metrics is not None:
         evaluation(analysis, scorer, view.metrics)
     review.progress(analysis, scorer, threshold, item_marks)
-    if analysis.is_ood is None and not analysis.same_set:
+    if analysis.is_ood is None and not analysis.same_set and item_marks:
         rows, truth = ood_core.reviewed_truth(analysis, item_marks)
         if truth.any() and not truth.all() and st.toggle(
                 "Evaluate against my marks", key=f"{scorer}_marks_as_truth",
@@ -132,6 +137,65 @@ def threshold_section(analysis: ood_core.Analysis, scorer: str) -> None:
     grids(analysis, scorer, fit_scores, query_scores, threshold, item_marks)
     export(analysis, scorer, view)
     review.export_panel(analysis, scorer, threshold, item_marks)
+
+
+def stack_groups(analysis: ood_core.Analysis, stack: str, item_marks: dict):
+    """``item_groups`` of the test items (the histogram's stacks), once per run (and marks)."""
+    marks_key = None
+    if stack == "mark":  # the marks change the groups: name them by their verdicts
+        marks_key = frozenset((item, mark.verdict) for item, mark in item_marks.items())
+    return run_cached(("stack_groups", analysis.run_id, stack, marks_key), (analysis.query_index, analysis.is_ood),
+                      lambda: item_groups(analysis, analysis.query_index, stack, item_marks))
+
+
+def _remember_percentile(analysis: ood_core.Analysis, scorer: str, percentile: float, threshold: float) -> None:
+    memo = st.session_state.setdefault(_PERCENTILE_MEMO, {})
+    memo[(analysis.scores_id(scorer), float(percentile))] = float(threshold)
+    while len(memo) > 64:
+        memo.pop(next(iter(memo)))
+
+
+def _percentile_threshold(analysis: ood_core.Analysis, scorer: str, percentile: float) -> float:
+    """``ood_core.percentile_threshold(fit_scores, percentile)``, remembered for the last few percentiles."""
+    memo = st.session_state.setdefault(_PERCENTILE_MEMO, {})
+    key = (analysis.scores_id(scorer), float(percentile))
+    if key not in memo:
+        threshold = ranking(analysis, scorer, "fit").percentile_threshold(percentile)
+        _remember_percentile(analysis, scorer, percentile, threshold)
+    return memo[key]
+
+
+def run_metrics(analysis: ood_core.Analysis, scorer: str) -> dict:
+    """AUROC and FPR at 95% TPR of ``scorer`` against the known truth: they depend only on the run,
+    so they are computed once per run and scorer settings (``ood_core.ood_metrics``)."""
+    _, query_scores = analysis.scores(scorer)
+    return run_cached(("metrics", analysis.scores_id(scorer)), (query_scores, analysis.is_ood),
+                      lambda: ood_core.ood_metrics(query_scores, analysis.is_ood))
+
+
+def threshold_view(analysis: ood_core.Analysis, scorer: str) -> ood_core.ThresholdView:
+    """The counts and metrics at the session's threshold: what ``ui.session.current_view`` gives (the
+    percentile the user typed when the threshold came from it, else the one it reaches), equal to
+    ``analysis.threshold_view``, but with what depends only on the run (the sorted fit and query
+    scores, the AUROC) computed once per run, so a threshold change costs binary searches and one
+    pass over the query truth, not sorts."""
+    threshold = sync_threshold(analysis, scorer)
+    percentile = float(st.session_state[threshold_keys(scorer)[0]])
+    fit, query = ranking(analysis, scorer, "fit"), ranking(analysis, scorer, "query")
+    fit_flagged = fit.count_below(threshold)
+    reached = float(100.0 * fit_flagged / len(fit))
+    if _percentile_threshold(analysis, scorer, percentile) != threshold:
+        percentile = reached  # a dragged line: the percentile it reaches
+    metrics = None
+    if analysis.is_ood is not None:
+        truth = np.asarray(analysis.is_ood).astype(bool, copy=False)
+        counts = ood_core.flag_metrics(query.scores < float(threshold), truth)
+        metrics = {**run_metrics(analysis, scorer), "threshold": float(threshold),
+                   **{key: counts[key] for key in ("tpr", "fpr", "precision", "tp", "fp", "tn", "fn")}}
+    return ood_core.ThresholdView(
+        scorer=scorer, percentile=percentile, threshold=float(threshold), reached=reached,
+        fit_flagged=fit_flagged, fit_total=len(fit), query_flagged=query.count_below(threshold),
+        query_total=len(query), metrics=metrics)
 
 
 def evaluation(analysis: ood_core.Analysis, scorer: str, m: dict, scores: np.ndarray | None = None,
@@ -200,11 +264,10 @@ def grids(analysis: ood_core.Analysis, scorer: str, fit_scores, query_scores, th
     sets = [("Train (fit)", "fit", fit_scores)]
     if not analysis.same_set:
         sets.append(("Test (query)", "query", query_scores))
+    codes = None if shown == "all" else review_codes(analysis, item_marks)
     for title, name, scores in sets:
-        ranked = ood_core.rank_outliers(scores, threshold=threshold, n=int(n) if shown == "all" else len(scores))[which]
-        positions = listing_positions(analysis, name, ranked)
-        kept = review.shown(positions, item_marks, analysis.ids, shown)
-        ranked, positions = ranked[kept][: int(n)], positions[kept][: int(n)]
+        # the first n of ood_core.rank_outliers' listing (from the run's sorted scores), filtered by review
+        ranked, positions = listing_page(analysis, scorer, name, which, threshold, int(n), codes, shown)
         st.markdown(f"**{title}: {listing.lower()}** · {what}"
                     + ("" if shown == "all" else f" · {review.FILTERS[shown].lower()} only"))
         image_grid(analysis, positions, scores[ranked], key=f"{scorer}_{name}", item_marks=item_marks,
