@@ -50,7 +50,10 @@ def prepare(X: np.ndarray, metric: str, device: torch.device) -> torch.Tensor:
     Each row is first divided by a power of two near its largest absolute value, so the
     norm neither overflows (values >= 1e155 in float64, 1e19 in float32) nor underflows.
     """
-    T = torch.from_numpy(np.ascontiguousarray(X)).to(device)
+    X = np.ascontiguousarray(X)
+    if not X.flags.writeable:  # a read-only memmap: torch wants memory it may write
+        X = X.copy()
+    T = torch.from_numpy(X).to(device)
     if metric == "cosine":
         T = T / _power_of_two(T.abs().amax(dim=1, keepdim=True))
         norms = torch.linalg.vector_norm(T, dim=1, keepdim=True)

@@ -12,6 +12,26 @@ def _describe(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
+def check_shape(X: Any, name: str) -> tuple[int, int]:
+    """``(n_rows, n_columns)`` of a 2-D numeric matrix, read from an array's (or a memmap's, or
+    :class:`~ood_core.shards.FeatureShards`') header without touching its values; other inputs
+    are checked whole by :func:`check_matrix`."""
+    if not (hasattr(X, "shape") and hasattr(X, "dtype") and hasattr(X, "ndim")):
+        return check_matrix(X, name).shape
+    dtype = np.dtype(X.dtype)
+    if not (np.issubdtype(dtype, np.number) or dtype == bool) or np.issubdtype(dtype, np.complexfloating):
+        raise TypeError(f"{name} must hold real numbers; got dtype {dtype}")
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features); got {X.ndim}-D shape {tuple(X.shape)}. "
+                         "Reshape a single sample with X.reshape(1, -1).")
+    n, d = (int(v) for v in X.shape)
+    if n < 1:
+        raise ValueError(f"{name} needs at least 1 row(s); got shape {(n, d)}")
+    if d == 0:
+        raise ValueError(f"{name} has no columns; got shape {(n, d)}")
+    return n, d
+
+
 def check_matrix(X: Any, name: str, *, min_rows: int = 1) -> np.ndarray:
     """Return ``X`` as a finite 2-D float32/float64 array, or raise naming ``name``."""
     if X is None:

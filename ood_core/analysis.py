@@ -18,10 +18,12 @@ import numpy as np
 
 from ._export import to_csv
 from ._files import atomic_write
+from ._index import INDEX_CHOICES
 from ._progress import Progress, stage
 from ._validation import check_int
 from .explain.neighbours import explain_neighbours
 from .scorers import PRED_SCORE_METHODS, FeatureScorer, PredProbScorer
+from .shards import rows
 from .thresholds import flag, ood_metrics, percentile_of, percentile_threshold
 
 PROJECTION_FORMAT = "ood-explorer-projection-v1"  # bump when project_2d's output changes for equal input
@@ -37,14 +39,17 @@ class ScoreConfig:
     t: float = 1.0  # temperature of the feature score
     method: str = "entropy"  # prediction score: one of PRED_SCORE_METHODS
     adjust: bool = True  # subtract the per-class confident thresholds
+    index: str = "auto"  # neighbour search of the feature score: "auto", "exact" or "approximate"
 
     def __post_init__(self):
         if self.method not in PRED_SCORE_METHODS:
             raise ValueError(f"method must be one of {PRED_SCORE_METHODS}; got {self.method!r}")
+        if self.index not in INDEX_CHOICES:
+            raise ValueError(f"index must be one of {INDEX_CHOICES}; got {self.index!r}")
 
     def of(self, scorer: str) -> tuple:
         """The settings that ``scorer`` depends on."""
-        return (self.k, self.t) if scorer == "feature" else (self.method, self.adjust)
+        return (self.k, self.t, self.index) if scorer == "feature" else (self.method, self.adjust)
 
 
 @dataclass(frozen=True)
@@ -175,6 +180,11 @@ class Analysis:
     def caveats(self, scorer: str) -> list[str]:
         """What a user should know before trusting ``scorer``'s threshold on this data (may be empty)."""
         notes = []
+        if scorer == "feature" and self.feature_scorer.index_["kind"] == "approximate":
+            notes.append(
+                f"Neighbours were searched with an {self.feature_scorer.search_}: a few of each item's "
+                "k nearest fit items may be missed, so its score can be slightly lower than the exact one. "
+                "Choose index 'exact' for exact scores (slow above about 100,000 fit items).")
         if scorer == "prediction" and self.fit_pred_probs is not None and self.fit_pred_probs.shape[1] == 2:
             notes.append(
                 "With only 2 classes the prediction score says how unsure a 2-way classifier is between them: "
@@ -271,7 +281,8 @@ class Analysis:
         sets = [("fit", self.fit_index, 0)]
         if not self.same_set:
             sets.append(("query", self.query_index, 1))
-        rows: list[dict[str, Any]] = []
+        table: list[dict[str, Any]] = []
+        search = self.feature_scorer.search_  # "exact", or the approximate index and its settings
         for set_name, index, which in sets:
             for j, pos in enumerate(index):
                 row: dict[str, Any] = {"id": self.ids[pos], "path": self.paths[pos], "set": set_name,
@@ -282,8 +293,10 @@ class Analysis:
                     s = float(scores[name][which][j])
                     row[f"{name}_score"] = s
                     row[f"{name}_flagged"] = s < thr
-                rows.append(row)
-        return rows
+                    if name == "feature" and search != "exact":
+                        row["feature_search"] = search
+                table.append(row)
+        return table
 
     def scores_csv(self, thresholds: dict[str, float]) -> str:
         """:meth:`scores_table` as CSV text (scores with full float precision)."""
@@ -293,7 +306,8 @@ class Analysis:
         """A JSON-ready record of a threshold: what was scored, how, and what it flags."""
         if view.scorer == "feature":
             scorer_params = {"k": self.feature_scorer.k_, "t": self.score_config.t,
-                             "metric": self.feature_scorer.metric_, "scale": self.feature_scorer.scale_}
+                             "metric": self.feature_scorer.metric_, "scale": self.feature_scorer.scale_,
+                             "neighbour_search": self.feature_scorer.index_}
         else:
             classifier = None if self.classifier is None else {
                 "model": self.classifier.model, "C": self.classifier.C,
@@ -326,10 +340,11 @@ class Analysis:
 def fit_feature(features: np.ndarray, fit_index: np.ndarray, query_index: np.ndarray, config: ScoreConfig,
                 progress: Progress | None = None) -> dict[str, Any]:
     """The feature scorer fitted on the fit rows, and the fit and query scores (Analysis fields)."""
-    scorer = FeatureScorer(k=config.k, t=config.t).fit(features[fit_index], progress=stage(progress, "neighbours"))
+    scorer = FeatureScorer(k=config.k, t=config.t, index=config.index).fit(
+        rows(features, fit_index), progress=stage(progress, "neighbours"))
     same = len(fit_index) == len(query_index) and bool(np.all(fit_index == query_index))
     return {"feature_scorer": scorer, "fit_feature_scores": scorer.fit_scores_,
-            "query_feature_scores": scorer.fit_scores_ if same else scorer.score(features[query_index])}
+            "query_feature_scores": scorer.fit_scores_ if same else scorer.score(rows(features, query_index))}
 
 
 def fit_prediction(fit_pred_probs: np.ndarray, query_pred_probs: np.ndarray, pred_classes: np.ndarray,

@@ -8,8 +8,9 @@ import numpy as np
 
 from ._device import resolve_device
 from ._progress import StepProgress
+from ._index import resolve_index
 from ._validation import (check_fitted, check_int, check_labels, check_matrix, check_number, check_pred_probs,
-                          check_same_length)
+                          check_same_length, check_shape)
 
 # Distances below these count as zero and score exactly 1 (SCORING.md section 1).
 ZERO_DISTANCE_TOL = {"cosine": 100 * 1.1e-16, "euclidean": float(np.sqrt(100 * 2.2e-16))}
@@ -25,6 +26,18 @@ def _search():
 
     return _neighbors
 
+def _override(params, overrides: dict):
+    """``params`` with the fields named in ``overrides`` replaced (each a positive integer)."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(params)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"index_params has unknown key(s) {unknown}; known: {sorted(fields)}")
+    return dataclasses.replace(params, **{key: check_int(value, f"index_params[{key!r}]", 1)
+                                          for key, value in overrides.items()})
+
+
 class FeatureScorer:
     """K-nearest-neighbour outlier score on feature vectors (Kuan & Mueller, 2022).
 
@@ -38,20 +51,33 @@ class FeatureScorer:
     t : temperature of the exponential transform (> 0).
     metric : ``"auto"`` (cosine when more than 3 features, else Euclidean), ``"cosine"`` or
         ``"euclidean"``.
-    device : ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``; where the search runs.
+    device : ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``; where the exact search runs.
     block_size : rows per block of the exact search; memory is ``block_size**2`` floats.
+    index : ``"exact"``, ``"approximate"`` (a faiss index, cosine only; needs the ``scale`` extra)
+        or ``"auto"`` (approximate above ``AUTO_APPROXIMATE_ROWS`` fit rows when faiss is installed).
+    index_params : overrides of the approximate index's settings (``nlist``, ``nprobe``, ``pq_m``,
+        ``k_factor``, ``train_rows``; see :class:`~ood_core._index.IndexParams`).
+
+    ``X`` may be an array, a ``np.memmap`` or :class:`~ood_core.shards.FeatureShards`; the
+    approximate search reads it a block at a time, so the fit rows are held in memory once (in
+    the index).
 
     Attributes (after ``fit``): ``k_``, ``metric_``, ``scale_``, ``fit_scores_``,
-    ``fit_distances_`` (mean kNN distance per fit row), ``n_features_in_``, ``n_fit_``.
+    ``fit_distances_`` (mean kNN distance per fit row), ``n_features_in_``, ``n_fit_``,
+    ``index_`` (how neighbours were searched: ``{"kind": "exact"}`` or the approximate index's
+    settings) and ``search_`` (the same in words, for display).
     """
 
     def __init__(self, k: int | None = None, t: float = 1.0, metric: str = "auto",
-                 device: str = "auto", block_size: int | None = None):
+                 device: str = "auto", block_size: int | None = None, index: str = "auto",
+                 index_params: dict | None = None):
         self.k = k
         self.t = t
         self.metric = metric
         self.device = device
         self.block_size = block_size
+        self.index = index
+        self.index_params = index_params
 
     def _check_params(self, n_fit: int) -> int:
         if not check_number(self.t, "t") > 0:
@@ -73,15 +99,36 @@ class FeatureScorer:
 
     def fit(self, X, progress: StepProgress | None = None) -> "FeatureScorer":
         """Learn the fit set, its neighbour distances and the scale ``scale_``."""
-        X = check_matrix(X, "X")
-        self.k_ = self._check_params(X.shape[0])
-        self.metric_ = _search().resolve_metric(self.metric, X.shape[1])
-        self.device_ = resolve_device(self.device)
-        self.n_features_in_ = X.shape[1]
-        self.n_fit_ = X.shape[0]
-        self._fit_dtype = X.dtype
-        self._fit_rows = _search().prepare(X, self.metric_, self.device_)
-        dist, idx = _search().knn(self._fit_rows, self.k_, self.metric_, block_size=self.block_size, progress=progress)
+        n, d = check_shape(X, "X")
+        self.k_ = self._check_params(n)
+        self.metric_ = _search().resolve_metric(self.metric, d)
+        kind = resolve_index(self.index, n, self.metric_)
+        self.n_features_in_ = d
+        self.n_fit_ = n
+        if kind == "approximate":
+            from ._index import ApproximateIndex, IndexParams
+
+            params = IndexParams.for_size(n, d)
+            if self.index_params:
+                params = _override(params, self.index_params)
+            self.device_ = resolve_device("cpu")
+            self._fit_dtype = np.dtype(np.float32)
+            self._fit_rows = None
+            self._ann = ApproximateIndex(X, params, progress=progress)
+            dist, idx = self._ann.search(X, self.k_, exclude_self=True, progress=progress,
+                                         progress_offset=n, progress_total=2 * n)
+            self.index_ = params.as_dict()
+            self.search_ = params.describe()
+        else:
+            X = check_matrix(X, "X")
+            self.device_ = resolve_device(self.device)
+            self._fit_dtype = X.dtype
+            self._ann = None
+            self._fit_rows = _search().prepare(X, self.metric_, self.device_)
+            dist, idx = _search().knn(self._fit_rows, self.k_, self.metric_, block_size=self.block_size,
+                                      progress=progress)
+            self.index_ = {"kind": "exact"}
+            self.search_ = "exact"
         self._fit_neighbors = (dist, idx)
         self.fit_distances_ = dist.astype(np.float64).mean(axis=1)
         self.scale_ = float(max(np.median(self.fit_distances_), MIN_SCALE))
@@ -93,15 +140,15 @@ class FeatureScorer:
         scores[mean_distances < ZERO_DISTANCE_TOL[self.metric_]] = 1.0
         return scores
 
-    def _check_query(self, X) -> np.ndarray:
+    def _check_query(self, X):
         check_fitted(self, "fit_scores_")
-        X = check_matrix(X, "X")
-        if X.shape[1] != self.n_features_in_:
+        _, d = check_shape(X, "X")
+        if d != self.n_features_in_:
             raise ValueError(
-                f"X has {X.shape[1]} features but this FeatureScorer was fitted on "
+                f"X has {d} features but this FeatureScorer was fitted on "
                 f"{self.n_features_in_}; score features from the same embedder"
             )
-        return X
+        return X if self._ann is not None else check_matrix(X, "X")
 
     def kneighbors(self, X=None, k: int | None = None,
                    progress: StepProgress | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -117,8 +164,13 @@ class FeatureScorer:
             if k <= self.k_:
                 dist, idx = self._fit_neighbors
                 return dist[:, :k].copy(), idx[:, :k].copy()
+            if self._ann is not None:
+                raise ValueError(f"the fit set's own neighbours beyond k_={self.k_} are not kept by the "
+                                 "approximate index; pass the fit rows as X, or fit with a larger k")
             return _search().knn(self._fit_rows, k, self.metric_, block_size=self.block_size, progress=progress)
         X = self._check_query(X)
+        if self._ann is not None:
+            return self._ann.search(X, k, progress=progress)
         # Queries are searched in the fit set's precision (float32 stays float32).
         Q = _search().prepare(X.astype(self._fit_dtype, copy=False), self.metric_, self.device_)
         return _search().knn(self._fit_rows, k, self.metric_, query=Q, block_size=self.block_size, progress=progress)
