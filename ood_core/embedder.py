@@ -167,6 +167,11 @@ class Embedder:
         import torch
 
         dev = self.device_
+        if dev.type == "cuda":
+            # cuDNN's default TF32 convolutions round inputs to 10-bit mantissas: features would differ
+            # from the CPU's by ~1e-3. Full float32 keeps CUDA and CPU features (and scores) the same.
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         mean = torch.tensor(cfg.mean, device=dev).view(1, 3, 1, 1) * 255.0
         std = torch.tensor(cfg.std, device=dev).view(1, 3, 1, 1) * 255.0
 
