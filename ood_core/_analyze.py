@@ -193,16 +193,18 @@ def _out_of_sample(features, fit_index, query_index, local, classes, same_set: b
 
     # The key holds the fit rows' bytes too, so a source whose identity is not by content (an ArraySet
     # built in memory) can never read another's pred_probs.
-    rows = hashlib.blake2b(np.ascontiguousarray(features[fit_index]).tobytes(), digest_size=16)
-    rows.update(np.ascontiguousarray(local).tobytes())
-    key = digest([PRED_PROBS_FORMAT, run_id, n_splits, rows.hexdigest(), len(query_index)])
+    from .shards import blocks, rows
+
+    fit_rows = hashlib.blake2b(digest_size=16)
+    for block in blocks(rows(features, fit_index)):  # a block at a time: the rows may be shards on disk
+        fit_rows.update(np.ascontiguousarray(block).tobytes())
+    fit_rows.update(np.ascontiguousarray(local).tobytes())
+    key = digest([PRED_PROBS_FORMAT, run_id, n_splits, fit_rows.hexdigest(), len(query_index), MAX_CLASSIFIER_ROWS])
     path = run_file(key)
     cached = _read_pred_probs(path, len(fit_index), len(query_index), len(classes))
     if cached is not None:
         return {**cached, "pred_classes": classes}
-    fit_pp, clf = out_of_sample_pred_probs(features[fit_index], local, n_splits=n_splits,
-                                           progress=stage(progress, "classifier"))
-    query_pp = fit_pp if same_set else clf.predict_proba(features[query_index])
+    fit_pp, query_pp, clf = _classify(features, fit_index, query_index, local, n_splits, same_set, progress)
     info = ClassifierInfo(model="LogisticRegression", C=float(clf.C), selected_by=str(clf.cv_select_))
     try:
         atomic_write(path, lambda f: np.savez(f, format=PRED_PROBS_FORMAT, fit=fit_pp, query=query_pp,
@@ -210,6 +212,48 @@ def _out_of_sample(features, fit_index, query_index, local, classes, same_set: b
     except OSError as exc:
         logger.warning("could not keep the pred_probs in %s (%s)", path, exc)
     return {"fit_pred_probs": fit_pp, "query_pred_probs": query_pp, "pred_classes": classes, "classifier": info}
+
+
+# The classifier is cross-validated on at most this many fit rows (a seeded, stratified-enough random
+# sample): logistic regression on 1280-d features costs minutes per 50,000 rows on 2 cores.
+MAX_CLASSIFIER_ROWS = 50_000
+
+
+def _classify(features, fit_index, query_index, local, n_splits: int, same_set: bool, progress):
+    """Out-of-sample pred_probs of every fit row and the classifier's pred_probs of the query rows.
+
+    Up to :data:`MAX_CLASSIFIER_ROWS` fit rows: cross-validated predictions (held-out folds). Above,
+    the classifier is cross-validated on a seeded sample of that many fit rows; the sample gets its
+    held-out predictions and every other fit row is predicted by the classifier fitted on the whole
+    sample, which never saw it: every fit row's pred_probs stay out of sample. Rows not in memory
+    (feature shards) are read a block at a time.
+    """
+    from .shards import blocks, rows
+
+    n_fit = len(fit_index)
+    sample = np.arange(n_fit)
+    if n_fit > MAX_CLASSIFIER_ROWS:
+        # every class keeps at least n_splits rows (all it has when fewer), the rest in proportion
+        order = np.random.default_rng(0).permutation(n_fit)
+        share = MAX_CLASSIFIER_ROWS / n_fit
+        sample = np.sort(np.concatenate([
+            members[: max(n_splits, int(round(share * len(members))))]
+            for members in (order[local[order] == c] for c in np.unique(local))]))
+        logger.info("classifier cross-validated on a seeded sample of %d of %d fit rows", len(sample), n_fit)
+    X = np.asarray(rows(features, fit_index[sample]))
+    sample_pp, clf = out_of_sample_pred_probs(X, local[sample], n_splits=n_splits, progress=stage(progress, "classifier"))
+    del X
+    if len(sample) == n_fit:
+        fit_pp = sample_pp
+    else:
+        rest = np.setdiff1d(np.arange(n_fit), sample)
+        fit_pp = np.empty((n_fit, sample_pp.shape[1]))
+        fit_pp[sample] = sample_pp
+        fit_pp[rest] = np.concatenate([clf.predict_proba(b) for b in blocks(rows(features, fit_index[rest]))])
+    if same_set:
+        return fit_pp, fit_pp, clf
+    query_pp = np.concatenate([clf.predict_proba(b) for b in blocks(rows(features, query_index))])
+    return fit_pp, query_pp, clf
 
 
 def _read_pred_probs(path: Path, n_fit: int, n_query: int, n_classes: int) -> dict[str, Any] | None:
