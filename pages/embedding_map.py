@@ -102,7 +102,8 @@ left, right = st.columns([3, 1], gap="medium")
 with left:
     figure = embedding_map_figure(coords, scores, positions, threshold, score_label=scorer + " score",
                                   method_title=method_name, hover=hover, selected=draw_selected, **grouped)
-    figure.update_layout(title=dict(text=map_title, x=0, xanchor="left", font=dict(size=14)))
+    figure.update_layout(title=dict(text=map_title, x=0, xanchor="left", y=0.99, yanchor="top", font=dict(size=14)),
+                         margin=dict(t=72))  # room for the title above the legend
     st.plotly_chart(
         figure,
         key=CHART_KEY, on_select="rerun", selection_mode=("points", "box", "lasso"),

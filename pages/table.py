@@ -24,18 +24,17 @@ item_marks = review.marks(analysis)
 # ---- filters and order
 sorts = {"position": "Position (the data's order)"}
 for scorer in analysis.scorers:
-    title = ood_core.SCORERS[scorer]
-    sorts[f"{scorer}_asc"] = f"{title}: lowest (most atypical) first"
-    sorts[f"{scorer}_desc"] = f"{title}: highest (most typical) first"
+    sorts[f"{scorer}_asc"] = f"{scorer.capitalize()} score, lowest first"
+    sorts[f"{scorer}_desc"] = f"{scorer.capitalize()} score, highest first"
 keep_sort = persistent("table_sort", "feature_asc")
 if st.session_state["table_sort"] not in sorts:  # kept from a dataset with prediction scores
     st.session_state["table_sort"] = "feature_asc"
 
-c1, c2, c3, c4 = st.columns([1, 1.2, 1, 1.6])
+c1, c2, c3, c4 = st.columns([1, 1.5, 1, 1.2], vertical_alignment="bottom")
 sets = {"all": "all items", "fit": "train (fit)", "query": "test (query)"}
 which_set = c1.selectbox("Items", list(sets), format_func=sets.get, key="table_set",
                          on_change=persistent("table_set", "all"))
-flagged_only = c2.toggle(f"Only flagged by the {ood_core.SCORERS['feature'].lower()}", key="table_flagged",
+flagged_only = c2.toggle("Only flagged by the feature score", key="table_flagged",
                          on_change=persistent("table_flagged", False))
 shown_review = c3.selectbox("Review", list(review.FILTERS), format_func=review.FILTERS.get, key="table_review",
                             on_change=persistent("table_review", "all"))
@@ -49,8 +48,8 @@ def on_sort() -> None:
 
 
 sort = c4.selectbox("Sort by", list(sorts), format_func=sorts.get, key="table_sort", on_change=on_sort,
-                    help="Sorts all the items (not only the page shown). A click on a column header sorts only the "
-                         "rows of this page.")
+                    help="Sorts all the items, then shows them a page at a time (lowest = most atypical). A click on "
+                         "a column header sorts only the rows of the page shown.")
 
 
 def membership() -> tuple[np.ndarray, np.ndarray]:
