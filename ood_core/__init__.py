@@ -14,6 +14,8 @@ from typing import Any
 # Every public name, by the module that defines it; each module is imported on first use.
 _MODULES: dict[str, list[str]] = {
     "._analyze": ["analyze", "embed", "Embedding"],  # the front door
+    "._sharded_embed": ["embed_shards", "ShardedEmbedding"],
+    ".shards": ["FeatureShards"],
     ".analysis": ["Analysis", "ScoreConfig", "ThresholdView", "SCORERS"],
     ".sources": ["open_source", "list_sources", "ImageSet", "ArraySet", "image_folder", "image_zip", "cifar10",
                  "download_cifar10", "cifar10_location", "cifar10_data_dir",

@@ -107,6 +107,27 @@ def _output(suffix: str):
     return check
 
 
+# Suffixes of files that are never a shard folder (a likely slip for --out).
+_NOT_A_FOLDER = (".npy", ".csv", ".json", ".zip", ".txt")
+
+
+def _embed_output(text: str) -> Path:
+    """``embed --out``: a ``.npz`` file, or a folder for feature shards."""
+    path = Path(text)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a .npz file path, or a folder name "
+                                             "without the .npz suffix for shards")
+        return path
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is an existing file; give a .npz path or a folder for "
+                                         "the shards")
+    if suffix in _NOT_A_FOLDER:
+        raise argparse.ArgumentTypeError(f"must be a .npz file path or a folder for shards; got {text!r}")
+    return path
+
+
 def _add_embed_args(p: argparse.ArgumentParser, model: bool = True) -> None:
     g = p.add_argument_group("embedding")
     if model:
@@ -160,11 +181,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("embed", help="embed a source's images into a .npz of features")
+    from .shards import DEFAULT_SHARD_ROWS
+
+    p = sub.add_parser("embed", help="embed a source's images into a .npz of features or a folder of shards")
     p.add_argument("source", help="image folder, .zip of images, or a built-in source (digits, cifar10-demo)")
-    p.add_argument("--out", required=True, type=_output(".npz"),
+    p.add_argument("--out", required=True, type=_embed_output,
                    help="output .npz (keys: features, ids, labels (-1 unknown), class_names; split and is_ood "
-                        "when the source has them)")
+                        "when the source has them), or a folder: features as .npy shards read memory-mapped, "
+                        "resumed when the same command is run again; `score`, `run` and the dashboard open it")
+    g = p.add_argument_group("engine (a shard folder)")
+    g.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="'local': this process (default); 'ray': Ray Data actors (pip install "
+                        "'ood-explorer[ray]'), one GPU each when the cluster has GPUs; writes a shard folder")
+    g.add_argument("--workers", type=_positive_int, default=None,
+                   help="Ray actors (default: 2), one GPU each when there are GPUs, else an equal share of "
+                        "the CPUs")
+    g.add_argument("--ray-address", default=None,
+                   help="an existing Ray cluster, e.g. ray://head:10001 (default: $RAY_ADDRESS, else a local "
+                        "instance); every worker must read the images at the same path")
+    g.add_argument("--shard-rows", type=_positive_int, default=None,
+                   help=f"images per shard (default: {DEFAULT_SHARD_ROWS:,})")
     _add_embed_args(p)
 
     p = sub.add_parser("score", help="score query features against fit features (.npz from `embed`)")
@@ -265,11 +301,46 @@ def _report(analysis, percentile: float, out: Path) -> None:
     print(f"\nwrote {out} and {json_path}")
 
 
+def _check_embed_flags(args) -> None:
+    """Flags of ``embed`` that only make sense together (each flag alone is checked at parse time)."""
+    npz = args.out.suffix.lower() == ".npz"
+    if npz and args.engine == "ray":
+        raise ValueError(f"--engine ray writes a folder of shards: give --out a folder (e.g. "
+                         f"{args.out.with_suffix('')}/), not a .npz")
+    if npz and args.shard_rows is not None:
+        raise ValueError("--shard-rows sets the shards of a folder: give --out a folder, not a .npz")
+    if args.engine == "local" and (args.workers is not None or args.ray_address is not None):
+        raise ValueError("--workers and --ray-address apply to --engine ray")
+
+
+def _cmd_embed_shards(args) -> int:
+    from . import embed_shards
+    from .shards import DEFAULT_SHARD_ROWS
+
+    bars = _Bars(not args.quiet)
+    options = {k: v for k, v in _embed_options(args).items() if k != "cache_dir"}  # the folder is its own cache
+    result = embed_shards(args.source, args.out, engine=args.engine, workers=args.workers or 2,
+                          ray_address=args.ray_address, shard_rows=args.shard_rows or DEFAULT_SHARD_ROWS,
+                          progress=bars, **options)
+    bars.close()
+    images, features = result.images, result.features
+    reused = result.shards - result.written
+    print(f"embedded {len(features)} images -> {result.folder}/ ({features.shape[1]} features; {result.shards} "
+          f"shard(s): {result.written} embedded now{f', {reused} already there' if reused else ''}; "
+          f"{len(images.skipped)} skipped)")
+    for path, reason in images.skipped[:20]:
+        print(f"  skipped {path}: {reason}")
+    return 0
+
+
 def _cmd_embed(args) -> int:
     import numpy as np
 
     from . import embed
 
+    _check_embed_flags(args)
+    if args.out.suffix.lower() != ".npz":
+        return _cmd_embed_shards(args)
     bars = _Bars(not args.quiet)
     result = embed(args.source, progress=bars, **_embed_options(args))
     bars.close()

@@ -3,7 +3,8 @@
 Every image source returns an :class:`ImageSet` (ids, display paths, labels, optional
 split and out-of-distribution truth, skipped files, a stable identity for caching)
 whose images are decoded lazily with :meth:`ImageSet.load_image`. Precomputed
-features come back as an :class:`ArraySet` from :func:`load_arrays`.
+features (a ``.npz``/``.npy``, or a folder of feature shards written by ``embed --out FOLDER``)
+come back as an :class:`ArraySet` from :func:`load_arrays`.
 :func:`open_source` is the one place that maps what a user types (a built-in name or
 a path) to a loader.
 
@@ -19,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from ..shards import is_shard_folder
 from ._imageset import ImageSet
 from .archive import MAX_ZIP_BYTES, MAX_ZIP_FILES, image_zip
 from .arrays import ArraySet, load_arrays
@@ -36,13 +38,15 @@ _FILE_LOADERS: dict[str, Callable[..., ImageSet | ArraySet]] = {
 
 
 def open_source(spec: str | os.PathLike, *, name: str | None = None, verify: bool = True) -> ImageSet | ArraySet:
-    """A built-in name (see :func:`list_sources`), an image folder, a zip of images, or a
-    ``.npz``/``.npy`` of precomputed features.
+    """A built-in name (see :func:`list_sources`), an image folder, a zip of images, a
+    ``.npz``/``.npy`` of precomputed features, or a folder of feature shards (it holds a
+    ``manifest.json``; its features stay on disk, see :mod:`ood_core.shards`).
 
     ``name`` (for a path) is how the source is called in its description instead of the
     file or folder name, e.g. the user's own name for an upload stored under a hash.
     ``verify=False`` lists a folder or zip without decoding its images (fast: enough to read
-    its classes; undecodable files are then found when embedding).
+    its classes; undecodable files are then found when embedding), and opens a shard folder
+    without reading its features.
     """
     if isinstance(spec, str) and spec in BUILTIN_SOURCES:
         return BUILTIN_SOURCES[spec][1]()
@@ -52,6 +56,8 @@ def open_source(spec: str | os.PathLike, *, name: str | None = None, verify: boo
             f"source {str(spec)!r} is neither a built-in source ({', '.join(list_sources())}) nor an existing path"
         )
     if path.is_dir():
+        if is_shard_folder(path):
+            return load_arrays(path, name=name, verify=verify)
         return image_folder(path, name=name, verify=verify)
     suffix = path.suffix.lower()
     if suffix == ".zip":

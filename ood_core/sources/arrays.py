@@ -1,4 +1,6 @@
-"""Precomputed features (and optional predictions / labels) loaded from ``.npz`` / ``.npy`` files."""
+"""Precomputed features (and optional predictions / labels) loaded from ``.npz`` / ``.npy`` files,
+or from a folder of feature shards (:mod:`ood_core.shards`, as ``embed --out FOLDER`` writes it),
+whose features stay on disk and are read a block at a time."""
 
 from __future__ import annotations
 
@@ -15,9 +17,13 @@ import numpy as np
 
 from .._files import file_digest
 from .._validation import check_same_length, check_vector
+from ..shards import FeatureShards, blocks, is_shard_folder, read_manifest, rows
 from . import _io
+from ._imageset import content_digest
 
 _ARRAY_KEYS = ("features", "pred_probs", "labels", "ids", "class_names", "split", "is_ood")
+# A shard folder's meta.npz: the per-row arrays above (not features) and the images that failed.
+_FAILURE_KEYS = ("failed_index", "failed_path", "failed_reason")
 # The arrays of one file may take at most this much memory once loaded (about 400,000 rows of
 # 1280 float32 features); larger files are refused before anything is inflated.
 MAX_ARRAY_BYTES = 2 * 1024**3
@@ -35,7 +41,7 @@ class ArraySet:
     ``skipped`` lists rows left out as (id, reason), e.g. features holding NaN.
     """
 
-    features: np.ndarray  # (N, D) float
+    features: np.ndarray | FeatureShards  # (N, D) float; FeatureShards (on disk) from a shard folder
     pred_probs: np.ndarray | None  # (N, K) or None
     labels: np.ndarray  # int64 (N,), -1 when unknown
     ids: list[str]
@@ -105,14 +111,14 @@ def _refuse_if_too_big(total: int, label: str) -> None:
                          "float32 features); refused before reading them")
 
 
-def _check_npz(path: Path, label: str) -> None:
-    """Refuse an ``.npz`` whose known arrays would be too large, look like a decompression bomb or
+def _check_npz(path: Path, label: str, keys: tuple[str, ...] = _ARRAY_KEYS) -> None:
+    """Refuse an ``.npz`` whose arrays ``keys`` would be too large, look like a decompression bomb or
     promise more than their entry holds, from the zip directory and the ``.npy`` headers alone."""
     try:
         with open(path, "rb") as f:
             if _io.zip_entry_count(f, _MAX_NPZ_ENTRIES) > _MAX_NPZ_ENTRIES:
                 raise ValueError(f"load_arrays: {label!r} holds more than {_MAX_NPZ_ENTRIES} entries; "
-                                 f"a features file holds at most {len(_ARRAY_KEYS)} arrays")
+                                 f"a features file holds at most {len(keys)} arrays")
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise ValueError(f"load_arrays: {label!r} is not a .npy or .npz file ({exc})") from None
@@ -121,7 +127,7 @@ def _check_npz(path: Path, label: str) -> None:
         members = {name.removesuffix(".npy"): name for name in names}  # as np.load maps keys
         members.update({name: name for name in names})
         total = 0
-        for key in _ARRAY_KEYS:
+        for key in keys:
             if key not in members:
                 continue
             info, what = zf.getinfo(members[key]), f"key {key!r} in {label!r}"
@@ -197,21 +203,64 @@ def _strings(arr: np.ndarray) -> list[str]:
     return [str(s) for s in (np.char.decode(arr, "utf-8") if arr.dtype.kind == "S" else arr).tolist()]
 
 
-def load_arrays(path: str | os.PathLike, *, name: str | None = None) -> ArraySet:
+def load_arrays(path: str | os.PathLike, *, name: str | None = None, verify: bool = True) -> ArraySet:
     """Load precomputed features from a ``.npz`` (key ``features`` required; optional
-    ``pred_probs``, ``labels``, ``ids``, ``class_names``, ``split``, ``is_ood``) or a
-    bare ``.npy`` of features. Pickled (object) arrays are refused.
+    ``pred_probs``, ``labels``, ``ids``, ``class_names``, ``split``, ``is_ood``), a
+    bare ``.npy`` of features, or a folder of feature shards (``embed --out FOLDER``:
+    ``features`` is then a :class:`~ood_core.shards.FeatureShards`, read from disk a
+    block at a time, never whole). Pickled (object) arrays are refused.
 
     Rows whose features or pred_probs hold NaN or inf are dropped (every per-row
     array stays aligned), listed in ``skipped`` as (id, reason) and counted in a
     warning; a ValueError is raised only when fewer than 2 rows remain. ``name`` is
     how the file is called in the description and messages (default: its file name).
+    ``verify=False`` does not read a shard folder's features to find such rows (fast, e.g. to
+    list its classes): only the images its meta records as failed are dropped.
     """
     path = Path(path)
+    if path.is_dir() and is_shard_folder(path):
+        return _load_shards(path, name or path.name, verify)
     if not path.is_file():
-        raise ValueError(f"load_arrays: path={str(path)!r} is not a file")
+        raise ValueError(f"load_arrays: path={str(path)!r} is not a file (nor a folder of feature shards)")
     label = name or path.name
     data = _read_file(path, label)
+    return _array_set(data, label, identity=file_digest(path), what="precomputed arrays")
+
+
+def _load_shards(folder: Path, label: str, verify: bool = True) -> ArraySet:
+    """The shard folder ``folder``: features left on disk, the per-row arrays from its ``meta.npz``,
+    the images that failed to embed (NaN rows) dropped with the reason recorded for each (found by
+    reading every row, a block at a time; with ``verify=False`` from the meta's record alone)."""
+    try:
+        manifest = read_manifest(folder)
+        features = FeatureShards.open(folder)
+    except ValueError as exc:
+        raise ValueError(f"load_arrays: {exc}") from None
+    data: dict[str, Any] = {"features": features}
+    meta = folder / "meta.npz"
+    if meta.is_file():
+        _check_npz(meta, f"{label}/meta.npz", _ARRAY_KEYS + _FAILURE_KEYS)
+        with _guarded(lambda: np.load(meta, allow_pickle=False), repr(f"{label}/meta.npz"), _PICKLED,
+                      "is not a readable .npz") as loaded:
+            for key in loaded.files:
+                if key in _ARRAY_KEYS[1:] + _FAILURE_KEYS:
+                    data[key] = _guarded(lambda: np.asarray(loaded[key]), f"key {key!r} in {label}/meta.npz",
+                                         _PICKLED, "is unreadable")
+    reasons = {}
+    if "failed_index" in data:
+        index = _checked(check_vector, data["failed_index"], "failed_index", dtype=np.int64, min_len=0)
+        why = _strings(data.get("failed_reason", np.array([], dtype=str)))
+        reasons = {int(i): (why[j] if j < len(why) else "could not be decoded") for j, i in enumerate(index)}
+    identity = content_digest("feature-shards", str(manifest.get("key")), str(manifest["n_rows"]))
+    return _array_set(data, label, identity=identity, what="feature shards", reasons=reasons,
+                      known_bad=None if verify else np.array(sorted(reasons), dtype=np.int64))
+
+
+def _array_set(data: dict[str, Any], label: str, *, identity: str, what: str,
+               reasons: dict[int, str] | None = None, known_bad: np.ndarray | None = None) -> ArraySet:
+    """The checked :class:`ArraySet` of ``data`` (the arrays of one file or shard folder); ``reasons``
+    says why rows known to be NaN are (by row number), for ``skipped``; ``known_bad``: the rows of
+    non-finite features, when known without reading them."""
     features = _float_matrix(data["features"], "features")
     n, d = features.shape
     if n == 0 or d == 0:
@@ -264,23 +313,38 @@ def load_arrays(path: str | os.PathLike, *, name: str | None = None) -> ArraySet
             raise ValueError(f"load_arrays: is_ood must be boolean (or 0/1), got dtype {is_ood.dtype}")
         is_ood = is_ood.astype(bool)
     arrays = ArraySet(features, pred_probs, labels, ids, class_names or [str(c) for c in range(n_classes)],
-                      split, is_ood, description=f"precomputed arrays {label} ({n} rows, {d} features)",
-                      identity=file_digest(path))
-    return _drop_non_finite(arrays, label)
+                      split, is_ood, description=f"{what} {label} ({n} rows, {d} features)",
+                      identity=identity)
+    return _drop_non_finite(arrays, label, what, reasons or {}, known_bad)
 
 
-def _drop_non_finite(arrays: ArraySet, label: str) -> ArraySet:
-    """``arrays`` without the rows whose features or pred_probs hold NaN/inf, listed in ``skipped``."""
-    ok_features = np.isfinite(arrays.features).all(axis=1)
+def finite_rows(X: np.ndarray | FeatureShards) -> np.ndarray:
+    """Boolean mask of the rows of ``X`` holding no NaN or inf, read a block at a time."""
+    if len(X) == 0:
+        return np.ones(0, dtype=bool)
+    return np.concatenate([np.isfinite(block).all(axis=1) for block in blocks(X)])
+
+
+def _drop_non_finite(arrays: ArraySet, label: str, what: str = "precomputed arrays",
+                     reasons: dict[int, str] | None = None, known_bad: np.ndarray | None = None) -> ArraySet:
+    """``arrays`` without the rows whose features or pred_probs hold NaN/inf, listed in ``skipped``
+    (with the reason in ``reasons`` when one is known for that row). ``known_bad``: the rows whose
+    features are not finite, given instead of reading the features to find them."""
+    reasons = reasons or {}
+    if known_bad is None:
+        ok_features = finite_rows(arrays.features)
+    else:
+        ok_features = np.ones(len(arrays), dtype=bool)
+        ok_features[known_bad[(known_bad >= 0) & (known_bad < len(arrays))]] = False
     ok_probs = np.ones(len(arrays), bool) if arrays.pred_probs is None else np.isfinite(arrays.pred_probs).all(axis=1)
     keep = ok_features & ok_probs
     if keep.all():
         return arrays
     skipped = []
     for i in np.flatnonzero(~keep):
-        reasons = [f"{key} row has NaN/inf" for key, ok in (("features", ok_features), ("pred_probs", ok_probs))
-                   if not ok[i]]
-        skipped.append((arrays.ids[i], "; ".join(reasons)))
+        why = [f"{key} row has NaN/inf" for key, ok in (("features", ok_features), ("pred_probs", ok_probs))
+               if not ok[i]]
+        skipped.append((arrays.ids[i], reasons.get(int(i)) or "; ".join(why)))
     n, d = arrays.features.shape
     if keep.sum() < 2:
         raise ValueError(
@@ -293,13 +357,13 @@ def _drop_non_finite(arrays: ArraySet, label: str) -> ArraySet:
         stacklevel=3,
     )
 
-    def rows(a: np.ndarray | None) -> np.ndarray | None:
+    def kept(a: np.ndarray | None) -> np.ndarray | None:
         return None if a is None else a[keep]
 
     return dataclasses.replace(
-        arrays, features=arrays.features[keep], pred_probs=rows(arrays.pred_probs), labels=arrays.labels[keep],
-        split=rows(arrays.split), is_ood=rows(arrays.is_ood), ids=[i for i, k in zip(arrays.ids, keep) if k],
-        skipped=skipped,
-        description=f"precomputed arrays {label} ({int(keep.sum())} rows, {d} features; "
+        arrays, features=rows(arrays.features, np.flatnonzero(keep)), pred_probs=kept(arrays.pred_probs),
+        labels=arrays.labels[keep], split=kept(arrays.split), is_ood=kept(arrays.is_ood),
+        ids=[i for i, k in zip(arrays.ids, keep) if k], skipped=skipped,
+        description=f"{what} {label} ({int(keep.sum())} rows, {d} features; "
                     f"{len(skipped)} rows with NaN/inf skipped)",
     )
