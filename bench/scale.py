@@ -48,10 +48,10 @@ def write_clustered(folder: Path, n: int, seed: int, block: int = 50_000) -> Non
     centres = 2 * base.standard_normal((CLUSTERS, LATENT)).astype(np.float32)
     spread = np.exp(base.normal(0, 0.5, CLUSTERS)).astype(np.float32)
     W = (base.standard_normal((LATENT, DIM)) / np.sqrt(LATENT)).astype(np.float32)
-    rng = np.random.default_rng(seed)
     writer = ShardWriter(folder, n_rows=n, key=f"bench-scale-{n}-{seed}", shard_rows=block)
-    for number in range(writer.n_shards):
+    for number in writer.pending():  # a folder kept from an earlier run (--workdir) is reused
         start, stop = writer.span(number)
+        rng = np.random.default_rng([seed, number])
         which = rng.integers(0, CLUSTERS, stop - start)
         z = centres[which] + spread[which, None] * rng.standard_normal((stop - start, LATENT), dtype=np.float32)
         x = np.maximum(z @ W, 0) + 0.05 * rng.standard_normal((stop - start, DIM), dtype=np.float32)
@@ -130,8 +130,10 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
     parser.add_argument("--exact-limit", type=float, default=600.0,
                         help="seconds an exact fit + score may take (default 600)")
+    parser.add_argument("--indexes", nargs="+", choices=("exact", "approximate"), default=["exact", "approximate"])
     parser.add_argument("--recall-queries", type=int, default=1000)
-    parser.add_argument("--workdir", type=Path, default=None, help="where the shards go (default: a temp folder)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="keep the data in this folder and reuse it on the next run (default: a temp folder)")
     parser.add_argument("--cifar10", default=None, help="CIFAR-10 zip or folder (default: $OOD_CIFAR10)")
     parser.add_argument("--skip-cifar", action="store_true")
     args = parser.parse_args()
@@ -143,14 +145,15 @@ def main() -> None:
           f"cores {os.cpu_count()}; faiss {faiss.__version__}", flush=True)
     rows = []
     exact_time = None  # (N, seconds) of the last exact run, to predict the next
-    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = args.workdir or tmp
         for n in sorted(args.sizes):
             fit_dir, query_dir = Path(tmp) / f"fit-{n}", Path(tmp) / f"query-{n}"
             t0 = time.perf_counter()
             write_clustered(fit_dir, n, seed=1)
             write_clustered(query_dir, n // 10, seed=2)
             print(f"N={n:,}: data written in {time.perf_counter() - t0:.0f} s", flush=True)
-            for index in ("exact", "approximate"):
+            for index in args.indexes:
                 if index == "exact" and exact_time is not None:
                     predicted = exact_time[1] * (n / exact_time[0]) ** 2
                     if predicted > args.exact_limit:
@@ -164,9 +167,10 @@ def main() -> None:
                     exact_time = (n, result["total_s"])
                 rows.append((n, index, None, result))
                 print(f"  {index}: {json.dumps(result)}", flush=True)
-            for folder in (fit_dir, query_dir):
-                for f in folder.iterdir():
-                    f.unlink()
+            if args.workdir is None:  # free the disk before the next size
+                for folder in (fit_dir, query_dir):
+                    for f in folder.iterdir():
+                        f.unlink()
     print("\n| fit rows | queries | search | fit + score (s) | peak RSS (GB) | recall@10 |")
     print("|---:|---:|---|---:|---:|---:|")
     for n, index, note, r in rows:

@@ -149,6 +149,9 @@ def _add_score_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("scoring")
     g.add_argument("--k", type=_positive_int, default=None, help="neighbours of the feature score (default: min(10, N-1))")
     g.add_argument("--t", type=_temperature, default=1.0, help="temperature of the feature score (default: 1.0)")
+    g.add_argument("--index", choices=("auto", "exact", "approximate"), default="auto",
+                   help="neighbour search of the feature score: exact, approximate (faiss; needs the 'scale' "
+                        "extra) or auto (approximate above 100,000 fit items when faiss is installed; default)")
     g.add_argument("--method", choices=PRED_SCORE_METHODS, default="entropy",
                    help="prediction score (default: entropy)")
     g.add_argument("--no-adjust", action="store_true", help="do not subtract per-class confident thresholds")
@@ -267,7 +270,7 @@ def _embed_options(args) -> dict:
 def _score_config(args):
     from . import ScoreConfig
 
-    return ScoreConfig(k=args.k, t=args.t, method=args.method, adjust=not args.no_adjust)
+    return ScoreConfig(k=args.k, t=args.t, method=args.method, adjust=not args.no_adjust, index=args.index)
 
 
 def _report(analysis, percentile: float, out: Path) -> None:
@@ -283,6 +286,8 @@ def _report(analysis, percentile: float, out: Path) -> None:
         print(f"  skipped {path}: {reason}")
     for name, v in views.items():
         print(f"\n{SCORERS[name]}")
+        if name == "feature":
+            print(f"  neighbour search: {analysis.feature_scorer.search_}")
         print(f"  threshold at the {percentile:g}th percentile of fit scores: {v.threshold:.6f}")
         print(f"  flagged: fit {v.fit_flagged}/{v.fit_total} ({v.fit_flagged_pct:.1f}%), "
               f"query {v.query_flagged}/{v.query_total} ({v.query_flagged_pct:.1f}%)")

@@ -107,9 +107,9 @@ def test_output_paths_say_what_they_write(tmp_path, capsys):
     with pytest.raises(SystemExit):  # the CSV and its settings .json would be one file
         main(["run", "digits", "--out", str(tmp_path / "x.json")])
     assert "argument --out: must be a .csv file path; got" in capsys.readouterr().err
-    with pytest.raises(SystemExit):  # np.savez would quietly write x.npz
-        main(["embed", "digits", "--out", str(tmp_path / "x")])
-    assert "argument --out: must be a .npz file path; got" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a name with a file suffix is neither a .npz nor a shard folder
+        main(["embed", "digits", "--out", str(tmp_path / "x.npy")])
+    assert "argument --out: must be a .npz file path or a folder for shards; got" in capsys.readouterr().err
 
 
 def test_embed_refuses_a_folder_without_images(write_tree, tmp_path, capsys):

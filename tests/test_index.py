@@ -122,3 +122,36 @@ def test_missing_faiss_is_a_clear_error(monkeypatch):
         FeatureScorer(index="approximate").fit(clustered(500))
     monkeypatch.setattr(_index, "AUTO_APPROXIMATE_ROWS", 100)
     assert FeatureScorer().fit(clustered(500)).index_["kind"] == "exact"  # auto falls back, with a warning
+
+
+def test_cli_and_reports_say_the_search_was_approximate(tmp_path, capsys):
+    import csv
+    import json
+
+    from ood_core.cli import main
+
+    X, Q = clustered(3000), clustered(300, seed=1)
+    np.savez(tmp_path / "fit.npz", features=X)
+    np.savez(tmp_path / "query.npz", features=Q)
+    out = tmp_path / "scores.csv"
+    assert main(["-q", "score", "--fit", str(tmp_path / "fit.npz"), "--query", str(tmp_path / "query.npz"),
+                 "--index", "approximate", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "neighbour search: approximate (faiss IVF" in printed and "nprobe=" in printed
+    assert "note: Neighbours were searched with an approximate" in printed
+    rows = list(csv.DictReader(out.open()))
+    assert rows[0]["feature_search"].startswith("approximate (faiss IVF")
+    card = json.loads(out.with_suffix(".json").read_text())["cards"][0]
+    search = card["scorer_params"]["neighbour_search"]
+    assert search["kind"] == "approximate" and search["nlist"] >= 1 and search["k_factor"] == 16
+    assert any("approximate" in caveat for caveat in card["caveats"])
+    # exact runs say so too, and their CSV keeps its columns
+    assert main(["-q", "score", "--fit", str(tmp_path / "fit.npz"), "--query", str(tmp_path / "query.npz"),
+                 "--index", "exact", "--out", str(out)]) == 0
+    assert "neighbour search: exact" in capsys.readouterr().out
+    assert "feature_search" not in next(csv.DictReader(out.open()))
+    import subprocess
+
+    wrong = subprocess.run([sys.executable, "-m", "ood_core", "score", "--fit", "a.npz", "--query", "b.npz",
+                            "--index", "fast", "--out", str(out)], capture_output=True, text=True)
+    assert wrong.returncode == 2 and "argument --index: invalid choice: 'fast'" in wrong.stderr
