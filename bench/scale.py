@@ -92,6 +92,8 @@ def child(fit_dir: str, query_dir: str, index: str, recall_queries: int) -> dict
     out = {"fit_s": fitted - start, "score_s": done - fitted, "total_s": done - start,
            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
            "search": scorer.search_, "median_score": float(np.median(scores))}
+    if scorer._ann is not None:  # noqa: SLF001 - the phases of the approximate fit
+        out["phases_s"] = {name: round(t, 1) for name, t in scorer._ann.timings.items()}
     if index == "approximate" and recall_queries:
         sample = np.sort(np.random.default_rng(1).choice(len(query), min(recall_queries, len(query)), replace=False))
         Q = query.take(sample)

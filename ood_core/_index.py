@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
@@ -130,6 +131,8 @@ class ApproximateIndex:
         n, dim = fit.shape
         self.params = params or IndexParams.for_size(n, dim)
         self.n_fit, self.block_rows = n, block_rows
+        self.timings: dict[str, float] = {}  # seconds per phase: train, add, search (summed over calls)
+        clock = time.perf_counter()
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(n, self.params.train_rows, replace=False))
         train = _normalised(fit.take(sample) if isinstance(fit, FeatureShards) else np.asarray(fit[sample]))
@@ -139,12 +142,15 @@ class ApproximateIndex:
         ivf.cp.seed = seed
         index.train(train)
         del train
+        self.timings["train"] = time.perf_counter() - clock
+        clock = time.perf_counter()
         done = 0
         for block in blocks(fit, block_rows):
             index.add(_normalised(block, done))
             done += len(block)
             if progress is not None:
                 progress(done, 2 * n)  # adding is the first half of fitting, the self-search the second
+        self.timings["add"] = time.perf_counter() - clock
         ivf.nprobe = self.params.nprobe
         faiss.downcast_index(index).k_factor = float(self.params.k_factor)
         self._index = index
@@ -155,6 +161,7 @@ class ApproximateIndex:
         """Distances (``1 - cosine similarity``) and fit indices of the ``k`` nearest fit rows of each
         row of ``X``, sorted by distance then index. ``exclude_self``: ``X`` is the fit set, and
         each row's own entry is left out by index (an exact duplicate elsewhere still counts)."""
+        clock = time.perf_counter()
         n = X.shape[0]
         want = k + 1 if exclude_self else k
         dist = np.empty((n, k), dtype=np.float32)
@@ -177,6 +184,7 @@ class ApproximateIndex:
             start += len(block)
             if progress is not None:
                 progress(progress_offset + start, progress_total or n)
+        self.timings["search"] = self.timings.get("search", 0.0) + time.perf_counter() - clock
         return dist, idx
 
     def _search_all(self, Q: np.ndarray, want: int) -> tuple[np.ndarray, np.ndarray]:
