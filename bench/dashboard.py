@@ -196,7 +196,7 @@ def p90(values: list[float]) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=15, help="threshold changes timed per row (default: 15)")
-    parser.add_argument("--skip-cifar", action="store_true", help="only the synthetic dataset")
+    parser.add_argument("--skip-cifar", action="store_true", help="leave out the CIFAR-10 demo")
     parser.add_argument("--synthetic", nargs="*", default=["40000/10000", "900000/100000"], metavar="FIT/QUERY",
                         help="sizes of the synthetic datasets (default: 40000/10000 900000/100000)")
     parser.add_argument("--arrays", default="900000/100000", metavar="FIT/QUERY",
@@ -227,7 +227,7 @@ def main(argv=None) -> int:
         datasets.append(("arrays file", analysis))
 
     print(f"Median (p90) of {args.repeats} threshold changes (percentile 1 -> 30), 16 images per grid, "
-          f"{os.cpu_count()} CPU cores.\n", flush=True)
+          f"{os.cpu_count()} CPU cores (load average {os.getloadavg()[0]:.1f} when the timing began).\n", flush=True)
     print("| dataset | items (fit / query) | scorer | grid | fragment rerun, ms median (p90) | callback, ms | "
           "AppTest rerun, ms |")
     print("|---|---:|---|---|---:|---:|---:|")
