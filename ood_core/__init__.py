@@ -16,6 +16,7 @@ _MODULES: dict[str, list[str]] = {
     "._analyze": ["analyze", "embed", "Embedding"],  # the front door
     "._sharded_embed": ["embed_shards", "ShardedEmbedding"],
     ".shards": ["FeatureShards"],
+    "._index": ["INDEX_CHOICES", "AUTO_APPROXIMATE_ROWS", "IndexParams", "faiss_available"],
     ".analysis": ["Analysis", "ScoreConfig", "ThresholdView", "SCORERS"],
     ".sources": ["open_source", "list_sources", "ImageSet", "ArraySet", "image_folder", "image_zip", "cifar10",
                  "download_cifar10", "cifar10_location", "cifar10_data_dir",

@@ -81,15 +81,16 @@ class IndexParams:
     @classmethod
     def for_size(cls, n_fit: int, dim: int) -> "IndexParams":
         """Defaults measured on clustered data (bench/scale.py): ~2 sqrt(N) lists (a power of two, at
-        least 39 training rows each), 1/64 of them probed (at least 16), codes of 4 dimensions for
-        wide features (1 for 64 columns or fewer, 2 up to 256), 16 x k candidates re-ranked."""
+        least 30 training rows each), 1/32 of them probed (at least 32), codes of 8 dimensions for
+        wide features (1 for 64 columns or fewer, 2 up to 256, 4 up to 512), 24 x k candidates
+        re-ranked exactly."""
         nlist = 2 ** round(math.log2(max(2 * math.sqrt(n_fit), 1)))
-        nlist = int(max(1, min(nlist, 8192, n_fit // 39 or 1)))
-        nprobe = int(min(nlist, max(16, nlist // 64)))
+        nlist = int(max(1, min(nlist, 8192, n_fit // 30 or 1)))
+        nprobe = int(min(nlist, max(32, nlist // 32)))
         per_code = 1 if dim <= 64 else 2 if dim <= 256 else 4 if dim <= 512 else 8
         pq_m = max(m for m in range(1, dim // per_code + 1) if dim % m == 0)
         train_rows = int(min(n_fit, max(30 * nlist, 10_000), 100_000))
-        return cls(nlist=nlist, nprobe=nprobe, pq_m=pq_m, k_factor=16, train_rows=train_rows)
+        return cls(nlist=nlist, nprobe=nprobe, pq_m=pq_m, k_factor=24, train_rows=train_rows)
 
     @property
     def factory(self) -> str:

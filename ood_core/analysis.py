@@ -127,6 +127,11 @@ class Analysis:
 
     # ------------------------------------------------------------------ what it holds
     @cached_property
+    def query_row_of(self) -> dict[str, int]:
+        """Item id -> its row in the query arrays (``query_index`` order); built once per run."""
+        return {self.ids[int(position)]: j for j, position in enumerate(self.query_index)}
+
+    @cached_property
     def same_set(self) -> bool:
         """True when the fit and query sets are the same items (a source without a split)."""
         return len(self.fit_index) == len(self.query_index) and bool(np.all(self.fit_index == self.query_index))

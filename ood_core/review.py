@@ -103,11 +103,15 @@ class ReviewSummary:
 
 def review_summary(analysis: Analysis, marks: Mapping[str, Mark], scorer: str, threshold: float) -> ReviewSummary:
     """How many of the query items ``scorer`` flags at ``threshold`` are reviewed, their verdicts, and
-    :func:`precision_estimate` from them (for when the data has no known truth)."""
-    flagged = [analysis.ids[p] for p in flagged_positions(analysis, scorer, threshold)]
-    reviewed = [marks[item] for item in flagged if item in marks]
+    :func:`precision_estimate` from them (for when the data has no known truth). Costs one pass over
+    the query scores plus one lookup per mark, whatever the size of the run."""
+    query_scores = np.asarray(analysis.scores(scorer)[1])
+    flagged = int(np.count_nonzero(query_scores < float(threshold)))
+    rows = analysis.query_row_of if marks else {}
+    reviewed = [mark for item, mark in marks.items()
+                if item in rows and query_scores[rows[item]] < float(threshold)]
     verdicts = {v: sum(m.verdict == v for m in reviewed) for v in VERDICTS}
-    return ReviewSummary(len(flagged), len(reviewed), verdicts, precision_estimate(reviewed))
+    return ReviewSummary(flagged, len(reviewed), verdicts, precision_estimate(reviewed))
 
 
 def reviewed_truth(analysis: Analysis, marks: Mapping[str, Mark]) -> tuple[np.ndarray, np.ndarray]:
@@ -116,12 +120,9 @@ def reviewed_truth(analysis: Analysis, marks: Mapping[str, Mark]) -> tuple[np.nd
     (``unsure`` left out) and ``is_ood`` is True for ``outlier``. Feed
     ``ood_metrics(query_scores[rows], is_ood, threshold)``; the metrics then describe the reviewed
     items only (mostly flagged ones, if that is what was reviewed), not the whole query set."""
-    rows, truth = [], []
-    for j, position in enumerate(analysis.query_index):
-        mark = marks.get(analysis.ids[int(position)])
-        if mark is not None and mark.verdict != "unsure":
-            rows.append(j)
-            truth.append(mark.verdict == "outlier")
+    found = sorted((analysis.query_row_of[item], mark.verdict == "outlier") for item, mark in marks.items()
+                   if mark.verdict != "unsure" and item in analysis.query_row_of) if marks else []
+    rows, truth = [j for j, _ in found], [t for _, t in found]
     return np.array(rows, dtype=np.int64), np.array(truth, dtype=bool)
 
 

@@ -202,6 +202,32 @@ def test_scorer_settings_refit_only_their_scorer_and_keep_the_percentile(at):
     assert at.session_state["prediction_threshold"] == percentile_threshold(final.fit_pred_scores, 5.0)
 
 
+def test_the_neighbour_search_can_be_approximate_and_the_page_says_so(at):
+    pytest.importorskip("faiss")
+    at.switch_page("pages/feature_scores.py").run()
+    before = at.session_state["analysis"]
+    assert any("neighbour search: exact" in c.value for c in at.caption)
+    at.selectbox(key=f"feature_index:{before.run_id}").set_value("approximate").run()
+    after = at.session_state["analysis"]
+    assert not at.exception and after.score_config.index == "approximate"
+    assert after.feature_scorer.index_["kind"] == "approximate"
+    assert any("neighbour search: approximate (faiss IVF" in c.value for c in at.caption)
+    assert any("searched with an approximate" in w.value for w in at.warning)  # the caveat above the threshold
+    assert after.fit_pred_scores is before.fit_pred_scores  # the other scorer is untouched
+
+
+def test_approximate_without_faiss_is_an_error_not_a_crash(at, monkeypatch):
+    import ood_core
+
+    monkeypatch.setattr(ood_core, "faiss_available", lambda: False, raising=False)
+    at.switch_page("pages/feature_scores.py").run()
+    before = at.session_state["analysis"]
+    at.selectbox(key=f"feature_index:{before.run_id}").set_value("approximate").run()
+    assert not at.exception
+    assert any("needs faiss" in e.value and "ood-explorer[scale]" in e.value for e in at.error)
+    assert at.session_state["analysis"].feature_scorer.index_["kind"] == "exact"
+
+
 def test_export_payloads_parse_and_match_the_scores(at):
     from ui.score_page import export_payloads
 

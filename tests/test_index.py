@@ -143,7 +143,7 @@ def test_cli_and_reports_say_the_search_was_approximate(tmp_path, capsys):
     assert rows[0]["feature_search"].startswith("approximate (faiss IVF")
     card = json.loads(out.with_suffix(".json").read_text())["cards"][0]
     search = card["scorer_params"]["neighbour_search"]
-    assert search["kind"] == "approximate" and search["nlist"] >= 1 and search["k_factor"] == 16
+    assert search["kind"] == "approximate" and search["nlist"] >= 1 and search["k_factor"] == 24
     assert any("approximate" in caveat for caveat in card["caveats"])
     # exact runs say so too, and their CSV keeps its columns
     assert main(["-q", "score", "--fit", str(tmp_path / "fit.npz"), "--query", str(tmp_path / "query.npz"),

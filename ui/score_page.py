@@ -38,17 +38,28 @@ def scorer_controls(analysis: ood_core.Analysis, scorer: str) -> ood_core.Analys
     with st.expander("Scorer settings", icon=":material/tune:"):
         if scorer == "feature":
             n_fit = len(analysis.fit_index)
-            c1, c2, c3 = st.columns([1, 1, 2])
+            c1, c2, c3, c4 = st.columns([1, 1, 1, 2])
             k = c1.number_input("k (neighbours)", min_value=1, max_value=max(1, n_fit - 1),
                                 value=int(analysis.feature_scorer.k_), step=1, key=run_key(analysis, "feature_k"))
             t = c2.number_input("t (temperature)", min_value=0.05, value=float(cfg.t), step=0.25,
                                 key=run_key(analysis, "feature_t"))
+            searches = list(ood_core.INDEX_CHOICES)
+            index = c3.selectbox(
+                "Neighbour search", searches, index=searches.index(cfg.index), key=run_key(analysis, "feature_index"),
+                help=f"exact: every train item is compared (minutes above ~{ood_core.AUTO_APPROXIMATE_ROWS:,} train "
+                     "items); approximate: a faiss index that may miss a few of the k nearest; auto: exact up to "
+                     f"{ood_core.AUTO_APPROXIMATE_ROWS:,} train items, approximate above (when faiss is installed).")
+            if index == "approximate" and not ood_core.faiss_available():
+                c3.error("The approximate index needs faiss: `pip install 'ood-explorer[scale]'`.")
+                index = cfg.index
             keep_default = cfg.k is None and int(k) == analysis.feature_scorer.k_
             new = ood_core.ScoreConfig(k=None if keep_default else int(k), t=float(t), method=cfg.method,
-                                       adjust=cfg.adjust)
-            c3.caption(f"Score = exp(−mean distance to the k nearest train items / (t · scale)). "
-                       f"Metric: {analysis.feature_scorer.metric_}; scale (median train distance): "
-                       f"{analysis.feature_scorer.scale_:.4g}; exact search.")
+                                       adjust=cfg.adjust, index=index)
+            result = apply_score_config(new) if new != cfg else analysis  # the caption tells of the new fit
+            c4.caption(f"Score = exp(−mean distance to the k nearest train items / (t · scale)). "
+                       f"Metric: {result.feature_scorer.metric_}; scale (median train distance): "
+                       f"{result.feature_scorer.scale_:.4g}; neighbour search: {result.feature_scorer.search_}.")
+            return result
         else:
             c1, c2, c3 = st.columns([1, 1, 2], vertical_alignment="center")
             methods = list(ood_core.PRED_SCORE_METHODS)
@@ -58,7 +69,7 @@ def scorer_controls(analysis: ood_core.Analysis, scorer: str) -> ood_core.Analys
                                  help="Subtract each class's confident threshold (the mean predicted probability of "
                                       "the class over its own train items) before scoring, so that classes the "
                                       "model is less sure of are not flagged wholesale.")
-            new = ood_core.ScoreConfig(k=cfg.k, t=cfg.t, method=method, adjust=adjust)
+            new = ood_core.ScoreConfig(k=cfg.k, t=cfg.t, method=method, adjust=adjust, index=cfg.index)
             C = getattr(analysis.classifier, "C", None)
             select = getattr(analysis.classifier, "selected_by", None)
             c3.caption("pred_probs: " + ("given with the data." if C is None else
@@ -315,7 +326,7 @@ def render(scorer: str, intro: str) -> None:
     st.caption(f"Dataset: {escape(analysis.source)} · {len(analysis.fit_index):,} train (fit) items, "
                f"{len(analysis.query_index):,} test (query) items"
                + (" (the same items: each is scored against the others)" if analysis.same_set else ""))
-    for caveat in analysis.caveats(scorer):
-        st.warning(caveat, icon=":material/warning:")
     analysis = scorer_controls(analysis, scorer)
+    for caveat in analysis.caveats(scorer):  # of the scorer as fitted now, settings included
+        st.warning(caveat, icon=":material/warning:")
     threshold_section(analysis, scorer)
