@@ -108,7 +108,9 @@ def _refuse_if_too_big(total: int, label: str) -> None:
     if total > MAX_ARRAY_BYTES:
         raise ValueError(f"load_arrays: the arrays in {label!r} would take {_io.human_size(total)} in memory, over the "
                          f"{_io.human_size(MAX_ARRAY_BYTES)} limit for precomputed arrays (about 400,000 rows of 1280 "
-                         "float32 features); refused before reading them")
+                         "float32 features); refused before reading them. Larger sets are read from disk a block "
+                         "at a time as a shard folder: `ood-explorer embed IMAGES --out FOLDER`, or "
+                         "ood_core.shards.ShardWriter for features you computed yourself")
 
 
 def _check_npz(path: Path, label: str, keys: tuple[str, ...] = _ARRAY_KEYS) -> None:
