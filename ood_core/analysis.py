@@ -187,9 +187,9 @@ class Analysis:
         notes = []
         if scorer == "feature" and self.feature_scorer.index_["kind"] == "approximate":
             notes.append(
-                f"Neighbours were searched with an {self.feature_scorer.search_}: a few of each item's "
-                "k nearest fit items may be missed, so its score can be slightly lower than the exact one. "
-                "Choose index 'exact' for exact scores (slow above about 100,000 fit items).")
+                f"The neighbour search was approximate ({self.feature_scorer.index_['details']}): a few of an "
+                "item's k nearest fit items may be missed, which lowers its score slightly. Choose the exact "
+                "search (index 'exact') for exact scores; it is slow above about 100,000 fit items.")
         if scorer == "prediction" and self.fit_pred_probs is not None and self.fit_pred_probs.shape[1] == 2:
             notes.append(
                 "With only 2 classes the prediction score says how unsure a 2-way classifier is between them: "

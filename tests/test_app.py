@@ -212,7 +212,7 @@ def test_the_neighbour_search_can_be_approximate_and_the_page_says_so(at):
     assert not at.exception and after.score_config.index == "approximate"
     assert after.feature_scorer.index_["kind"] == "approximate"
     assert any("neighbour search: approximate (faiss IVF" in c.value for c in at.caption)
-    assert any("searched with an approximate" in w.value for w in at.warning)  # the caveat above the threshold
+    assert any("neighbour search was approximate (faiss IVF" in w.value for w in at.warning)  # the caveat above the threshold
     assert after.fit_pred_scores is before.fit_pred_scores  # the other scorer is untouched
 
 

@@ -138,7 +138,7 @@ def test_cli_and_reports_say_the_search_was_approximate(tmp_path, capsys):
                  "--index", "approximate", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "neighbour search: approximate (faiss IVF" in printed and "nprobe=" in printed
-    assert "note: Neighbours were searched with an approximate" in printed
+    assert "note: The neighbour search was approximate (faiss IVF" in printed
     rows = list(csv.DictReader(out.open()))
     assert rows[0]["feature_search"].startswith("approximate (faiss IVF")
     card = json.loads(out.with_suffix(".json").read_text())["cards"][0]
