@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .shards import DEFAULT_BLOCK_ROWS, FeatureShards, blocks
+from .shards import DEFAULT_BLOCK_ROWS, blocks
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class ApproximateIndex:
         clock = time.perf_counter()
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(n, self.params.train_rows, replace=False))
-        train = _normalised(fit.take(sample) if isinstance(fit, FeatureShards) else np.asarray(fit[sample]))
+        train = _normalised(np.asarray(fit[sample]))  # an array, a memmap or FeatureShards (a copy of those rows)
         index = faiss.index_factory(dim, self.params.factory, faiss.METRIC_INNER_PRODUCT)
         ivf = faiss.extract_index_ivf(index)
         ivf.cp.niter = 10

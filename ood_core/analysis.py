@@ -333,8 +333,9 @@ class Analysis:
             "fit": {"flagged": view.fit_flagged, "total": view.fit_total},
             "query": {"flagged": view.query_flagged, "total": view.query_total},
         }
-        if self.caveats(view.scorer):
-            card["caveats"] = self.caveats(view.scorer)
+        caveats = self.caveats(view.scorer)
+        if caveats:
+            card["caveats"] = caveats
         if view.metrics is not None:
             card["metrics"] = {k: (None if isinstance(v, float) and np.isnan(v) else v)
                                for k, v in view.metrics.items()}
