@@ -1,7 +1,7 @@
 """Benchmark for a CUDA machine: lite0 embedding throughput at 128 px and the exact KNN at N = 200k.
 
-Prepared for a session that has a GPU (one short run): prints a markdown table for the README's
-"A million images" section, with the CPU figures of the same run where they take seconds.
+Prepared for a session that has a GPU (one short run): prints a markdown table for docs/BENCHMARKS.md
+("GPU"), with the CPU figures of the same run where they take seconds.
 
 - Embedding: ``--images`` 32 x 32 RGB images held in memory (seeded noise: the throughput does not
   depend on the content) embedded by lite0 at 128 px, batch ``--batch-size``, after one warm-up
