@@ -114,12 +114,12 @@ def test_the_wheel_holds_every_module_of_the_source_tree(installed):
     missing = sorted(_source_modules() - shipped)
     assert not missing, f"modules missing from {installed.wheel.name} (is their folder in packages.find?): {missing}"
     assert "ood_core/sources/__init__.py" in shipped and "ood_core/explain/__init__.py" in shipped
-    # The dashboard's non-Python files: its custom components (HTML, JS) and its Streamlit settings.
-    if (ROOT / "ood_dashboard").is_dir():
-        data = {p.relative_to(ROOT).as_posix() for p in (ROOT / "ood_dashboard").rglob("*")
-                if p.is_file() and p.suffix not in (".py", ".pyc")}
-        assert data and not sorted(data - shipped), f"dashboard files missing from the wheel: {sorted(data - shipped)}"
-
+    # The other files: ood_core's type information, the dashboard's components (HTML, JS) and settings.
+    data = {p.relative_to(ROOT).as_posix() for package in PACKAGES if (ROOT / package).is_dir()
+            for p in (ROOT / package).rglob("*") if p.is_file() and "__pycache__" not in p.parts
+            and p.suffix not in (".py", ".pyc")}
+    assert {"ood_core/py.typed", "ood_core/__init__.pyi"} <= data
+    assert not sorted(data - shipped), f"files missing from {installed.wheel.name}: {sorted(data - shipped)}"
 
 def test_the_installed_package_is_the_wheel_and_every_module_imports(installed):
     modules = sorted({path[:-3].replace("/", ".").removesuffix(".__init__") for path in installed.wheel_files()
