@@ -69,10 +69,11 @@ def streamlit_server(script: Path, log_path: Path, env: dict[str, str] | None = 
 
 @contextlib.contextmanager
 def server(argv: list[str], port: int, log_path: Path, env: dict[str, str] | None = None, cwd: Path = ROOT,
-           start_timeout: float = 60):
+           start_timeout: float = 60, base_env: dict[str, str] | None = None):
     """Start ``argv`` (a Streamlit server that will listen on 127.0.0.1:``port``) in ``cwd``; yield
     its URL once ``/_stcore/health`` answers, stop it afterwards. Fails (AssertionError with the
-    server log) if it exits or stays unhealthy. ``env`` is added to this process's environment."""
+    server log) if it exits or stays unhealthy. ``env`` is added to ``base_env`` (default: this
+    process's environment)."""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             argv,
@@ -80,7 +81,7 @@ def server(argv: list[str], port: int, log_path: Path, env: dict[str, str] | Non
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            env={**(os.environ if base_env is None else base_env), "PYTHONUNBUFFERED": "1", **(env or {})},
         )
     url = f"http://127.0.0.1:{port}"
     try:
