@@ -20,7 +20,7 @@ from PIL import Image
 
 from ood_core._batchnorm import fold_batchnorm
 from ood_core._device import resolve_device
-from ood_core._embed_config import AUTO, RESAMPLE, EmbedConfig, resolve_embed_config, resolve_for_images
+from ood_core._embed_config import AUTO, MODEL_CHOICES, RESAMPLE, EmbedConfig, resolve_embed_config, resolve_for_images
 from ood_core._pixels import centre_on_fit, pixel_rows, pixel_width
 from ood_core._progress import StepProgress
 from ood_core.sources._io import describe_error
@@ -236,4 +236,4 @@ def drop_failed(images: ImageSet, features: np.ndarray,
     return kept, features[ok]
 
 
-__all__ = ["EmbedConfig", "Embedder", "drop_failed", "resolve_embed_config"]
+__all__ = ["MODEL_CHOICES", "EmbedConfig", "Embedder", "drop_failed", "resolve_embed_config"]

@@ -8,7 +8,7 @@ import numpy as np
 
 from ._device import resolve_device
 from ._progress import StepProgress
-from ._index import resolve_index
+from ._index import AUTO_APPROXIMATE_ROWS, INDEX_CHOICES, IndexParams, faiss_available, resolve_index
 from ._validation import (check_fitted, check_int, check_labels, check_matrix, check_number, check_pred_probs,
                           check_same_length, check_shape)
 
@@ -303,3 +303,8 @@ class PredProbScorer:
     def fit_score(self, pred_probs, labels=None) -> np.ndarray:
         """Fit and return the fit set's scores."""
         return self.fit(pred_probs, labels).fit_scores_.copy()
+
+
+# The index settings are public here, beside the scorer whose `index=` they describe.
+__all__ = ["AUTO_APPROXIMATE_ROWS", "DEFAULT_K", "INDEX_CHOICES", "PRED_SCORE_METHODS", "FeatureScorer", "IndexParams",
+           "PredProbScorer", "confident_thresholds", "faiss_available"]

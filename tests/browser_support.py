@@ -55,27 +55,40 @@ def streamlit_server(script: Path, log_path: Path, env: dict[str, str] | None = 
     """``streamlit run script`` on 127.0.0.1; yields its URL once healthy, stops it afterwards.
     Fails (AssertionError with the server log) if it exits or stays unhealthy."""
     port = free_port()
+    argv = [
+        sys.executable, "-m", "streamlit", "run", str(script),
+        "--server.headless", "true",
+        "--server.port", str(port),
+        "--server.address", "127.0.0.1",
+        "--browser.gatherUsageStats", "false",
+        "--server.fileWatcherType", "none",
+    ]
+    with server(argv, port, log_path, env=env, cwd=ROOT, start_timeout=start_timeout) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def server(argv: list[str], port: int, log_path: Path, env: dict[str, str] | None = None, cwd: Path = ROOT,
+           start_timeout: float = 60, base_env: dict[str, str] | None = None):
+    """Start ``argv`` (a Streamlit server that will listen on 127.0.0.1:``port``) in ``cwd``; yield
+    its URL once ``/_stcore/health`` answers, stop it afterwards. Fails (AssertionError with the
+    server log) if it exits or stays unhealthy. ``env`` is added to ``base_env`` (default: this
+    process's environment)."""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "streamlit", "run", str(script),
-                "--server.headless", "true",
-                "--server.port", str(port),
-                "--server.address", "127.0.0.1",
-                "--browser.gatherUsageStats", "false",
-                "--server.fileWatcherType", "none",
-            ],
-            cwd=ROOT,
+            argv,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            env={**(os.environ if base_env is None else base_env), "PYTHONUNBUFFERED": "1", **(env or {})},
         )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + start_timeout
         while True:
             if proc.poll() is not None:
-                raise AssertionError(f"streamlit exited with {proc.returncode}:\n{log_path.read_text()}")
+                raise AssertionError(f"{argv[0]} exited with {proc.returncode}:\n{log_path.read_text()}")
             try:
                 with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as resp:
                     if resp.status == 200:
@@ -83,7 +96,7 @@ def streamlit_server(script: Path, log_path: Path, env: dict[str, str] | None = 
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError(f"streamlit not healthy after {start_timeout} s:\n{log_path.read_text()}")
+                raise AssertionError(f"{argv[0]} not healthy after {start_timeout} s:\n{log_path.read_text()}")
             time.sleep(0.2)
         yield url
     finally:

@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from .._download import DownloadError
 from ..shards import is_shard_folder
 from ._imageset import ImageSet
 from .archive import MAX_ZIP_BYTES, MAX_ZIP_FILES, image_zip
@@ -75,6 +76,7 @@ __all__ = [
     "BUILTIN_SOURCES",
     "CIFAR10_CLASSES",
     "CIFAR10_ENV",
+    "DownloadError",
     "MAX_ZIP_BYTES",
     "MAX_ZIP_FILES",
     "ArraySet",
