@@ -2,8 +2,8 @@
 pool of Ray Data actors, their features streamed back to the driver (which writes the shards).
 
 Each input row is one shard: its number and its images (the :class:`ImageSet` subset of the
-shard's rows, pickled with a reader that travels: a folder's absolute root, a zip's path, an
-in-memory set's own pixels). Each actor builds the embedder once, pinned to the settings the
+shard's rows made :meth:`~ood_core.sources.ImageSet.portable`: a folder's absolute root, a zip's
+path, an in-memory set's own pixels travel). Each actor builds the embedder once, pinned to the settings the
 driver resolved, and uses one GPU when the cluster has GPUs, else an equal share of the CPUs (its
 torch threads set to that share, so actors do not oversubscribe the cores). Ray is imported only
 here, and only when this engine runs.
@@ -11,21 +11,18 @@ here, and only when this engine runs.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import os
 import pickle
-import threading
 import warnings
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from ._embed_config import EmbedConfig
+from ._shard_work import embed_shard, make_embedder
 from .sources import ImageSet
-from .sources._io import ArrayReader, FolderReader, ZipReader
 
 RAY_EXTRA = "pip install 'ood-explorer[ray]'"
 
@@ -69,43 +66,10 @@ def ray_session(address: str | None, workers: int):
                 ray.shutdown()
 
 
-class _ZipOnWorker:
-    """A zip of images read on a worker: pickles as the archive's path or bytes (an open handle and
-    its lock do not travel) and opens the archive on first use there."""
-
-    def __init__(self, source):
-        self.source = source
-        self.__setstate__({"source": source})
-
-    def __getstate__(self) -> dict:
-        return {"source": self.source}
-
-    def __setstate__(self, state: dict) -> None:
-        self.source = state["source"]
-        self._reader: ZipReader | None = None
-        self._lock = threading.Lock()
-
-    def load(self, key, draft_size: int | None = None):
-        with self._lock:
-            if self._reader is None:
-                self._reader = ZipReader(self.source)
-        return self._reader.load(key, draft_size)
-
-
 def shard_images(images: ImageSet, start: int, stop: int) -> bytes:
     """The images of rows ``[start, stop)``, pickled for a worker (only what they need travels)."""
-    sub = images.subset(np.arange(start, stop))
-    reader, keys = sub._reader, sub._keys  # noqa: SLF001 - a reader that can travel replaces the local one
-    if isinstance(reader, ArrayReader):
-        reader, keys = ArrayReader(np.asarray(reader.pixels)[np.asarray(keys)]), list(range(len(keys)))
-    elif isinstance(reader, FolderReader):
-        reader = FolderReader(Path(reader.root).resolve())
-    elif isinstance(reader, ZipReader):
-        source = reader._source  # noqa: SLF001
-        reader = _ZipOnWorker(os.path.abspath(source) if isinstance(source, (str, os.PathLike)) else source)
-    sub = dataclasses.replace(sub, _reader=reader, _keys=keys, skipped=[])
     try:
-        return pickle.dumps(sub, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(images.subset(np.arange(start, stop)).portable(), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:  # noqa: BLE001 - e.g. a zip given as an open file
         raise ValueError(f"the ray engine sends each shard's images to the workers, and this source's cannot be "
                          f"sent ({exc}); give a folder or a .zip path every worker can read, or use the local "
@@ -118,14 +82,10 @@ class ShardActor:
     def __init__(self, config: EmbedConfig, weights, device: str, batch_size: int, threads: int):
         import torch
 
-        from ._sharded_embed import make_embedder
-
         torch.set_num_threads(threads)
         self.embedder = make_embedder(config, weights, device, batch_size)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from ._sharded_embed import embed_shard
-
         out: dict[str, list] = {"shard": [], "rows": [], "dim": [], "features": [], "failures": []}
         for number, blob in zip(batch["shard"], batch["images"]):
             features, failures = embed_shard(self.embedder, pickle.loads(blob))

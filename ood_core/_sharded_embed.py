@@ -16,7 +16,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -25,13 +24,12 @@ import numpy as np
 
 from ._embed_config import EmbedConfig
 from ._progress import Progress, StepProgress, stage
+from ._shard_work import embed_shard, make_embedder
 from .shards import DEFAULT_SHARD_ROWS, FeatureShards, ShardWriter
 from .sources import ImageSet, open_source
 from .weights import DEFAULT_MODEL
 
 ENGINES = ("local", "ray")
-# Embedder.embed warns once per call about undecodable images; a sharded run reports them once.
-_FAILED_WARNING = r"\d+ of \d+ images could not be decoded"
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,30 +43,6 @@ class ShardedEmbedding:
     config: dict[str, Any]  # the resolved embedding settings
     shards: int  # shards in the folder
     written: int  # shards embedded by this call (the others were there already)
-
-
-def make_embedder(config: EmbedConfig, weights, device: str, batch_size: int):
-    """An :class:`~ood_core.embedder.Embedder` pinned to ``config`` (resolved once for the whole set),
-    so every shard (a subset of the images) is embedded with the same settings."""
-    from .embedder import Embedder
-
-    embedder = Embedder(model=config.model, weights=weights, image_size=config.image_size, device=device,
-                        batch_size=batch_size, fold_batchnorm=config.fold_batchnorm)
-    if embedder.config.weights != config.weights:
-        raise ValueError(f"the weights {weights!r} are {embedder.config.weights} here but were "
-                         f"{config.weights} where the run started; every worker needs the same weights file")
-    embedder.config = config
-    return embedder
-
-
-def embed_shard(embedder, images: ImageSet, progress: StepProgress | None = None
-                ) -> tuple[np.ndarray, list[tuple[int, str, str]]]:
-    """Features of one shard's images (NaN rows where decoding failed) and its failures as
-    (index within the shard, path, reason)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_FAILED_WARNING)
-        features = embedder.embed(images, progress=progress)
-    return features, list(embedder.failures_)
 
 
 def embed_shards(
@@ -187,4 +161,4 @@ def _finish(writer: ShardWriter, images: ImageSet, config: EmbedConfig, written:
                             shards=writer.n_shards, written=written)
 
 
-__all__ = ["ENGINES", "ShardedEmbedding", "embed_shard", "embed_shards", "make_embedder"]
+__all__ = ["ENGINES", "ShardedEmbedding", "embed_shards"]

@@ -115,6 +115,15 @@ class ImageSet:
             _keys=[self._keys[i] for i in idx],
         )
 
+    def portable(self) -> "ImageSet":
+        """This set with a reader that can be pickled and read in another process or on another
+        machine that sees the same paths: a folder's absolute root, a zip's absolute path (opened on
+        first use there), an in-memory set's own rows of pixels. ``skipped`` is left behind."""
+        reader, keys = self._reader, self._keys
+        if hasattr(reader, "portable"):
+            reader, keys = reader.portable(keys)
+        return dataclasses.replace(self, _reader=reader, _keys=keys, skipped=[])
+
 
 def pixel_set(pixels: np.ndarray, ids: Sequence[str], labels, class_names: Sequence[str], *,
               identity: str, description: str = "", split=None, size_hint: int | None = None) -> ImageSet:

@@ -154,6 +154,10 @@ class FolderReader:
     def load(self, key: str, draft_size: int | None = None) -> Image.Image:
         return decode_image(io.BytesIO(read_regular_file(self.root / key)), draft_size)
 
+    def portable(self, keys: list) -> tuple["FolderReader", list]:
+        """A reader of ``keys`` that works from any working directory (its root made absolute)."""
+        return FolderReader(self.root.resolve()), list(keys)
+
 
 class ZipReader:
     """Reads members of one zip archive in place, with a single shared handle.
@@ -212,6 +216,20 @@ class ZipReader:
     def load(self, key: zipfile.ZipInfo | str, draft_size: int | None = None) -> Image.Image:
         return decode_image(io.BytesIO(self.read(key)), draft_size)
 
+    def portable(self, keys: list) -> tuple["ZipReader", list]:
+        """A reader of ``keys`` that pickles as the archive's absolute path (or its bytes) and opens
+        it on first use where it is unpickled; an archive given as an open file cannot travel."""
+        source = self._source
+        return ZipReader(os.path.abspath(source) if isinstance(source, (str, os.PathLike)) else source), list(keys)
+
+    def __getstate__(self) -> dict:
+        if not isinstance(self._source, (str, os.PathLike, bytes, bytearray, memoryview)):
+            raise TypeError("a zip given as an open file cannot be sent to another process; give its path")
+        return {"_source": self._source}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["_source"])
+
     def __del__(self):  # pragma: no cover - best effort at interpreter shutdown
         try:
             if self._zf is not None:
@@ -254,6 +272,10 @@ class ArrayReader:
 
     def load(self, key: int, draft_size: int | None = None) -> Image.Image:
         return Image.fromarray(self.pixels[key]).convert("RGB")
+
+    def portable(self, keys: list) -> tuple["ArrayReader", list]:
+        """A reader holding only the images of ``keys`` (renumbered 0..), so little travels."""
+        return ArrayReader(np.asarray(self.pixels)[np.asarray(keys, dtype=np.int64)]), list(range(len(keys)))
 
 
 # --------------------------------------------------------------------------- listing

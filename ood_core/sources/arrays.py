@@ -17,7 +17,7 @@ import numpy as np
 
 from .._files import file_digest
 from .._validation import check_same_length, check_vector
-from ..shards import FeatureShards, blocks, is_shard_folder, read_manifest, rows
+from ..shards import FeatureShards, blocks, is_shard_folder, meta_file, read_manifest, rows
 from . import _io
 from ._imageset import content_digest
 
@@ -236,18 +236,17 @@ def _load_shards(folder: Path, label: str, verify: bool = True) -> ArraySet:
     try:
         manifest = read_manifest(folder)
         features = FeatureShards.open(folder)
+        meta = meta_file(folder)  # present, and the one written with these shards
     except ValueError as exc:
         raise ValueError(f"load_arrays: {exc}") from None
     data: dict[str, Any] = {"features": features}
-    meta = folder / "meta.npz"
-    if meta.is_file():
-        _check_npz(meta, f"{label}/meta.npz", _ARRAY_KEYS + _FAILURE_KEYS)
-        with _guarded(lambda: np.load(meta, allow_pickle=False), repr(f"{label}/meta.npz"), _PICKLED,
-                      "is not a readable .npz") as loaded:
-            for key in loaded.files:
-                if key in _ARRAY_KEYS[1:] + _FAILURE_KEYS:
-                    data[key] = _guarded(lambda: np.asarray(loaded[key]), f"key {key!r} in {label}/meta.npz",
-                                         _PICKLED, "is unreadable")
+    _check_npz(meta, f"{label}/meta.npz", _ARRAY_KEYS + _FAILURE_KEYS)
+    with _guarded(lambda: np.load(meta, allow_pickle=False), repr(f"{label}/meta.npz"), _PICKLED,
+                  "is not a readable .npz") as loaded:
+        for key in loaded.files:
+            if key in _ARRAY_KEYS[1:] + _FAILURE_KEYS:
+                data[key] = _guarded(lambda: np.asarray(loaded[key]), f"key {key!r} in {label}/meta.npz",
+                                     _PICKLED, "is unreadable")
     reasons = {}
     if "failed_index" in data:
         index = _checked(check_vector, data["failed_index"], "failed_index", dtype=np.int64, min_len=0)
