@@ -13,6 +13,7 @@ scorers and tests each flagged count against the Beta-binomial range of in-distr
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -64,6 +65,7 @@ class ReferenceError(ValueError):
     """A saved reference cannot be used: damaged, incomplete, foreign, or written by another version."""
 
 
+@functools.lru_cache(maxsize=1)
 def package_version() -> str:
     """The installed ood-explorer version ("unknown" when not installed)."""
     from importlib.metadata import PackageNotFoundError, version
