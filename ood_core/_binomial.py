@@ -54,10 +54,14 @@ def class_rate_beta(n_items: int, below: int) -> tuple[float, float]:
     return below + 1.0, n_items - below + 1.0
 
 
-def _betabinom(m: int, a: float, b: float):
-    from scipy.stats import betabinom
+def _pmf(m: int, a: float, b: float) -> np.ndarray:
+    """``P(K = k)`` for ``k = 0..m``, ``K ~ Beta-binomial(m, a, b)`` (computed in logs, in one pass)."""
+    from scipy.special import betaln, gammaln
 
-    return betabinom(m, a, b)
+    k = np.arange(m + 1, dtype=np.float64)
+    log_pmf = (gammaln(m + 1.0) - gammaln(k + 1.0) - gammaln(m - k + 1.0)
+               + betaln(k + a, m - k + b) - betaln(a, b))
+    return np.exp(log_pmf)
 
 
 def _check_level(level: float) -> float:
@@ -72,8 +76,12 @@ def beta_binomial_interval(m: int, a: float, b: float, level: float = 0.95) -> t
     ``(1 - level) / 2`` of the mass lies below ``lo * m`` and at most as much above ``hi * m``."""
     m = check_int(m, "batch_size", 1)
     tail = (1.0 - _check_level(level)) / 2.0
-    dist = _betabinom(m, a, b)
-    return float(dist.ppf(tail)) / m, float(dist.ppf(1.0 - tail)) / m
+    pmf = _pmf(m, a, b)
+    below = np.cumsum(pmf)  # P(K <= k)
+    above = np.cumsum(pmf[::-1])[::-1]  # P(K >= k), accurate in the upper tail
+    lo = int(np.argmax(below >= tail * (1 - 1e-12)))  # the smallest k with P(K <= k) >= tail
+    hi = int(np.flatnonzero(above >= tail * (1 - 1e-12))[-1])  # the largest k with P(K >= k) >= tail
+    return lo / m, hi / m
 
 
 def beta_binomial_p_value(k: int, m: int, a: float, b: float) -> float:
@@ -82,7 +90,7 @@ def beta_binomial_p_value(k: int, m: int, a: float, b: float) -> float:
     k = check_int(k, "flagged", 0, m)
     if k == 0:
         return 1.0
-    return float(min(1.0, max(0.0, _betabinom(m, a, b).sf(k - 1))))
+    return float(min(1.0, _pmf(m, a, b)[k:].sum()))
 
 
 def flag_rate_interval(n_fit: int, percentile: float, batch_size: int, level: float = 0.95, *,

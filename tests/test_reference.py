@@ -85,6 +85,17 @@ def test_interval_and_p_value_numbers():
         flag_rate_interval(1000, 101, 100)
 
 
+def test_beta_binomial_agrees_with_scipy():
+    from scipy.stats import betabinom
+
+    from ood_core._binomial import beta_binomial_interval, beta_binomial_p_value
+
+    for m, a, b, k in [(1000, 250.95, 4750.05, 60), (100, 20.95, 380.05, 9), (37, 1.0, 2.0, 1), (5000, 3.5, 60.2, 400)]:
+        dist = betabinom(m, a, b)
+        assert beta_binomial_interval(m, a, b, 0.95) == (dist.ppf(0.025) / m, dist.ppf(0.975) / m)
+        assert beta_binomial_p_value(k, m, a, b) == pytest.approx(dist.sf(k - 1), rel=1e-9)
+
+
 def test_interval_covers_its_level_of_in_distribution_batches():
     """The frozen threshold of fresh fit sets (uniform scores), then one batch each: ~95% of the
     batches' flagged rates fall in the interval, and at most ~alpha of them are called too many."""
