@@ -41,13 +41,19 @@ def dataset_key(data: Any) -> str:
 
 def split_key(analysis: Analysis) -> str:
     """The fit/query split ``analysis`` was made under, as the text a mark keeps (``ReviewStore.mark(...,
-    split=split_key(analysis))``): the classes drawn as in-distribution, the fit fraction and the seed
-    (``analysis.class_split``), or the source's own split. Marks are scored under the same split later."""
-    drawn = analysis.class_split
+    split=split_key(analysis))``): :func:`key_of_split` of ``analysis.class_split``. Marks are scored
+    under the same split later (``export-review``, ``copy-items``)."""
+    return key_of_split(analysis.class_split)
+
+
+def key_of_split(drawn: Mapping[str, Any] | None) -> str:
+    """The text a mark keeps for a split: the classes drawn as in-distribution (sorted), the fit
+    fraction and the seed (``{"in_classes": [...], "fit_fraction": f, "seed": s}``), or None for the
+    source's own split."""
     if drawn is None:
         return json.dumps({"in_classes": None})
-    return json.dumps({"in_classes": sorted(drawn["in_classes"]), "fit_fraction": float(drawn["fit_fraction"]),
-                       "seed": int(drawn["seed"])}, sort_keys=True)
+    return json.dumps({"in_classes": sorted(str(c) for c in drawn["in_classes"]),
+                       "fit_fraction": float(drawn["fit_fraction"]), "seed": int(drawn["seed"])}, sort_keys=True)
 
 
 def split_settings(key: str) -> dict[str, Any] | None:
@@ -196,5 +202,5 @@ def review_csv(analysis: Analysis, marks: Mapping[str, Mark], thresholds: dict[s
 
 
 __all__ = ["VERDICTS", "DatasetMarks", "Mark", "PrecisionEstimate", "ReviewStore", "ReviewStoreError",
-           "ReviewSummary", "copy_items", "dataset_key", "describe_split", "split_key", "split_settings", "flagged_positions", "marked_positions",
+           "ReviewSummary", "copy_items", "dataset_key", "describe_split", "key_of_split", "split_key", "split_settings", "flagged_positions", "marked_positions",
            "precision_estimate", "review_csv", "review_summary", "review_table", "reviewed_truth"]

@@ -76,13 +76,13 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("cifar10", "OOD_CIFAR10",
             "a local copy of CIFAR-10 (zip or folder of {train,test}/{class}/*.jpg, or torchvision's files) read "
             "by `demo` and the cifar10-demo source", lambda: None,
-            "not set: the copy downloaded into data_dir/cifar10, if any"),
+            "none (the copy downloaded into data_dir/cifar10, if any)"),
     Setting("data_roots", "OOD_DATA_ROOTS",
             f"the folders the dashboard may read image folders from (environment: separated by '{os.pathsep}'; "
             "config file: a list)", lambda: [Path(os.getcwd())],
             "the folder the dashboard was started in", kind="paths"),
     Setting("ray_address", "RAY_ADDRESS", "the Ray cluster `embed --engine ray` joins (e.g. ray://head:10001)",
-            lambda: None, "not set: a local Ray instance", in_file=False, kind="text"),
+            lambda: None, "none (a local Ray instance)", in_file=False, kind="text"),
 ]}
 
 
