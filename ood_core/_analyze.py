@@ -15,6 +15,7 @@ from ._progress import Progress, stage
 from ._files import atomic_write, open_npz
 from .analysis import Analysis, ClassifierInfo, ScoreConfig, digest, fit_feature, fit_prediction
 from .pred_probs import out_of_sample_pred_probs
+from .settings import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_FIT_FRACTION, DEFAULT_SEED, DEFAULT_WEIGHTS
 from .sources import ArraySet, ImageSet, in_out_split, open_source
 from .sources.split import class_indices
 from .weights import DEFAULT_MODEL
@@ -37,10 +38,10 @@ def embed(
     source: str | os.PathLike | ImageSet,
     *,
     model: str = DEFAULT_MODEL,
-    weights: str | os.PathLike = "bundled",
+    weights: str | os.PathLike = DEFAULT_WEIGHTS,
     image_size: int | None = None,
-    device: str = "auto",
-    batch_size: int = 64,
+    device: str = DEFAULT_DEVICE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     cache_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
     name: str | None = None,
@@ -69,14 +70,14 @@ def analyze(
     source: str | os.PathLike | ImageSet | ArraySet,
     *,
     model: str = DEFAULT_MODEL,
-    weights: str | os.PathLike = "bundled",
+    weights: str | os.PathLike = DEFAULT_WEIGHTS,
     image_size: int | None = None,
-    device: str = "auto",
-    batch_size: int = 64,
+    device: str = DEFAULT_DEVICE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     scores: ScoreConfig = ScoreConfig(),
     in_classes: Sequence[str | int] | None = None,
-    fit_fraction: float = 0.5,
-    seed: int = 0,
+    fit_fraction: float = DEFAULT_FIT_FRACTION,
+    seed: int = DEFAULT_SEED,
     cache_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
     name: str | None = None,

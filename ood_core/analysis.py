@@ -23,6 +23,7 @@ from ._progress import Progress, stage
 from ._validation import check_int
 from .explain.neighbours import explain_neighbours
 from .scorers import PRED_SCORE_METHODS, FeatureScorer, PredProbScorer
+from .settings import DEFAULT_INDEX, DEFAULT_PRED_METHOD, DEFAULT_TEMPERATURE
 from .shards import rows
 from .thresholds import flag, ood_metrics, percentile_of, percentile_threshold
 
@@ -40,10 +41,10 @@ class ScoreConfig:
     """Settings of both scorers; ``None`` means the scorer's own default."""
 
     k: int | None = None  # neighbours of the feature scorer (None: min(10, n_fit - 1))
-    t: float = 1.0  # temperature of the feature score
-    method: str = "entropy"  # prediction score: one of PRED_SCORE_METHODS
+    t: float = DEFAULT_TEMPERATURE  # temperature of the feature score
+    method: str = DEFAULT_PRED_METHOD  # prediction score: one of PRED_SCORE_METHODS
     adjust: bool = True  # subtract the per-class confident thresholds
-    index: str = "auto"  # neighbour search of the feature score: "auto", "exact" or "approximate"
+    index: str = DEFAULT_INDEX  # neighbour search of the feature score: "auto", "exact" or "approximate"
 
     def __post_init__(self):
         if self.method not in PRED_SCORE_METHODS:
