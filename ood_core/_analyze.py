@@ -12,10 +12,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from ._progress import Progress, stage
-from ._files import atomic_write
+from ._files import atomic_write, open_npz
 from .analysis import Analysis, ClassifierInfo, ScoreConfig, digest, fit_feature, fit_prediction
 from .pred_probs import out_of_sample_pred_probs
+from .settings import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_FIT_FRACTION, DEFAULT_SEED, DEFAULT_WEIGHTS
 from .sources import ArraySet, ImageSet, in_out_split, open_source
+from .sources.split import class_indices
 from .weights import DEFAULT_MODEL
 
 logger = logging.getLogger(__name__)
@@ -36,10 +38,10 @@ def embed(
     source: str | os.PathLike | ImageSet,
     *,
     model: str = DEFAULT_MODEL,
-    weights: str | os.PathLike = "bundled",
+    weights: str | os.PathLike = DEFAULT_WEIGHTS,
     image_size: int | None = None,
-    device: str = "auto",
-    batch_size: int = 64,
+    device: str = DEFAULT_DEVICE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     cache_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
     name: str | None = None,
@@ -68,14 +70,14 @@ def analyze(
     source: str | os.PathLike | ImageSet | ArraySet,
     *,
     model: str = DEFAULT_MODEL,
-    weights: str | os.PathLike = "bundled",
+    weights: str | os.PathLike = DEFAULT_WEIGHTS,
     image_size: int | None = None,
-    device: str = "auto",
-    batch_size: int = 64,
+    device: str = DEFAULT_DEVICE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     scores: ScoreConfig = ScoreConfig(),
     in_classes: Sequence[str | int] | None = None,
-    fit_fraction: float = 0.5,
-    seed: int = 0,
+    fit_fraction: float = DEFAULT_FIT_FRACTION,
+    seed: int = DEFAULT_SEED,
     cache_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
     name: str | None = None,
@@ -95,8 +97,11 @@ def analyze(
     upload's own file name).
     """
     source = _open(source, name)
+    class_split = None
     if in_classes is not None:
+        names = [source.class_names[i] for i in class_indices(source, in_classes)]
         source = in_out_split(source, in_classes, fit_fraction=fit_fraction, seed=seed)
+        class_split = {"in_classes": names, "fit_fraction": float(fit_fraction), "seed": int(seed)}
     if isinstance(source, ArraySet):
         features, items, hit, pred_probs = source.features, None, False, source.pred_probs
         embed_config: dict[str, Any] = {"precomputed": source.description}
@@ -116,13 +121,14 @@ def analyze(
                      "split": [digest(fit_index.tolist()), digest(query_index.tolist())]})
     same_set = len(fit_index) == len(query_index) and bool(np.all(fit_index == query_index))
     predictions = _predictions(features, labels, fit_index, query_index, same_set, pred_probs, scores, run_id,
-                               progress)
+                               progress, cache_dir)
     return Analysis(
         run_id=run_id, data_id=source.data_id, source=source.description, embed_config=embed_config, items=items,
         ids=list(source.ids), paths=list(getattr(source, "paths", source.ids)), labels=labels,
         class_names=list(source.class_names), fit_index=fit_index, query_index=query_index,
         features=features, is_ood=is_ood, score_config=scores,
         skipped=list(getattr(source, "skipped", [])), cache_hit=hit,
+        class_split=class_split, cache_dir=None if cache_dir is None else str(cache_dir),
         **fit_feature(features, fit_index, query_index, scores, progress), **predictions,
     )
 
@@ -158,7 +164,7 @@ def _split_indices(split: np.ndarray | None, n: int) -> tuple[np.ndarray, np.nda
 
 
 def _predictions(features, labels, fit_index, query_index, same_set: bool, pred_probs, config: ScoreConfig,
-                 run_id: str, progress: Progress | None) -> dict[str, Any]:
+                 run_id: str, progress: Progress | None, cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Out-of-sample pred_probs for the fit rows and a classifier's for the query rows (or the
     source's own pred_probs), and the prediction scores; empty when the fit rows do not carry
     at least 2 known classes with 2 items each."""
@@ -176,7 +182,8 @@ def _predictions(features, labels, fit_index, query_index, same_set: bool, pred_
         if n_splits < 2:
             logger.info("no prediction score: a fit class has a single example")
             return {}
-        out = _out_of_sample(features, fit_index, query_index, local, classes, same_set, n_splits, run_id, progress)
+        out = _out_of_sample(features, fit_index, query_index, local, classes, same_set, n_splits, run_id, progress,
+                             cache_dir)
     out.update(fit_prediction(out["fit_pred_probs"], out["query_pred_probs"], out["pred_classes"], fit_labels,
                               same_set, config))
     return out
@@ -186,7 +193,7 @@ PRED_PROBS_FORMAT = "ood-explorer-pred-probs-v1"  # bump when the classifier or 
 
 
 def _out_of_sample(features, fit_index, query_index, local, classes, same_set: bool, n_splits: int, run_id: str,
-                   progress: Progress | None) -> dict[str, Any]:
+                   progress: Progress | None, cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """The classifier's out-of-sample fit pred_probs and its query pred_probs, read from the disk cache
     when this run computed them before (a server restart does not redo the cross-validation)."""
     from .cache import run_file
@@ -200,7 +207,7 @@ def _out_of_sample(features, fit_index, query_index, local, classes, same_set: b
         fit_rows.update(np.ascontiguousarray(block).tobytes())
     fit_rows.update(np.ascontiguousarray(local).tobytes())
     key = digest([PRED_PROBS_FORMAT, run_id, n_splits, fit_rows.hexdigest(), len(query_index), MAX_CLASSIFIER_ROWS])
-    path = run_file(key)
+    path = run_file(key, cache_dir)
     cached = _read_pred_probs(path, len(fit_index), len(query_index), len(classes))
     if cached is not None:
         return {**cached, "pred_classes": classes}
@@ -261,7 +268,7 @@ def _read_pred_probs(path: Path, n_fit: int, n_query: int, n_classes: int) -> di
     if not path.is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open_npz(path) as data:
             if str(data["format"]) != PRED_PROBS_FORMAT:
                 return None
             fit, query = np.asarray(data["fit"]), np.asarray(data["query"])

@@ -1,17 +1,14 @@
 """The user data folder: the one place its location is decided (CIFAR-10 downloads, review marks)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-DATA_DIR_ENV = "OOD_DATA_DIR"
+from . import settings
+
+DATA_DIR_ENV = settings.SETTINGS["data_dir"].env
 
 
 def user_data_dir() -> Path:
-    """``$OOD_DATA_DIR``, else ``platformdirs.user_data_dir("ood-explorer")``."""
-    base = os.environ.get(DATA_DIR_ENV)
-    if base:
-        return Path(base).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("ood-explorer"))
+    """The ``data_dir`` setting (:mod:`ood_core.settings`): ``$OOD_DATA_DIR``, else ``data_dir`` in the
+    config file, else ``platformdirs.user_data_dir("ood-explorer")``."""
+    return settings.value("data_dir")

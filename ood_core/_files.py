@@ -1,12 +1,13 @@
-"""File helpers shared by the cache, the sources, the weights and the dashboard: content digests
-and atomic writes (a reader never sees half a file)."""
+"""File helpers shared by the cache, the sources, the weights and the dashboard: content digests,
+atomic writes (a reader never sees half a file) and reading a kept ``.npz``."""
 from __future__ import annotations
 
 import hashlib
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Iterator
 
 _BLOCK = 1 << 20
 
@@ -40,3 +41,13 @@ def atomic_write(path: str | os.PathLike, content: bytes | Callable[[BinaryIO], 
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextmanager
+def open_npz(path: str | os.PathLike) -> Iterator[Any]:
+    """``np.load(path, allow_pickle=False)`` of a ``.npz`` as a context manager whose file is closed
+    however the load ends (``np.load`` leaves the file open when it is not a valid zip)."""
+    import numpy as np
+
+    with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
+        yield data

@@ -32,7 +32,7 @@ MAX_NOTE_CHARS = 10_000
 RETRY_FOR_S = 30.0  # how long a writer keeps retrying a locked file before giving up
 _BUSY_TIMEOUT_S = 5.0  # SQLite's own wait inside one attempt
 _APPLICATION_ID = 0x4F4F4452  # "OODR": marks the file as ours (PRAGMA application_id)
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2  # 2: marks.split, the split a mark was made under
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS marks (
     dataset TEXT NOT NULL,
@@ -40,13 +40,15 @@ CREATE TABLE IF NOT EXISTS marks (
     verdict TEXT NOT NULL CHECK (verdict IN {VERDICTS!r}),
     note TEXT NOT NULL DEFAULT '',
     updated_at REAL NOT NULL,
+    split TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (dataset, item)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS datasets (dataset TEXT PRIMARY KEY, label TEXT NOT NULL DEFAULT '') WITHOUT ROWID;
 """
-_UPSERT = ("INSERT INTO marks (dataset, item, verdict, note, updated_at) VALUES (?, ?, ?, COALESCE(?, ''), ?) "
+_UPSERT = ("INSERT INTO marks (dataset, item, verdict, note, updated_at, split) "
+           "VALUES (?, ?, ?, COALESCE(?, ''), ?, ?) "
            "ON CONFLICT (dataset, item) DO UPDATE SET verdict = excluded.verdict, "
-           "note = COALESCE(?, marks.note), updated_at = excluded.updated_at")
+           "note = COALESCE(?, marks.note), updated_at = excluded.updated_at, split = excluded.split")
 T = TypeVar("T")
 
 
@@ -61,6 +63,7 @@ class Mark:
     verdict: str  # one of VERDICTS
     note: str
     updated_at: datetime  # when it was last set, UTC
+    split: str = ""  # the split it was made under (ood_core.review.split_key); "" when not recorded
 
 
 @dataclass(frozen=True)
@@ -145,12 +148,15 @@ class ReviewStore:
 
     # ------------------------------------------------------------------ writing
     def mark(self, dataset: str, items: str | Iterable[str], verdict: str, note: str | None = None, *,
-             label: str | None = None) -> int:
+             label: str | None = None, split: str | None = None) -> int:
         """Set ``verdict`` (one of :data:`VERDICTS`) on one item id or many, in one transaction; returns
         how many. ``note``: None keeps each item's note (new marks get ""), a string replaces it.
-        ``label``: how to call the data in :meth:`datasets` (e.g. ``analysis.source``). When this
-        returns, the marks are on disk."""
+        ``label``: how to call the data in :meth:`datasets` (e.g. ``analysis.source``). ``split``: the
+        fit/query split the marks were made under (``ood_core.review.split_key(analysis)``), so an export
+        can score them under the same one. When this returns, the marks are on disk."""
         dataset, verdict, ids = _check_dataset(dataset), check_verdict(verdict), item_list(items)
+        if split is not None and not isinstance(split, str):
+            raise TypeError(f"split must be text (ood_core.review.split_key) or None; got {type(split).__name__}")
         if note is not None and not isinstance(note, str):
             raise TypeError(f"note must be text (str) or None; got {type(note).__name__}")
         if note is not None and len(note) > MAX_NOTE_CHARS:
@@ -160,7 +166,7 @@ class ReviewStore:
 
         def write(conn: sqlite3.Connection) -> int:
             now = time.time()
-            conn.executemany(_UPSERT, [(dataset, item, verdict, note, now, note) for item in ids])
+            conn.executemany(_UPSERT, [(dataset, item, verdict, note, now, split or "", note) for item in ids])
             if label:
                 conn.execute("INSERT INTO datasets (dataset, label) VALUES (?, ?) ON CONFLICT (dataset) "
                              "DO UPDATE SET label = excluded.label", (dataset, str(label)))
@@ -186,8 +192,8 @@ class ReviewStore:
         """Every mark of ``dataset``: item id -> :class:`Mark`."""
         dataset = _check_dataset(dataset)
         rows = self._transaction(lambda conn: conn.execute(
-            "SELECT item, verdict, note, updated_at FROM marks WHERE dataset = ?", (dataset,)).fetchall())
-        return {item: Mark(verdict, note, _when(at)) for item, verdict, note, at in rows}
+            "SELECT item, verdict, note, updated_at, split FROM marks WHERE dataset = ?", (dataset,)).fetchall())
+        return {item: Mark(verdict, note, _when(at), split) for item, verdict, note, at, split in rows}
 
     def counts(self, dataset: str) -> dict[str, int]:
         """How many items of ``dataset`` carry each verdict (every verdict present, 0 when none)."""
@@ -249,6 +255,9 @@ class ReviewStore:
         try:
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 conn.execute(statement)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(marks)")}
+            if "split" not in columns:  # a version 1 file: its marks' split was not recorded
+                conn.execute("ALTER TABLE marks ADD COLUMN split TEXT NOT NULL DEFAULT ''")
             conn.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
             conn.execute("COMMIT")

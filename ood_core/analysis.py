@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 
 from ._export import to_csv
-from ._files import atomic_write
+from ._files import atomic_write, open_npz
 from ._index import INDEX_CHOICES
 from ._progress import Progress, stage
 from ._validation import check_int
 from .explain.neighbours import explain_neighbours
 from .scorers import PRED_SCORE_METHODS, FeatureScorer, PredProbScorer
+from .settings import DEFAULT_INDEX, DEFAULT_PRED_METHOD, DEFAULT_TEMPERATURE
 from .shards import rows
 from .thresholds import flag, ood_metrics, percentile_of, percentile_threshold
 
@@ -31,15 +32,19 @@ PROJECTION_FORMAT = "ood-explorer-projection-v1"  # bump when project_2d's outpu
 SCORERS = {"feature": "Feature score (KNN)", "prediction": "Prediction score (pred_probs)"}
 
 
+# Why an analysis has no prediction score (the CLI's report and the dashboard say it alike).
+NO_PREDICTION_REASON = ("the prediction score needs class labels (at least 2 classes, 2 items each) on the train "
+                        "(fit) items, or precomputed pred_probs")
+
 @dataclass(frozen=True)
 class ScoreConfig:
     """Settings of both scorers; ``None`` means the scorer's own default."""
 
     k: int | None = None  # neighbours of the feature scorer (None: min(10, n_fit - 1))
-    t: float = 1.0  # temperature of the feature score
-    method: str = "entropy"  # prediction score: one of PRED_SCORE_METHODS
+    t: float = DEFAULT_TEMPERATURE  # temperature of the feature score
+    method: str = DEFAULT_PRED_METHOD  # prediction score: one of PRED_SCORE_METHODS
     adjust: bool = True  # subtract the per-class confident thresholds
-    index: str = "auto"  # neighbour search of the feature score: "auto", "exact" or "approximate"
+    index: str = DEFAULT_INDEX  # neighbour search of the feature score: "auto", "exact" or "approximate"
 
     def __post_init__(self):
         if self.method not in PRED_SCORE_METHODS:
@@ -124,6 +129,10 @@ class Analysis:
     classifier: ClassifierInfo | None = None  # None when the source brought its own pred_probs
     skipped: list[tuple[str, str]] = field(default_factory=list)
     cache_hit: bool = False
+    # How analyze drew the fit/query split by class: {"in_classes": [names], "fit_fraction": f, "seed": s};
+    # None: the source's own split (see ood_core.review.split_key).
+    class_split: dict[str, Any] | None = None
+    cache_dir: str | None = None  # the cache folder the run keeps its pred_probs and maps in (None: the default)
 
     # ------------------------------------------------------------------ what it holds
     @cached_property
@@ -213,9 +222,9 @@ class Analysis:
         from .cache import run_file
         from .explain.projection import project_2d
 
-        path = run_file(digest([PROJECTION_FORMAT, self.run_id, method, max_points]))
+        path = run_file(digest([PROJECTION_FORMAT, self.run_id, method, max_points]), self.cache_dir)
         try:
-            with np.load(path, allow_pickle=False) as kept:
+            with open_npz(path) as kept:
                 return np.asarray(kept["coords"]), np.asarray(kept["positions"])
         except (OSError, KeyError, ValueError):  # absent, or not ours: compute it
             pass

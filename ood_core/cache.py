@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ood_core import settings
 from ood_core._embed_config import EmbedConfig
-from ood_core._files import atomic_write
+from ood_core._files import atomic_write, open_npz
 from ood_core._pixels import fit_rows_digest
 from ood_core._progress import StepProgress
 from ood_core.embedder import Embedder
@@ -27,19 +28,15 @@ from ood_core.sources import ImageSet
 
 logger = logging.getLogger(__name__)
 
-CACHE_ENV = "OOD_CACHE_DIR"
+CACHE_ENV = settings.SETTINGS["cache_dir"].env
 # Bump when the file layout or the embedding pipeline changes features for equal settings.
 CACHE_FORMAT = "ood-explorer-embeddings-v1"
 
 
 def default_cache_dir() -> Path:
-    """``$OOD_CACHE_DIR``, else the user cache dir (platformdirs) / embeddings."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("ood-explorer")) / "embeddings"
+    """The ``cache_dir`` setting (:mod:`ood_core.settings`): ``$OOD_CACHE_DIR``, else ``cache_dir`` in
+    the config file, else the user cache dir (platformdirs) / embeddings."""
+    return settings.value("cache_dir")
 
 
 def cache_key(config: EmbedConfig, images: ImageSet) -> str:
@@ -64,7 +61,7 @@ def _read(path: Path, key: str, n: int) -> tuple[np.ndarray, list[tuple[int, str
     if not path.is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open_npz(path) as data:
             if str(data["format"]) != CACHE_FORMAT or str(data["key"]) != key:
                 raise ValueError("format or key mismatch")
             features = np.asarray(data["features"])
@@ -128,10 +125,10 @@ def cached_embed(
     return features, False
 
 
-def run_file(key: str) -> Path:
+def run_file(key: str, cache_dir: str | os.PathLike | None = None) -> Path:
     """Where a run keeps something it computed beyond the embeddings (the classifier's pred_probs, a
-    2-D map), named by ``key``: ``runs/`` inside the cache dir."""
-    return Path(default_cache_dir()) / "runs" / f"{key}.npz"
+    2-D map), named by ``key``: ``runs/`` inside ``cache_dir`` (default: :func:`default_cache_dir`)."""
+    return Path(cache_dir if cache_dir is not None else default_cache_dir()) / "runs" / f"{key}.npz"
 
 
 __all__ = ["CACHE_ENV", "cache_key", "cache_path", "cached_embed", "default_cache_dir", "run_file"]

@@ -10,6 +10,7 @@ original image files of chosen items into a folder for curation.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, NamedTuple, Sequence
@@ -36,6 +37,45 @@ def dataset_key(data: Any) -> str:
     if not isinstance(key, str) or not key:
         raise TypeError(f"dataset_key takes an Analysis, ImageSet or ArraySet; got {type(data).__name__}")
     return key
+
+
+def split_key(analysis: Analysis) -> str:
+    """The fit/query split ``analysis`` was made under, as the text a mark keeps (``ReviewStore.mark(...,
+    split=split_key(analysis))``): :func:`key_of_split` of ``analysis.class_split``. Marks are scored
+    under the same split later (``export-review``, ``copy-items``)."""
+    return key_of_split(analysis.class_split)
+
+
+def key_of_split(drawn: Mapping[str, Any] | None) -> str:
+    """The text a mark keeps for a split: the classes drawn as in-distribution (sorted), the fit
+    fraction and the seed (``{"in_classes": [...], "fit_fraction": f, "seed": s}``), or None for the
+    source's own split."""
+    if drawn is None:
+        return json.dumps({"in_classes": None})
+    return json.dumps({"in_classes": sorted(str(c) for c in drawn["in_classes"]),
+                       "fit_fraction": float(drawn["fit_fraction"]), "seed": int(drawn["seed"])}, sort_keys=True)
+
+
+def split_settings(key: str) -> dict[str, Any] | None:
+    """The split of a :func:`split_key`: ``{"in_classes": [...], "fit_fraction": f, "seed": s}``, None
+    for the source's own split; a ValueError for text that is not a split key."""
+    try:
+        drawn = json.loads(key)
+        if drawn["in_classes"] is None:
+            return None
+        return {"in_classes": [str(c) for c in drawn["in_classes"]], "fit_fraction": float(drawn["fit_fraction"]),
+                "seed": int(drawn["seed"])}
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"not a split key: {key!r}") from None
+
+
+def describe_split(key: str) -> str:
+    """A :func:`split_key` in words: "in-classes cat,dog (fit fraction 0.5, seed 0)" or "the source's
+    own split"."""
+    drawn = split_settings(key)
+    if drawn is None:
+        return "the source's own split"
+    return f"in-classes {','.join(drawn['in_classes'])} (fit fraction {drawn['fit_fraction']:g}, seed {drawn['seed']})"
 
 
 # ---------------------------------------------------------------------- what the marks say
@@ -162,5 +202,5 @@ def review_csv(analysis: Analysis, marks: Mapping[str, Mark], thresholds: dict[s
 
 
 __all__ = ["VERDICTS", "DatasetMarks", "Mark", "PrecisionEstimate", "ReviewStore", "ReviewStoreError",
-           "ReviewSummary", "copy_items", "dataset_key", "flagged_positions", "marked_positions",
+           "ReviewSummary", "copy_items", "dataset_key", "describe_split", "key_of_split", "split_key", "split_settings", "flagged_positions", "marked_positions",
            "precision_estimate", "review_csv", "review_summary", "review_table", "reviewed_truth"]

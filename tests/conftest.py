@@ -18,10 +18,11 @@ _FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".b
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_data_dir(tmp_path_factory):
-    """Downloads (CIFAR-10) go to a folder of this test session, never the user's data folder, so a
-    developer's own copy cannot change what the tests see."""
+    """Downloads (CIFAR-10) go to a folder of this test session, never the user's data folder, and the
+    user's config file is not read, so a developer's own copy or settings cannot change what the tests see."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OOD_DATA_DIR", str(tmp_path_factory.mktemp("ood_data")))
+        mp.setenv("OOD_CONFIG", str(tmp_path_factory.mktemp("ood_config") / "config.toml"))  # not written
         yield
 
 

@@ -130,7 +130,7 @@ def test_help_does_not_load_torch():
 
 
 def test_a_stage_done_at_once_reports_no_rate(capsys):
-    from ood_core.cli import _Bars
+    from ood_core.cli._common import _Bars
 
     bars = _Bars()
     bars("embed", 1797, 1797)  # read from the cache

@@ -12,6 +12,7 @@ import numpy as np
 import streamlit as st
 
 import ood_core
+from ood_core.review import split_key
 from ui.markup import escape
 
 BADGES = {"outlier": "⚑ outlier", "fine": "✓ fine", "unsure": "? unsure"}
@@ -45,7 +46,7 @@ def mark(analysis: ood_core.Analysis, positions: Sequence[int], verdict: str | N
         if verdict is None:
             store().clear(key, ids)
         else:
-            store().mark(key, ids, verdict, note, label=analysis.source)
+            store().mark(key, ids, verdict, note, label=analysis.source, split=split_key(analysis))
     except ood_core.ReviewStoreError as exc:
         st.error(f"Could not save the mark: {escape(str(exc))}", icon=":material/error:")
 

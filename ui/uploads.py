@@ -8,15 +8,13 @@ folder the dashboard was started in.
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 
-import platformdirs
-
 import ood_core
+from ood_core import settings
 
-ROOTS_ENV = "OOD_DATA_ROOTS"
-CONFIG_ENV = "OOD_CONFIG"
+ROOTS_ENV = settings.SETTINGS["data_roots"].env
+CONFIG_ENV = settings.SETTINGS["config"].env
 
 
 def upload_source(name: str, data: bytes, allowed: tuple[str, ...] = ood_core.UPLOAD_SUFFIXES) -> str:
@@ -26,25 +24,15 @@ def upload_source(name: str, data: bytes, allowed: tuple[str, ...] = ood_core.UP
 
 
 def config_file() -> Path:
-    """The dashboard's config file: ``$OOD_CONFIG``, else ``config.toml`` in the user config folder."""
-    return Path(os.environ.get(CONFIG_ENV) or Path(platformdirs.user_config_dir("ood-explorer")) / "config.toml")
+    """The config file: ``$OOD_CONFIG``, else ``config.toml`` in the user config folder."""
+    return settings.config_file()
 
 
 def allowed_roots() -> tuple[list[Path], str]:
-    """The folders an image-folder path may lie under, and where that setting came from."""
-    env = os.environ.get(ROOTS_ENV)
-    if env:
-        return _resolve(env.split(os.pathsep)), f"the {ROOTS_ENV} environment variable"
-    path = config_file()
-    if path.is_file():
-        try:
-            roots = tomllib.loads(path.read_text()).get("data_roots")
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"cannot read the config file {path}: {exc}") from exc
-        if not (isinstance(roots, list) and all(isinstance(r, str) for r in roots)):
-            raise ValueError(f"{path}: data_roots must be a list of folder paths, e.g. data_roots = [\"/data\"]")
-        return _resolve(roots), f"data_roots in {path}"
-    return _resolve([os.getcwd()]), "the default: the folder the dashboard was started in"
+    """The folders an image-folder path may lie under, and where that setting came from (the
+    ``data_roots`` setting of :mod:`ood_core.settings`)."""
+    resolved = settings.resolve("data_roots")
+    return _resolve([str(r) for r in resolved.value]), resolved.where
 
 
 def _resolve(roots: list[str]) -> list[Path]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import settings
 from .._datadir import user_data_dir
 from .._download import DEFAULT_TIMEOUT_S, DownloadError, extract_tar, fetch
 from .._files import file_digest
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )
-CIFAR10_ENV = "OOD_CIFAR10"
+CIFAR10_ENV = settings.SETTINGS["cifar10"].env
 CIFAR10_BATCHES = "cifar-10-batches-py"  # torchvision's CIFAR10.base_folder (no torch import to look for it)
 CIFAR10_ARCHIVE_BYTES = 170_498_071  # torchvision's cifar-10-python.tar.gz, when the server sends no length
 _download_lock = threading.Lock()  # one download at a time; the next caller finds the verified copy
@@ -45,12 +46,23 @@ def cifar10_data_dir() -> Path:
     return user_data_dir() / "cifar10"
 
 
+def _configured_copy() -> tuple[Path, str] | None:
+    """The ``cifar10`` setting (``$OOD_CIFAR10``, else ``cifar10`` in the config file) and where it was
+    set, or None when it is not set."""
+    resolved = settings.resolve("cifar10")
+    if resolved.value is None:
+        return None
+    return resolved.value, CIFAR10_ENV if resolved.origin == "environment" else resolved.where
+
+
 def cifar10_location() -> Path | None:
-    """Where :func:`cifar10` without a path would read CIFAR-10: ``$OOD_CIFAR10``, else the
+    """Where :func:`cifar10` without a path would read CIFAR-10: the ``cifar10`` setting (``$OOD_CIFAR10``,
+    else ``cifar10`` in the config file), else the
     ``cifar-10-batches-py`` folder downloaded into :func:`cifar10_data_dir`, else None (a download or
     a path is needed). Cheap: nothing is opened or checksummed."""
-    if os.environ.get(CIFAR10_ENV):
-        return Path(os.environ[CIFAR10_ENV])
+    configured = _configured_copy()
+    if configured is not None:
+        return configured[0]
     batches = cifar10_data_dir() / CIFAR10_BATCHES
     return batches if batches.is_dir() else None
 
@@ -159,7 +171,8 @@ def cifar10(path: str | os.PathLike | None = None, *, download: bool = False,
             progress: StepProgress | None = None) -> ImageSet:
     """CIFAR-10 (60,000 32x32 images, split train/test), from the first of:
 
-    1. ``path``; 2. the ``OOD_CIFAR10`` environment variable; either one a zip or folder laid out
+    1. ``path``; 2. the ``cifar10`` setting (the ``OOD_CIFAR10`` environment variable, else ``cifar10``
+       in the config file, see :mod:`ood_core.settings`); either one a zip or folder laid out
        ``[cifar10/]{train,test}/{class}/*.jpg``, torchvision's ``cifar-10-batches-py`` folder (or
        its parent), or torchvision's ``cifar-10-python.tar.gz`` (md5-checked, extracted into the
        data dir);
@@ -169,8 +182,9 @@ def cifar10(path: str | os.PathLike | None = None, *, download: bool = False,
     """
     if path is not None:
         return _cifar_at(Path(path), "the path argument", download, progress)
-    if os.environ.get(CIFAR10_ENV):
-        return _cifar_at(Path(os.environ[CIFAR10_ENV]), CIFAR10_ENV, download, progress)
+    configured = _configured_copy()
+    if configured is not None:
+        return _cifar_at(*configured, download, progress)
     root = cifar10_data_dir()
     batches = download_cifar10(root, progress) if download else cifar10_location()
     if batches is not None:
