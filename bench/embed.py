@@ -1,6 +1,15 @@
-"""Embedding benchmark: Embedder vs the seed's plain loop, the default model vs lite0, and AUROC vs input size.
+"""Embedding benchmark: inference backends, Embedder vs the seed's plain loop, the default model vs lite0,
+and AUROC vs input size.
 
     python bench/embed.py [--quick] [--n 1000] [--size 128] [--sizes 32,64,96,128,160] [--model lite0]
+    python bench/embed.py --backends-only        # the backend table alone (384 images, default settings)
+
+Backends: the default settings (lite2 at 160 px on CIFAR-10) on ``--backend-n`` CIFAR-10 test images
+with each installed backend (torch, onnx, openvino; "auto" is the default), alternating rounds, median
+kept: the forward pass alone on prepared batches and the whole ``Embedder.embed`` (decoding threads
+overlapped with the model), each as a ratio to torch in the same run; the features against torch's (max
+difference, smallest cosine) and the KNN scores (FeatureScorer fitted on half, scoring the other half).
+Stage times: decode (JPEG to a draft-sized image), resize + centre crop, forward.
 
 Speed: the same model (lite0), weights, resolution and preprocessing (no centre crop), on
 a CIFAR-10 test slice; the seed loop is batch 50, torch.no_grad, no workers, PIL -> tensor
@@ -99,6 +108,73 @@ def bench_speed(cifar, n: int, size: int, rounds: int) -> None:
           f"{dflt / ours:.2f}x the images/s")
 
 
+def bench_backends(cifar, n: int, rounds: int) -> None:
+    """The table of backends and the stage times (see the module docstring)."""
+    import math
+
+    import torch
+
+    from ood_core import _backends
+    from ood_core._embed_config import RESAMPLE
+    from ood_core.embedder import _prepare
+    from ood_core.scorers import FeatureScorer
+
+    test = np.flatnonzero(cifar.split == "test")
+    images = cifar.subset(test[np.linspace(0, len(test) - 1, n).astype(int)])
+    names = [b for b in ("torch", "onnx", "openvino") if _backends.installed(b)]
+    embedders = {b: Embedder(backend=b, device="cpu") for b in names}
+    cfg = embedders["torch"].config_for(images)
+    resample, draft = RESAMPLE[cfg.interpolation], math.floor(cfg.image_size / cfg.crop_pct)
+    t = time.perf_counter()
+    decoded = [images._load(i, draft) for i in range(n)]
+    t_decode = (time.perf_counter() - t) / n
+    t = time.perf_counter()
+    batch = np.stack([_prepare(img, cfg.image_size, cfg.crop_pct, resample) for img in decoded])
+    t_prepare = (time.perf_counter() - t) / n
+    bs = embedders["torch"].batch_size
+    runners = {b: e.runner(e.config_for(images)) for b, e in embedders.items()}  # exports made (or read) here
+    for run in runners.values():
+        run(batch[:bs])  # warm-up
+    forward = {b: [] for b in names}
+    whole = {b: [] for b in names}
+    feats = {}
+    for _ in range(rounds):
+        for b in names:
+            t = time.perf_counter()
+            for start in range(0, n, bs):
+                runners[b](batch[start:start + bs])
+            forward[b].append(n / (time.perf_counter() - t))
+            t = time.perf_counter()
+            feats[b] = embedders[b].embed(images)
+            whole[b].append(n / (time.perf_counter() - t))
+    half = np.arange(n) % 2 == 0
+    ref = feats["torch"]
+    ref_scores = FeatureScorer().fit(ref[half]).score(ref[~half])
+    fwd = {b: statistics.median(v) for b, v in forward.items()}
+    end = {b: statistics.median(v) for b, v in whole.items()}
+    auto = Embedder(device="cpu").config_for(images).backend
+    print(f"\n### Inference backends ({n} CIFAR-10 test images, {cfg.model} at {cfg.image_size} px, batch {bs}, "
+          f"{torch.get_num_threads()} threads, median of {rounds} alternating rounds; auto picks {auto})\n")
+    print("| backend | version | forward images/s | forward ratio | embed images/s (decode overlapped) | "
+          "embed ratio | 6,000 images | max abs feature diff | min cosine | max abs KNN score diff |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for b in names:
+        f = feats[b]
+        cos = float(np.min((f * ref).sum(1) / np.linalg.norm(f, axis=1) / np.linalg.norm(ref, axis=1)))
+        score_diff = float(np.abs(FeatureScorer().fit(f[half]).score(f[~half]) - ref_scores).max())
+        version = _backends.backend_version(b).split(",")[min(1, len(_backends.backend_version(b).split(",")) - 1)]
+        print(f"| {b}{' (auto)' if b == auto else ''} | {version} | {fwd[b]:.0f} | {fwd[b] / fwd['torch']:.2f}x | "
+              f"{end[b]:.0f} | {end[b] / end['torch']:.2f}x | {6000 / end[b]:.0f} s | "
+              f"{float(np.abs(f - ref).max()):.1e} | {cos:.6f} | {score_diff:.1e} |")
+    print(f"\n### Stage times per image ({cfg.model} at {cfg.image_size} px, one thread for decode and resize)\n")
+    print("| stage | ms per image | images/s |")
+    print("|---|---:|---:|")
+    print(f"| decode (JPEG to draft size) | {t_decode * 1e3:.2f} | {1 / t_decode:.0f} |")
+    print(f"| resize + centre crop | {t_prepare * 1e3:.2f} | {1 / t_prepare:.0f} |")
+    for b in names:
+        print(f"| forward, {b} | {1e3 / fwd[b]:.2f} | {fwd[b]:.0f} |")
+
+
 def bench_auroc(cifar, sizes: list[int], quick: bool, model: str) -> None:
     from ood_core.cache import cached_embed
     from ood_core.scorers import FeatureScorer
@@ -131,8 +207,13 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="lite0", help="model of the AUROC table (default: lite0)")
     p.add_argument("--skip-speed", action="store_true", help="only the AUROC table")
     p.add_argument("--skip-auroc", action="store_true", help="only the speed table")
+    p.add_argument("--backend-n", type=int, default=384, help="images in the backend table (default: 384)")
+    p.add_argument("--backends-only", action="store_true", help="only the backend and stage tables")
     args = p.parse_args(argv)
     cifar = cifar10(cifar_path())
+    bench_backends(cifar, args.backend_n if not args.quick else 128, args.rounds)
+    if args.backends_only:
+        return 0
     if not args.skip_speed:
         bench_speed(cifar, args.n or (200 if args.quick else 1000), args.size, args.rounds)
     if not args.skip_auroc:

@@ -45,8 +45,10 @@ def embed(
     cache_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
     name: str | None = None,
+    backend: str = "auto",
 ) -> Embedding:
-    """Embed the images of ``source`` (as :func:`analyze` takes it) through the disk cache."""
+    """Embed the images of ``source`` (as :func:`analyze` takes it) through the disk cache;
+    ``backend``: the inference backend (see :class:`~ood_core.embedder.Embedder`)."""
     from .cache import cached_embed
     from .embedder import Embedder, drop_failed
 
@@ -56,7 +58,8 @@ def embed(
     if len(images) < 2:
         raise ValueError(f"the source has {len(images)} readable image(s) ({len(images.skipped)} skipped"
                          f"{_first_reasons(images.skipped)}); at least 2 are needed")
-    embedder = Embedder(model=model, weights=weights, image_size=image_size, device=device, batch_size=batch_size)
+    embedder = Embedder(model=model, weights=weights, image_size=image_size, device=device, batch_size=batch_size,
+                        backend=backend)
     features, hit = cached_embed(embedder, images, cache_dir=cache_dir, progress=stage(progress, "embed"))
     kept, features = drop_failed(images, features, embedder.failures_)
     if len(kept) < 2:
@@ -81,6 +84,7 @@ def analyze(
     cache_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
     name: str | None = None,
+    backend: str = "auto",
 ) -> Analysis:
     """Score ``source``: embed its images (through the disk cache) or take its precomputed
     features, fit both scorers on the fit split and score the query split.
@@ -94,7 +98,8 @@ def analyze(
     the other classes as known out-of-distribution truth (see :func:`in_out_split`); None keeps the
     source's own split. ``progress(stage, done, total)`` hears of each stage ("embed",
     "classifier", "neighbours"). ``name``: how to call a path source in descriptions (e.g. an
-    upload's own file name).
+    upload's own file name). ``backend``: the embedder's inference backend ("auto", "torch", "onnx",
+    "openvino"; see :class:`~ood_core.embedder.Embedder`).
     """
     source = _open(source, name)
     class_split = None
@@ -107,7 +112,7 @@ def analyze(
         embed_config: dict[str, Any] = {"precomputed": source.description}
     else:
         embedded = embed(source, model=model, weights=weights, image_size=image_size, device=device,
-                         batch_size=batch_size, cache_dir=cache_dir, progress=progress)
+                         batch_size=batch_size, cache_dir=cache_dir, progress=progress, backend=backend)
         source = items = embedded.images
         features, hit, pred_probs, embed_config = embedded.features, embedded.cache_hit, None, embedded.config
 

@@ -30,7 +30,8 @@ import numpy as np
 from PIL import Image
 
 from ood_core.sources import ImageSet
-from ood_core.weights import DEFAULT_MODEL, DEFAULT_NETWORK, MODEL_ALIASES, bundled_installed, resolve_weights
+from ood_core._backends import AUTO as AUTO_BACKEND, check_backend, resolve_backend
+from ood_core.weights import DEFAULT_MODEL, DEFAULT_NETWORK, MODEL_ALIASES, PRETRAINED, bundled_installed, resolve_weights
 
 AUTO = "auto"
 # Pixel models: name -> whether the features are centred on the fit rows' mean.
@@ -79,11 +80,15 @@ class EmbedConfig:
     fold_batchnorm: bool = True
     channels: int = 3  # pixel models: 1 when the images are grayscale
     centre: bool = False  # pixel models: features minus their mean over the fit rows
+    # The inference backend that computes the features ("torch", "onnx", "openvino"; "none" for pixel
+    # models; "auto" until resolved per image set), see ood_core._backends.
+    backend: str = "torch"
 
     @property
     def resolved(self) -> bool:
         """True when nothing is left to choose per image set."""
-        return self.model != AUTO and self.image_size is not None and self.crop_pct is not None
+        return (self.model != AUTO and self.image_size is not None and self.crop_pct is not None
+                and self.backend != AUTO_BACKEND)
 
     @property
     def pixels(self) -> bool:
@@ -97,14 +102,17 @@ def small_image_size(model: str) -> int:
 
 
 def canonical_model(model) -> str:
-    """``model`` with aliases spelled out (``lite2`` -> ``tf_efficientnet_lite2``); checked."""
-    import timm
-
+    """``model`` with aliases spelled out (``lite2`` -> ``tf_efficientnet_lite2``); checked
+    (timm is imported only for a model outside the bundled table)."""
     if not isinstance(model, str):
         raise ValueError(f"model={model!r} is not a model name (a timm model, {list(MODEL_ALIASES)}, "
                          f"{list(PIXEL_MODELS)} or {AUTO!r})")
     name = MODEL_ALIASES.get(model.strip(), model.strip())
-    if name == AUTO or name in PIXEL_MODELS or timm.is_model(name):
+    if name == AUTO or name in PIXEL_MODELS or name in PRETRAINED:
+        return name
+    import timm
+
+    if timm.is_model(name):
         return name
     close = timm.list_models(f"*{name}*")[:8] if name else []
     raise ValueError(f"model={model!r} is not a timm model, {list(PIXEL_MODELS)} or {AUTO!r}"
@@ -130,7 +138,21 @@ def _pixel_config(model: str, size: int | None, native_size: int | None, graysca
                        interpolation="box",
                        mean=(0.5,) * 3, std=(0.5,) * 3, model_image_size=PIXELS_MAX_SIDE, model_crop_pct=1.0,
                        fold_batchnorm=False, channels=3 if grayscale is None else (1 if grayscale else 3),
-                       centre=PIXEL_MODELS[model])
+                       centre=PIXEL_MODELS[model], backend="none")
+
+
+def _data_config(network: str) -> dict:
+    """timm's data config of ``network`` (mean, std, interpolation, crop, input size); the bundled
+    models' from the table in :mod:`ood_core.weights`, without importing timm."""
+    if network in PRETRAINED:
+        cfg = PRETRAINED[network]
+        return {"input_size": (3, cfg["input_size"], cfg["input_size"]), "interpolation": cfg["interpolation"],
+                "mean": cfg["mean"], "std": cfg["std"], "crop_pct": cfg["crop_pct"]}
+    import timm
+    from timm.data import resolve_data_config
+
+    pretrained = timm.models.get_pretrained_cfg(network)
+    return resolve_data_config({}, pretrained_cfg=pretrained.to_dict() if pretrained else {})
 
 
 def resolve_embed_config(
@@ -141,6 +163,8 @@ def resolve_embed_config(
     native_size: int | None = None,
     grayscale: bool | None = None,
     fold_batchnorm: bool = True,
+    backend: str = "torch",
+    device_type: str = "cpu",
 ) -> EmbedConfig:
     """Resolve embedding settings: user values, then timm's data config for the network.
 
@@ -150,11 +174,11 @@ def resolve_embed_config(
     ``small_image_size(model)`` for images up to ``SMALL_IMAGE_MAX_SIDE`` px, else the
     model's size, with the model's own centre crop. Without them, an
     ``auto`` model keeps ``model="auto"`` (unresolved) and the network's settings.
-    Pixel models take no weights: ``weights`` is ignored for them.
+    Pixel models take no weights: ``weights`` is ignored for them. ``backend`` ("auto", "torch",
+    "onnx", "openvino") is resolved for ``device_type`` by :func:`ood_core._backends.resolve_backend`
+    once the input size is known.
     """
-    import timm
-    from timm.data import resolve_data_config
-
+    backend = check_backend(backend)
     name = canonical_model(model)
     size = _check_image_size(image_size)
     if not isinstance(fold_batchnorm, (bool, np.bool_)):
@@ -165,8 +189,7 @@ def resolve_embed_config(
         return _pixel_config(name, size, native_size, grayscale)
     network = DEFAULT_NETWORK if name == AUTO else name
     spec = resolve_weights(weights, network)
-    pretrained = timm.models.get_pretrained_cfg(network)
-    data = resolve_data_config({}, pretrained_cfg=pretrained.to_dict() if pretrained else {})
+    data = _data_config(network)
     interpolation = data.get("interpolation", "bicubic")
     if interpolation not in RESAMPLE:
         interpolation = "bicubic"
@@ -177,6 +200,7 @@ def resolve_embed_config(
         if size is None:
             size = small_image_size(network) if native_size <= SMALL_IMAGE_MAX_SIDE else model_size
         crop = model_crop  # upscaled images too: measured better than no crop (see the module docstring)
+    chosen, _ = resolve_backend(backend, device_type, network, spec.identity, size, bool(fold_batchnorm))
     return EmbedConfig(
         model=name,
         weights=spec.identity,
@@ -188,6 +212,7 @@ def resolve_embed_config(
         model_image_size=model_size,
         model_crop_pct=model_crop,
         fold_batchnorm=bool(fold_batchnorm),
+        backend=chosen,
     )
 
 
@@ -223,14 +248,15 @@ def is_grayscale(images: ImageSet, n_sample: int = 8) -> bool:
 
 
 def resolve_for_images(model: str, weights: str | os.PathLike, image_size: int | None, images: ImageSet, *,
-                       fold_batchnorm: bool = True, fallback_size: int = 224) -> EmbedConfig:
+                       fold_batchnorm: bool = True, fallback_size: int = 224, backend: str = "torch",
+                       device_type: str = "cpu") -> EmbedConfig:
     """The fully resolved settings ``images`` are embedded with (their size and colour sampled)."""
     side = typical_side(images) or fallback_size
     name = canonical_model(model)
     wants_colour = name in PIXEL_MODELS or (name == AUTO and side <= PIXELS_AUTO_MAX_SIDE)
     grayscale = is_grayscale(images) if wants_colour and len(images) else False
     return resolve_embed_config(name, weights, image_size, native_size=side, grayscale=grayscale,
-                                fold_batchnorm=fold_batchnorm)
+                                fold_batchnorm=fold_batchnorm, backend=backend, device_type=device_type)
 
 
 __all__ = [

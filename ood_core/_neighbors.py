@@ -19,6 +19,8 @@ logger = logging.getLogger(__name__)
 METRICS = ("cosine", "euclidean")
 # Default block edge: a block of similarities is block_size**2 floats (16 MiB in float32).
 DEFAULT_BLOCK_SIZE = 2048
+# Interleaved groups a block's rows or columns are cut into before the top-k (see _block_topk).
+GROUPS = 16
 
 
 def resolve_metric(metric: str, n_features: int) -> str:
@@ -90,9 +92,46 @@ def _merge(best_v: torch.Tensor, best_i: torch.Tensor, cand_v: torch.Tensor, can
 
 
 def _block_topk(S: torch.Tensor, col0: int, k: int):
-    kk = min(k, S.shape[1])
-    v, pos = torch.topk(S, kk, dim=1, largest=True, sorted=False)
-    return v, pos + col0
+    """Candidates for the k largest of each row of ``S``, with their column + ``col0``: the k
+    largest themselves for a narrow block, else the members of the k best groups (``_merge``
+    keeps the k best of them and the running best in one top-k).
+
+    Wide blocks are first cut into ``GROUPS`` interleaved column groups (column ``j`` is in group
+    ``j % (m / GROUPS)``, so a group maximum is an elementwise maximum of contiguous slabs, at memory
+    speed). The k largest values of a row lie in its k groups with the largest maxima (a value of a
+    group left out has k group maxima at least as large beside it, so it ties with the k-th largest),
+    hence only k groups per row are searched: a few percent of the block instead of all of it."""
+    n, m = S.shape
+    kk = min(k, m)
+    width = m // GROUPS
+    if m % GROUPS or width <= 2 * kk:
+        v, pos = torch.topk(S, kk, dim=1, largest=True, sorted=False)
+        return v, pos + col0
+    group_max = S.view(n, GROUPS, width).amax(dim=1)  # (n, width): group j holds columns j + width * t
+    _, groups = torch.topk(group_max, kk, dim=1, largest=True, sorted=False)
+    cols = (groups.unsqueeze(2) + _offsets(width, S.device)).reshape(n, kk * GROUPS)
+    return torch.gather(S, 1, cols), cols + col0
+
+
+def _block_topk_columns(S: torch.Tensor, row0: int, k: int):
+    """``_block_topk(S.T, row0, k)`` without copying the transposed block: the group maxima over
+    interleaved row groups are elementwise maxima of contiguous row slabs, and only the k best
+    groups of each column are gathered."""
+    n, m = S.shape
+    kk = min(k, n)
+    height = n // GROUPS
+    if n % GROUPS or height <= 2 * kk:
+        St = S.T.contiguous()
+        v, pos = torch.topk(St, kk, dim=1, largest=True, sorted=False)
+        return v, pos + row0
+    group_max = S.view(GROUPS, height, m).amax(dim=0).T.contiguous()  # (m, height)
+    _, groups = torch.topk(group_max, kk, dim=1, largest=True, sorted=False)
+    rows = (groups.unsqueeze(2) + _offsets(height, S.device)).reshape(m, kk * GROUPS)
+    return torch.gather(S.T, 1, rows), rows + row0
+
+
+def _offsets(width: int, device) -> torch.Tensor:
+    return torch.arange(GROUPS, device=device) * width
 
 
 def knn(
@@ -124,9 +163,6 @@ def knn(
     starts_f = list(range(0, n_fit, bs))
     total = len(starts_q) * (len(starts_q) + 1) // 2 if self_query else len(starts_q) * len(starts_f)
     done = 0
-    # The transposed block is copied into this buffer first: a top-k along rows of a
-    # contiguous copy is several times faster than one along the strided columns.
-    t_buf = torch.empty((bs, bs), dtype=dtype, device=dev) if self_query and len(starts_q) > 1 else None
     with torch.inference_mode():
         for qi, q0 in enumerate(starts_q):
             q1 = min(q0 + bs, n_q)
@@ -140,10 +176,8 @@ def knn(
                 v, i = _block_topk(S, f0, k)
                 best_v[q0:q1], best_i[q0:q1] = _merge(best_v[q0:q1], best_i[q0:q1], v, i, k)
                 if self_query and f0 != q0:
-                    # The same block, transposed, holds these rows' closeness to rows q0:q1.
-                    St = t_buf[: S.shape[1], : S.shape[0]]
-                    St.copy_(S.T)
-                    v, i = _block_topk(St, q0, k)
+                    # The same block, read by columns, holds these rows' closeness to rows q0:q1.
+                    v, i = _block_topk_columns(S, q0, k)
                     best_v[f0:f1], best_i[f0:f1] = _merge(best_v[f0:f1], best_i[f0:f1], v, i, k)
                 done += 1
                 if progress is not None:

@@ -60,6 +60,7 @@ def embed_shards(
     batch_size: int = 64,
     progress: Progress | None = None,
     name: str | None = None,
+    backend: str = "auto",
 ) -> ShardedEmbedding:
     """Embed the images of ``source`` into the shard folder ``out`` (resuming it when a run with the
     same images and settings was interrupted there).
@@ -88,7 +89,7 @@ def embed_shards(
     from .embedder import Embedder
 
     config = Embedder(model=model, weights=weights, image_size=image_size, device=device,
-                      batch_size=batch_size).config_for(images)
+                      batch_size=batch_size, backend=backend).config_for(images)
     if config.centre:
         picked = " (what model=auto picks for these images)" if model != config.model else ""
         raise ValueError(f"model {config.model!r}{picked} centres the features on the mean of the fit rows, which "

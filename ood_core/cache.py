@@ -118,6 +118,9 @@ def cached_embed(
             progress(len(images), len(images))
         return features, True
     features = embedder.embed(images, progress=progress)
+    if embedder.config_for(images) != config:  # the backend fell back to torch: key what computed them
+        config = embedder.config_for(images)
+        key, path = cache_key(config, images), cache_path(cache_key(config, images), cache_dir)
     try:
         _write(path, key, config, features, embedder.failures_)
     except OSError as exc:

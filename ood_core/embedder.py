@@ -8,6 +8,7 @@ built from it; see :mod:`ood_core._embed_config` for the automatic input size).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import threading
@@ -18,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image
 
+from ood_core._backends import TORCH, check_backend, exported_runner, resolve_backend
 from ood_core._batchnorm import fold_batchnorm
 from ood_core._device import resolve_device
 from ood_core._embed_config import AUTO, MODEL_CHOICES, RESAMPLE, EmbedConfig, resolve_embed_config, resolve_for_images
@@ -45,6 +47,10 @@ def _prepare(img: Image.Image, size: int, crop_pct: float, resample) -> np.ndarr
     return np.asarray(img)
 
 
+def _runner_key(cfg: EmbedConfig) -> tuple:
+    return cfg.backend, cfg.model, cfg.weights, cfg.image_size, cfg.fold_batchnorm
+
+
 class Embedder:
     """Pooled features of a pretrained timm model, or the images' pixels.
 
@@ -62,6 +68,10 @@ class Embedder:
     num_workers : image-decoding threads running ahead of the model; None = auto.
     fold_batchnorm : fold BatchNorm into the convolutions (about 1.5x faster on CPU;
         features differ from the unfolded model by ~1e-5, and are cached separately).
+    backend : "auto" (the fastest installed CPU backend that agrees with torch, else torch;
+        torch on CUDA), "torch", "onnx" (ONNX Runtime) or "openvino"; see :mod:`ood_core._backends`.
+        The chosen one is ``config_for(images).backend`` (part of the cache key) and
+        ``backend_reason_`` says why.
 
     ``config`` holds the resolved settings (``image_size``/``crop_pct`` None when
     auto); ``config_for(images)`` the ones an image set is embedded with.
@@ -71,7 +81,7 @@ class Embedder:
 
     def __init__(self, model: str = DEFAULT_MODEL, weights: str | os.PathLike = "bundled",
                  image_size: int | None = None, device: str = "auto", batch_size: int = 64,
-                 num_workers: int | None = None, fold_batchnorm: bool = True):
+                 num_workers: int | None = None, fold_batchnorm: bool = True, backend: str = "auto"):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 1):
@@ -83,22 +93,29 @@ class Embedder:
         self.batch_size = int(batch_size)
         self.num_workers = num_workers
         self.fold_batchnorm = fold_batchnorm
-        self.config = resolve_embed_config(model, weights, image_size, fold_batchnorm=fold_batchnorm)
+        self.backend = check_backend(backend)
         self.device_ = resolve_device(device)
+        self.config = resolve_embed_config(model, weights, image_size, fold_batchnorm=fold_batchnorm,
+                                           backend=self.backend, device_type=self.device_.type)
+        self.backend_reason_ = ""
         self.failures_: list[tuple[int, str, str]] = []
         self._nets: dict = {}
-        self._lock = threading.Lock()
+        self._runners: dict = {}
+        self._fell_back: set = set()
+        self._lock = threading.RLock()
 
     def __repr__(self) -> str:
         return (f"Embedder(model={self.model!r}, weights={self.weights!r}, image_size={self.image_size!r}, "
-                f"device={self.device!r}, batch_size={self.batch_size})")
+                f"device={self.device!r}, batch_size={self.batch_size}, backend={self.backend!r})")
 
     def config_for(self, images: ImageSet) -> EmbedConfig:
         """The fully resolved settings ``images`` are embedded with."""
-        if self.config.resolved:
-            return self.config
-        return resolve_for_images(self.model, self.weights, self.image_size, images,
-                                  fold_batchnorm=self.fold_batchnorm, fallback_size=self.config.model_image_size)
+        cfg = self.config if self.config.resolved else resolve_for_images(
+            self.model, self.weights, self.image_size, images, fold_batchnorm=self.fold_batchnorm,
+            fallback_size=self.config.model_image_size, backend=self.backend, device_type=self.device_.type)
+        if _runner_key(cfg) in self._fell_back:  # its export disagreed with torch: torch computed them
+            cfg = dataclasses.replace(cfg, backend=TORCH)
+        return cfg
 
     def _network(self, name: str):
         """The torch module of timm model ``name`` (loaded once, eval mode, on ``device_``)."""
@@ -137,8 +154,7 @@ class Embedder:
         if cfg.pixels:
             width, forward = pixel_width(cfg), lambda buf: pixel_rows(buf, cfg)
         else:
-            net = self._network(cfg.model)
-            width, forward = int(net.num_features), self._forward(net, cfg)
+            forward, width = self._runner(cfg)
         out = np.empty((n, width), dtype=np.float32)
         self.failures_ = []
         if progress is not None:
@@ -161,6 +177,41 @@ class Embedder:
                 stacklevel=2,
             )
         return out
+
+    def runner(self, cfg: EmbedConfig):
+        """The function uint8 NHWC batch -> features for resolved settings ``cfg`` on ``cfg.backend``
+        (exported and checked against torch once, see :mod:`ood_core._backends`). When the export
+        disagrees with torch: ``backend="auto"`` warns and falls back to torch (the verdict is kept, so
+        :meth:`config_for` says torch from then on), an explicit backend raises ValueError."""
+        return self._runner(cfg)[0]
+
+    def _runner(self, cfg: EmbedConfig):
+        """``(runner, feature width)``; a cached export runs without building the torch network."""
+        reason = resolve_backend(self.backend, self.device_.type, cfg.model, cfg.weights, cfg.image_size,
+                                 cfg.fold_batchnorm)[1]
+        if cfg.backend in (TORCH, "none"):
+            net = self._network(cfg.model)
+            self.backend_reason_ = reason
+            return self._forward(net, cfg), int(net.num_features)
+        key = _runner_key(cfg)
+        with self._lock:
+            if key not in self._runners:
+                self._runners[key] = exported_runner(
+                    cfg.backend, lambda: self._network(cfg.model), model=cfg.model, weights=cfg.weights,
+                    image_size=cfg.image_size, fold_batchnorm=cfg.fold_batchnorm, mean=cfg.mean, std=cfg.std,
+                    reference=lambda: self._forward(self._network(cfg.model), cfg))
+        run, verdict = self._runners[key]
+        if run is not None:
+            self.backend_reason_ = f"{reason}; agrees with torch: {verdict.get('reason', '')}"
+            return run, int(verdict["num_features"])
+        message = f"the {cfg.backend} export of {cfg.model} disagrees with torch ({verdict.get('reason', '')})"
+        if self.backend != "auto":
+            raise ValueError(f"backend={self.backend!r}: {message}; use backend='torch' or 'auto'")
+        warnings.warn(f"{message}; embedding with torch instead", stacklevel=3)
+        self._fell_back.add(key)
+        self.backend_reason_ = f"{message}; using torch"
+        net = self._network(cfg.model)
+        return self._forward(net, cfg), int(net.num_features)
 
     def _forward(self, net, cfg: EmbedConfig):
         """uint8 NHWC batch -> the network's pooled pre-logits features (float32 numpy)."""

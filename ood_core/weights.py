@@ -43,6 +43,16 @@ DEFAULT_NETWORK = "tf_efficientnet_lite2"
 # raw pixels for tiny grayscale images, else DEFAULT_NETWORK.
 DEFAULT_MODEL = "auto"
 PATH_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+# timm's pretrained config of the bundled models (timm's resolve_data_config values and hub id), so their
+# settings resolve and a cached embedding is read without importing timm (~4.7 s); tests/test_backends.py
+# checks the table against timm.
+PRETRAINED = {
+    "tf_efficientnet_lite0": {"input_size": 224, "crop_pct": 0.875},
+    "tf_efficientnet_lite1": {"input_size": 240, "crop_pct": 0.882},
+    "tf_efficientnet_lite2": {"input_size": 260, "crop_pct": 0.89},
+}
+for _name, _cfg in PRETRAINED.items():
+    _cfg.update(interpolation="bicubic", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), hf_hub_id=f"timm/{_name}.in1k")
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -153,6 +163,8 @@ def _load_bundled(model, spec: WeightsSpec) -> None:
 
 # --------------------------------------------------------------------------- hub
 def _resolve_hub(model_name: str) -> WeightsSpec:
+    if model_name in PRETRAINED:
+        return WeightsSpec("hub", f"hub:{PRETRAINED[model_name]['hf_hub_id']}")
     import timm
 
     cfg = timm.models.get_pretrained_cfg(model_name)
@@ -324,6 +336,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_NETWORK",
     "MODEL_ALIASES",
+    "PRETRAINED",
     "WeightsSpec",
     "WeightsUnavailableError",
     "bundled_installed",
