@@ -15,7 +15,7 @@ from ._progress import Progress, stage
 from ._files import atomic_write, open_npz
 from .analysis import Analysis, ClassifierInfo, ScoreConfig, digest, fit_feature, fit_prediction
 from .pred_probs import out_of_sample_pred_probs
-from .settings import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_FIT_FRACTION, DEFAULT_SEED, DEFAULT_WEIGHTS
+from .settings import DEFAULT_BACKEND, DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_FIT_FRACTION, DEFAULT_SEED, DEFAULT_WEIGHTS
 from .sources import ArraySet, ImageSet, in_out_split, open_source
 from .sources.split import class_indices
 from .weights import DEFAULT_MODEL
@@ -45,7 +45,7 @@ def embed(
     cache_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
     name: str | None = None,
-    backend: str = "auto",
+    backend: str = DEFAULT_BACKEND,
 ) -> Embedding:
     """Embed the images of ``source`` (as :func:`analyze` takes it) through the disk cache;
     ``backend``: the inference backend (see :class:`~ood_core.embedder.Embedder`)."""
@@ -84,7 +84,7 @@ def analyze(
     cache_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
     name: str | None = None,
-    backend: str = "auto",
+    backend: str = DEFAULT_BACKEND,
 ) -> Analysis:
     """Score ``source``: embed its images (through the disk cache) or take its precomputed
     features, fit both scorers on the fit split and score the query split.

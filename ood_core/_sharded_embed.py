@@ -27,6 +27,7 @@ from ._progress import Progress, StepProgress, stage
 from ._shard_work import embed_shard, make_embedder
 from .shards import DEFAULT_SHARD_ROWS, FeatureShards, ShardWriter
 from .sources import ImageSet, open_source
+from .settings import DEFAULT_BACKEND
 from .weights import DEFAULT_MODEL
 
 ENGINES = ("local", "ray")
@@ -60,7 +61,7 @@ def embed_shards(
     batch_size: int = 64,
     progress: Progress | None = None,
     name: str | None = None,
-    backend: str = "auto",
+    backend: str = DEFAULT_BACKEND,
 ) -> ShardedEmbedding:
     """Embed the images of ``source`` into the shard folder ``out`` (resuming it when a run with the
     same images and settings was interrupted there).

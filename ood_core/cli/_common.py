@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 from .. import settings
-from ..settings import (DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_FIT_FRACTION, DEFAULT_INDEX, DEFAULT_PERCENTILE,
+from .._backends import BACKENDS
+from ..settings import (DEFAULT_BACKEND, DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_FIT_FRACTION, DEFAULT_INDEX, DEFAULT_PERCENTILE,
                         DEFAULT_PRED_METHOD, DEFAULT_SEED, DEFAULT_TEMPERATURE, DEFAULT_WEIGHTS)
 
 BUILTIN_HELP = "built-in source (digits, cifar10-demo)"
@@ -126,6 +127,10 @@ def add_embed_args(p: argparse.ArgumentParser, model: bool = True) -> None:
     g.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
                    help=f"images per forward pass (default: {DEFAULT_BATCH_SIZE})")
     g.add_argument("--device", default=DEFAULT_DEVICE, help=f"'auto', 'cpu' or 'cuda' (default: {DEFAULT_DEVICE})")
+    g.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
+                   help="inference backend on the CPU: 'auto' (the fastest installed one whose features agree with "
+                        "torch's; torch on CUDA), 'torch', 'onnx' (ONNX Runtime) or 'openvino' "
+                        f"(default: {DEFAULT_BACKEND})")
     g.add_argument("--cache-dir", default=None,
                    help="cache folder: embeddings, and each run's pred_probs (default: the cache_dir setting, "
                         f"${settings.SETTINGS['cache_dir'].env} or the config file, else the user cache dir; "
@@ -171,7 +176,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
 def embed_options(args) -> dict:
     """The keyword arguments of ``embed`` / ``analyze`` that the embedding flags set."""
     return {"model": args.model, "weights": args.weights, "image_size": args.image_size, "device": args.device,
-            "batch_size": args.batch_size, "cache_dir": args.cache_dir}
+            "batch_size": args.batch_size, "backend": args.backend, "cache_dir": args.cache_dir}
 
 
 def score_config(args):
