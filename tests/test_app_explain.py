@@ -171,7 +171,7 @@ def _decoded(value) -> np.ndarray:
 
 def select_on_map(at: AppTest, positions: list[int]) -> None:
     """What the browser sends after a box selection (AppTest cannot draw one), then a rerun."""
-    at.session_state["embedding_map_chart"] = {"selection": {
+    at.session_state["map_chart"] = {"selection": {
         "points": [{"customdata": p, "curve_number": 0, "point_index": i, "x": 0.0, "y": 0.0}
                    for i, p in enumerate(positions)],
         "point_indices": list(range(len(positions))), "box": [{"x": [0, 1], "y": [0, 1]}], "lasso": []}}
@@ -214,7 +214,7 @@ def test_the_kept_selection_outlives_a_new_figure_and_clears_on_request(monkeypa
 def test_a_map_selection_fills_the_grid_and_the_side_panel():
     at = open_page("ood_dashboard/views/embedding_map.py")
     a = at.session_state["analysis"]
-    assert "Draw a box or a lasso" in at.caption[-1].value
+    assert "Draw a box or a lasso" in at.main.caption[-1].value
     assert "Click a point on the map" in at.caption[0].value
     chosen = [int(a.query_index[i]) for i in (0, 5, 9)] + [int(a.fit_index[2])]
     select_on_map(at, chosen)
@@ -223,7 +223,7 @@ def test_a_map_selection_fills_the_grid_and_the_side_panel():
     panel, *grid = [c for image in at.image for c in image.captions]
     assert panel == caption(a, order[0], scores[order[0]])  # the side panel: the most atypical selected
     assert grid == [caption(a, p, scores[p]) for p in order]
-    assert at.caption[-1].value.startswith("4 selected")
+    assert at.main.caption[-1].value.startswith("4 selected")
 
 
 def test_the_map_colours_by_truth_class_and_split_with_flagged_rings():
@@ -277,14 +277,14 @@ def test_marking_a_map_selection_colours_the_map_by_mark():
         assert f"not reviewed ({len(a.ids) - 3:,})" in traces
         assert at.image[0].captions[0].endswith("⚑ outlier")  # the side panel shows the mark too
         # The recoloured figure is a new chart (Streamlit drops its selection); the page kept it.
-        assert at.caption[-1].value.startswith("3 selected")
+        assert at.main.caption[-1].value.startswith("3 selected")
         (chart,) = at.get("plotly_chart")
         outliers = next(t for t in json.loads(chart.proto.spec)["data"] if t["name"] == "outlier (3)")
         assert _decoded(outliers["selectedpoints"]).tolist() == [0, 1, 2]  # drawn as selected
         at.selectbox(key="map_colour").set_value("score").run()
-        assert at.caption[-1].value.startswith("3 selected")
+        assert at.main.caption[-1].value.startswith("3 selected")
         at.button(key="map_clear").click().run()
-        assert "Draw a box or a lasso" in at.caption[-1].value
+        assert "Draw a box or a lasso" in at.main.caption[-1].value
         assert "selectedpoints" not in at.get("plotly_chart")[0].proto.spec
     finally:
         store.clear(key, [a.ids[p] for p in chosen])  # other tests see the digits unreviewed
