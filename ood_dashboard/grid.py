@@ -14,7 +14,7 @@ import streamlit as st
 import ood_core
 from ood_dashboard import review
 from ood_dashboard.navigation import page_path
-from ood_dashboard.state import EXPLAIN_POSITION
+from ood_dashboard.state import EXPLAIN_POSITION, grid_key, part_key
 from ood_dashboard.thumbnails import grid_thumbnail
 
 # Page CSS (app.py injects it once per run): thumbnails stay crisp when the browser scales them,
@@ -65,7 +65,7 @@ def image_grid(analysis: ood_core.Analysis, positions: Sequence[int], scores: Se
     key = key or "grid_" + hashlib.blake2b(positions.tobytes(), digest_size=6).hexdigest()
     item_marks = review.marks(analysis) if item_marks is None else item_marks  # read once per page run if given
     chosen = viewed = None
-    grid = st.container(key=f"thumbgrid_{key}")
+    grid = st.container(key=grid_key(key))
     for start in range(0, len(positions), columns):
         cols = grid.columns(columns)
         for col, pos, score in zip(cols, positions[start:start + columns], scores[start:start + columns]):
@@ -73,10 +73,10 @@ def image_grid(analysis: ood_core.Analysis, positions: Sequence[int], scores: Se
                 png, width = grid_thumbnail(analysis, pos)
                 st.image(png, width=width, output_format="PNG",  # the browser enlarges small ones, pixelated
                          caption=caption(analysis, pos, float(score), review.badge(item_marks, analysis.ids[pos])))
-                if st.button("View", key=f"{key}_view_{pos}", type="tertiary", icon=":material/open_in_full:",
+                if st.button("View", key=part_key(key, f"view_{pos}"), type="tertiary", icon=":material/open_in_full:",
                              help=f"#{pos} ({analysis.ids[pos]}) large, with its metadata and the mark buttons"):
                     viewed = int(pos)
-                if st.button("Why?", key=f"{key}_why_{pos}", type="tertiary", icon=":material/manage_search:",
+                if st.button("Why?", key=part_key(key, f"why_{pos}"), type="tertiary", icon=":material/manage_search:",
                                      help=f"Open #{pos} ({analysis.ids[pos]}) beside its nearest train images"):
                     chosen = int(pos)
     if chosen is not None:

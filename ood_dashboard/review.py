@@ -13,7 +13,7 @@ import streamlit as st
 
 import ood_core
 from ood_dashboard.markup import escape
-from ood_dashboard.state import page_key
+from ood_dashboard.state import page_key, part_key
 from ood_dashboard.thumbnails import thumbnail, upscale
 from ood_dashboard.uploads import check_destination
 
@@ -75,11 +75,11 @@ def bulk_buttons(analysis: ood_core.Analysis, positions: Sequence[int], key: str
     cols = st.columns([2, 1, 1, 1, 1], vertical_alignment="center")
     cols[0].caption(f"Mark all {len(positions):,} {what} as")
     for col, verdict in zip(cols[1:], ood_core.VERDICTS):
-        if col.button(verdict, key=f"{key}_bulk_{verdict}", icon=ICONS[verdict], width="stretch"):
+        if col.button(verdict, key=part_key(key, f"bulk_{verdict}"), icon=ICONS[verdict], width="stretch"):
             mark(analysis, positions, verdict)
             st.toast(f"Marked {len(positions):,} images {verdict}", icon=ICONS[verdict])
             st.rerun()  # the grids above were drawn before the click: redraw them with their badges
-    if cols[4].button("clear", key=f"{key}_bulk_clear", icon=":material/backspace:", width="stretch"):
+    if cols[4].button("clear", key=part_key(key, "bulk_clear"), icon=":material/backspace:", width="stretch"):
         mark(analysis, positions, None)
         st.rerun()
 

@@ -57,6 +57,17 @@ def page_key(page: str, name: str) -> str:
     return f"{page}_{name}"
 
 
+def part_key(key: str, part: str) -> str:
+    """The key of one widget of a group named ``key`` (a page key): a grid's buttons, bulk marks."""
+    return f"{key}_{part}"
+
+
+def grid_key(key: str) -> str:
+    """The key of the container of a grid of thumbnails (``key``: a page key), which ``grid.GRID_CSS``
+    styles by its ``thumbgrid`` prefix."""
+    return f"thumbgrid_{key}"
+
+
 def kept_key(key: str) -> str:
     """Where ``session.persistent`` keeps widget ``key``'s value while its page is not shown."""
     return f"_kept_{key}"

@@ -187,7 +187,7 @@ def test_the_table_lists_every_item_and_marks_a_selection(at, clean_marks):
     assert len(flagged) == int((analysis.item_scores("feature") < at.session_state["feature_threshold"]).sum())
     at.session_state["table_rows"] = {"selection": {"rows": [0, 1, 2], "columns": [], "cells": []}}
     at.run()
-    at.button(key="table_bulk_outlier").click().run()
+    at.button(key="table_selection_bulk_outlier").click().run()
     marks = ood_core.ReviewStore().marks(ood_core.dataset_key(analysis))
     assert set(marks) == {analysis.ids[p] for p in flagged["position"][:3]}
     assert {m.verdict for m in marks.values()} == {"outlier"}

@@ -11,7 +11,7 @@ from ood_dashboard.groups import available_groupings, item_groups
 from ood_dashboard.map_selection import MapSelection, figure_token
 from ood_dashboard.markup import escape
 from ood_dashboard.session import persistent, require_analysis, sync_threshold
-from ood_dashboard.state import page_key, run_key
+from ood_dashboard.state import grid_key, page_key, run_key
 from ood_dashboard.thumbnails import thumbnail
 
 CHART_KEY, METHOD_KEY, SCORER_KEY, COLOUR_KEY = (page_key("map", name) for name in ("chart", "method", "scorer", "colour"))
@@ -109,7 +109,7 @@ with left:
 # ---- the selection: the side panel shows one image (the clicked one, else the most atypical selected)
 all_scores = analysis.item_scores(scorer)
 order = selected[np.lexsort((selected, all_scores[selected]))]  # most atypical first
-with right.container(key="thumbgrid_map_selected"):  # the grids' caption style: one line per fact
+with right.container(key=grid_key(page_key("map", "selected"))):  # the grids' caption style: one line per fact
     st.markdown("**Selected image**")
     if len(order) == 0:
         st.caption("Click a point on the map to see its image here (hovering shows its id and score).")

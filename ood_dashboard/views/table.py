@@ -103,6 +103,6 @@ selected = rows[picked[picked < len(rows)]]  # row numbers of this page (a selec
 if len(selected):
     if st.button(f"Open #{selected[0]} large", icon=":material/open_in_full:", key=page_key("table", "open")):
         review.item_view(analysis, int(selected[0]))
-    review.bulk_buttons(analysis, selected, key="table", what="selected rows")
+    review.bulk_buttons(analysis, selected, key=page_key("table", "selection"), what="selected rows")
 else:
     st.caption("Select rows (the boxes on the left) to open one large or mark them.")
