@@ -214,12 +214,17 @@ def persistent(key: str, default: Any, options: Sequence[Any] | None = None) -> 
     """Give widget ``key`` the value it had when last drawn (Streamlit drops a widget's value while
     its page is not shown), else ``default``; pass the returned callback as the widget's
     ``on_change`` so the kept copy follows the widget. With ``options`` (the widget's choices), a
-    value that is not among them (kept from a dataset that had another choice) gives ``default``."""
+    value that is not among them (kept from a dataset that had another choice) gives ``default``.
+
+    The value is written on every run, not only the first: Streamlit then sends it with the widget,
+    so a browser that holds no state for the widget (a tab reloaded into its session, a first run
+    cut short by a rerun) shows it, instead of the widget's built-in default (an empty text box)
+    that it would then send back as the user's input (issue 18.8)."""
     kept = state.kept_key(key)
-    if key not in st.session_state:
-        st.session_state[key] = st.session_state.get(kept, default)
-    if options is not None and st.session_state[key] not in options:
-        st.session_state[key] = default
+    value = st.session_state[key] if key in st.session_state else st.session_state.get(kept, default)
+    if options is not None and value not in options:
+        value = default
+    st.session_state[key] = value
     return lambda: st.session_state.__setitem__(kept, st.session_state[key])
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import sys
 import tomllib
 from pathlib import Path
@@ -118,3 +119,21 @@ def _literal_keys(path: Path) -> list[str]:
 def test_session_state_keys_are_named_only_in_state_py():
     found = [hit for path in sorted(PACKAGE.rglob("*.py")) if path.name != "state.py" for hit in _literal_keys(path)]
     assert found == []
+
+
+# ------------------------------------------------------------------ issue 18.8
+def test_kept_widget_values_reach_a_browser_that_lost_them(monkeypatch, tmp_path):
+    """A tab reloaded into its session (or a first run cut short by a rerun) holds no widget state:
+    it draws what the server sends with the widget. On every run, not only the first, the Data
+    page's fields must carry their values; else the browser shows the widgets' built-in defaults
+    (an empty "timm model" and "Weights") and sends them back as typed."""
+    monkeypatch.setenv("OOD_CACHE_DIR", os.environ.get("OOD_CACHE_DIR") or str(tmp_path / "cache"))
+    at = AppTest.from_file(str(APP), default_timeout=240).run()
+    for _ in range(3):  # the first run, then reruns (a reload, a click elsewhere)
+        assert not at.exception
+        fields = {w.proto.label: w.proto for w in (at.text_input(key="data_model"), at.text_input(key="data_weights"))}
+        assert {label: (p.set_value, p.value) for label, p in fields.items()} == {
+            "timm model": (True, "auto"), "Weights": (True, "bundled")}
+        size = at.number_input(key="data_image_size").proto
+        assert (size.set_value, size.value) == (True, 0)
+        at.run()

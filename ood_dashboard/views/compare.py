@@ -67,7 +67,7 @@ if auroc is not None:
 # ---- the images in each quadrant
 st.subheader("Images in each corner")
 c1, c2 = st.columns([3, 1])
-chosen = c1.segmented_control("Corner", ood_core.QUADRANTS, format_func=QUADRANT_TITLES.get, default="both",
+chosen = c1.segmented_control("Corner", ood_core.QUADRANTS, format_func=QUADRANT_TITLES.get,
                               key=page_key("compare", "quadrant"),
                               on_change=persistent(page_key("compare", "quadrant"), "both")) or "both"
 n_show = c2.number_input("Images per grid", min_value=4, max_value=96, step=4, key=page_key("compare", "grid_size"),
