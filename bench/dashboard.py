@@ -1,6 +1,6 @@
 """Benchmark: server-side time from a threshold change to the end of the rerun.
 
-What is timed: the score pages' fragment (``ui.score_page.threshold_section``: counts, metrics,
+What is timed: the score pages' fragment (``ood_dashboard.score_page.threshold_section``: counts, metrics,
 the histogram component, the ROC curve, both image grids and the export buttons) run by
 ``streamlit.testing.v1.AppTest`` after the percentile input is set, as Streamlit reruns it when a
 user types a percentile or drags the line. Two numbers per row:
@@ -56,11 +56,11 @@ def bench_page() -> None:
 
     import streamlit as st
 
-    import ui.score_page
-    from ui.score_page import threshold_section
+    import ood_dashboard.score_page
+    from ood_dashboard.score_page import threshold_section
 
-    if not getattr(ui.score_page.set_percentile, "bench_timed", False):
-        untimed = ui.score_page.set_percentile
+    if not getattr(ood_dashboard.score_page.set_percentile, "bench_timed", False):
+        untimed = ood_dashboard.score_page.set_percentile
 
         def set_percentile(*args, **kwargs):
             t0 = time.perf_counter()
@@ -68,7 +68,7 @@ def bench_page() -> None:
             st.session_state["bench_callback_seconds"] = time.perf_counter() - t0
 
         set_percentile.bench_timed = True
-        ui.score_page.set_percentile = set_percentile
+        ood_dashboard.score_page.set_percentile = set_percentile
     start = time.perf_counter()
     threshold_section(st.session_state["analysis"], st.session_state["bench_scorer"])
     st.session_state["bench_seconds"] = time.perf_counter() - start

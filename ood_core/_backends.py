@@ -66,10 +66,10 @@ def backend_version(backend: str) -> str:
 
 
 def export_dir() -> Path:
-    """Where exports live: ``exports/`` in the embedding cache folder."""
-    from ood_core.cache import default_cache_dir
+    """Where exports live: ``exports/`` in the cache folder (the ``cache_dir`` setting)."""
+    from ood_core import settings
 
-    return default_cache_dir() / "exports"
+    return Path(settings.value("cache_dir")) / "exports"
 
 
 def export_key(backend: str, model: str, weights: str, image_size: int, fold_batchnorm: bool) -> str:

@@ -1,4 +1,4 @@
-"""Tiny Streamlit app for the browser test of ui.threshold_histogram.
+"""Tiny Streamlit app for the browser test of ood_dashboard.threshold_histogram.
 
 Run by hand: ``streamlit run tests/browser_app.py``. Shows the component on
 seeded synthetic scores inside an ``st.fragment`` (as the dashboard pages do),
@@ -36,7 +36,7 @@ def main() -> None:
         sys.path.insert(0, str(ROOT))
     import streamlit as st
 
-    from ui.threshold_histogram import threshold_histogram
+    from ood_dashboard.threshold_histogram import threshold_histogram
 
     st.set_page_config(page_title="threshold histogram test", layout="centered")
     st.title("Threshold histogram")

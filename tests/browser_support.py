@@ -17,6 +17,9 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from ood_dashboard.navigation import PAGES as NAVIGATION  # noqa: E402
 SCREENSHOTS = ROOT / "screenshots"  # gitignored
 CHROMIUM = shutil.which("chromium")
 CHROMIUM_ARGS = [
@@ -29,7 +32,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 # The threshold histogram component's iframe.
-HISTOGRAM_IFRAME = 'iframe[title="ui.threshold_histogram.threshold_histogram"]'
+HISTOGRAM_IFRAME = 'iframe[title="ood_dashboard.threshold_histogram.threshold_histogram"]'
 
 
 def skip_without_browser() -> None:
@@ -181,8 +184,8 @@ def full_page_screenshot(page, path: Path, width: int = 1400) -> None:
     page.screenshot(path=str(path), full_page=True)
 
 
-# The dashboard's pages as app.py's navigation lists them: (path, sidebar title).
-APP_PAGES = re.findall(r'st\.Page\("pages/([\w/]+)\.py", title="([^"]+)"', (ROOT / "app.py").read_text())
+# The dashboard's pages as its navigation lists them: (URL path, sidebar title).
+APP_PAGES = [(spec.name, spec.title) for spec in NAVIGATION]
 
 
 def is_local(url: str) -> bool:

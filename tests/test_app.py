@@ -25,11 +25,12 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 import ood_core._analyze  # noqa: E402
 from ood_core import FeatureScorer, percentile_of, percentile_threshold, rank_outliers  # noqa: E402
 from ood_core.embedder import Embedder  # noqa: E402
+from ood_dashboard.navigation import PAGES as NAVIGATION  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "app.py"
 TIMEOUT = 240  # seconds per script run: the very first one embeds digits on 2 cores
-PAGES = re.findall(r'st\.Page\("(pages/[\w/]+\.py)"', APP.read_text())
+PAGES = [f"ood_dashboard/views/{spec.name}.py" for spec in NAVIGATION]  # relative to app.py, for switch_page
 ZIP, FOLDER, ARRAYS = "Upload a zip of images", "Image folder on this machine", "Upload precomputed features"
 
 
@@ -44,26 +45,6 @@ def app_cache(tmp_path_factory):
         path = os.environ.get("OOD_CACHE_DIR") or str(tmp_path_factory.getbasetemp() / "ood_app_cache")
         mp.setenv("OOD_CACHE_DIR", path)
         yield Path(path)
-
-
-@pytest.fixture(autouse=True)
-def navigation_like_the_server(monkeypatch):
-    """Run app.py (navigation, default dataset, sidebar) before every page, as the server does.
-
-    With a ``pages/`` folder beside app.py, Streamlit starts in its old "pages directory" mode
-    until a script calls ``st.navigation``; the server leaves it for good on the first run
-    (ui.session sees to that), but AppTest re-enters it on every run and would then run a page
-    file alone after ``switch_page``. Keep it off, as in the server.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    init = PagesManager.__init__
-
-    def init_without_pages_directory(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init_without_pages_directory)
 
 
 def new_app() -> AppTest:
@@ -96,7 +77,7 @@ def expected_counts(fit: np.ndarray, query: np.ndarray, threshold: float) -> dic
 
 def expected_captions(analysis, which: str, n: int, threshold: float) -> list[str]:
     """Captions of the train grid then the test grid, from ood_core directly."""
-    from ui.grid import caption
+    from ood_dashboard.grid import caption
 
     out = []
     for index, scores in ((analysis.fit_index, analysis.fit_feature_scores),
@@ -108,7 +89,7 @@ def expected_captions(analysis, which: str, n: int, threshold: float) -> list[st
 
 # ----------------------------------------------------------------------------- pages
 def test_the_app_and_every_page_run_on_the_digits_default(at):
-    assert {"pages/data.py", "pages/feature_scores.py", "pages/prediction_scores.py"} <= set(PAGES)
+    assert {"ood_dashboard/views/data.py", "ood_dashboard/views/feature_scores.py", "ood_dashboard/views/prediction_scores.py"} <= set(PAGES)
     assert [t.value for t in at.title] == ["Data & model"]
     assert at.session_state["analysis"].source.startswith("scikit-learn digits (450 fit / 1347 query")
     assert metrics(at)["Train (fit) items"] == "450"
@@ -118,7 +99,7 @@ def test_the_app_and_every_page_run_on_the_digits_default(at):
         assert not at.error, (page, [e.value for e in at.error])
         assert at.title, page
         assert at.sidebar.caption[0].value.startswith("**Loaded:** scikit-learn digits"), page  # app.py ran
-    at.switch_page("pages/prediction_scores.py").run()
+    at.switch_page("ood_dashboard/views/prediction_scores.py").run()
     assert at.title[0].value == "Prediction score (pred_probs)"
     analysis = at.session_state["analysis"]
     threshold = percentile_threshold(analysis.fit_pred_scores, 5.0)
@@ -128,7 +109,7 @@ def test_the_app_and_every_page_run_on_the_digits_default(at):
 
 
 def test_changing_the_percentile_changes_the_counts_and_the_borderline_grid(at):
-    at.switch_page("pages/feature_scores.py").run()
+    at.switch_page("ood_dashboard/views/feature_scores.py").run()
     analysis = at.session_state["analysis"]
     fit, query = analysis.fit_feature_scores, analysis.query_feature_scores
     t5 = percentile_threshold(fit, 5.0)
@@ -157,10 +138,10 @@ def test_changing_the_percentile_changes_the_counts_and_the_borderline_grid(at):
 
 
 def test_the_threshold_survives_a_visit_to_another_page(at):
-    at.switch_page("pages/feature_scores.py").run()
+    at.switch_page("ood_dashboard/views/feature_scores.py").run()
     at.number_input(key="feature_percentile_input").set_value(12.5).run()
-    at.switch_page("pages/data.py").run()
-    at.switch_page("pages/feature_scores.py").run()
+    at.switch_page("ood_dashboard/views/data.py").run()
+    at.switch_page("ood_dashboard/views/feature_scores.py").run()
     analysis = at.session_state["analysis"]
     assert at.number_input(key="feature_percentile_input").value == 12.5
     threshold = percentile_threshold(analysis.fit_feature_scores, 12.5)
@@ -170,7 +151,7 @@ def test_the_threshold_survives_a_visit_to_another_page(at):
 def test_a_threshold_set_by_a_drag_shows_with_its_percentile(at):
     """The drag callback stores a threshold value and its percentile; the page follows both (the
     browser test drags for real)."""
-    at.switch_page("pages/feature_scores.py").run()
+    at.switch_page("ood_dashboard/views/feature_scores.py").run()
     fit = at.session_state["analysis"].fit_feature_scores
     x = float(np.sort(fit)[89])  # 89 train scores lie strictly below it (the scores are distinct)
     at.session_state["feature_threshold"] = x
@@ -182,7 +163,7 @@ def test_a_threshold_set_by_a_drag_shows_with_its_percentile(at):
 
 
 def test_scorer_settings_refit_only_their_scorer_and_keep_the_percentile(at):
-    at.switch_page("pages/feature_scores.py").run()
+    at.switch_page("ood_dashboard/views/feature_scores.py").run()
     at.number_input(key="feature_percentile_input").set_value(10.0).run()
     before = at.session_state["analysis"]
     at.number_input(key=f"feature_k:{before.run_id}").set_value(3).run()  # scorer widgets are keyed by the run
@@ -194,7 +175,7 @@ def test_scorer_settings_refit_only_their_scorer_and_keep_the_percentile(at):
     assert at.session_state["feature_threshold"] == threshold
     assert metrics(at)["Threshold (score)"] == f"{threshold:.4f}"
 
-    at.switch_page("pages/prediction_scores.py").run()
+    at.switch_page("ood_dashboard/views/prediction_scores.py").run()
     at.selectbox(key=f"prediction_method:{after.run_id}").set_value("least_confidence").run()
     assert not at.exception
     final = at.session_state["analysis"]
@@ -204,7 +185,7 @@ def test_scorer_settings_refit_only_their_scorer_and_keep_the_percentile(at):
 
 def test_the_neighbour_search_can_be_approximate_and_the_page_says_so(at):
     pytest.importorskip("faiss")
-    at.switch_page("pages/feature_scores.py").run()
+    at.switch_page("ood_dashboard/views/feature_scores.py").run()
     before = at.session_state["analysis"]
     assert any("neighbour search: exact" in c.value for c in at.caption)
     at.selectbox(key=f"feature_index:{before.run_id}").set_value("approximate").run()
@@ -220,7 +201,7 @@ def test_approximate_without_faiss_is_an_error_not_a_crash(at, monkeypatch):
     import ood_core
 
     monkeypatch.setattr(ood_core, "faiss_available", lambda: False, raising=False)
-    at.switch_page("pages/feature_scores.py").run()
+    at.switch_page("ood_dashboard/views/feature_scores.py").run()
     before = at.session_state["analysis"]
     at.selectbox(key=f"feature_index:{before.run_id}").set_value("approximate").run()
     assert not at.exception
@@ -229,9 +210,9 @@ def test_approximate_without_faiss_is_an_error_not_a_crash(at, monkeypatch):
 
 
 def test_export_payloads_parse_and_match_the_scores(at):
-    from ui.score_page import export_payloads
+    from ood_dashboard.score_page import export_payloads
 
-    for page, scorer in (("pages/feature_scores.py", "feature"), ("pages/prediction_scores.py", "prediction")):
+    for page, scorer in (("ood_dashboard/views/feature_scores.py", "feature"), ("ood_dashboard/views/prediction_scores.py", "prediction")):
         at.switch_page(page).run()
         labels = [b.label for b in at.get("download_button")]
         assert labels == ["Scores (CSV)", "Threshold card (JSON)", "Marks (CSV)"]  # the marks: issue 10
@@ -261,7 +242,7 @@ def test_export_payloads_parse_and_match_the_scores(at):
 
 
 def test_moving_the_threshold_never_recomputes_embeddings_neighbours_or_pred_probs(at, monkeypatch):
-    at.switch_page("pages/feature_scores.py").run()
+    at.switch_page("ood_dashboard/views/feature_scores.py").run()
 
     def recomputed(*args, **kwargs):
         raise AssertionError("a threshold change recomputed embeddings, neighbours or pred_probs")
@@ -277,16 +258,16 @@ def test_moving_the_threshold_never_recomputes_embeddings_neighbours_or_pred_pro
     at.number_input(key="feature_grid_size").set_value(24).run()
     assert not at.exception, [e.value for e in at.exception]
     assert metrics(at)["Test (query) flagged"] != before
-    at.switch_page("pages/prediction_scores.py").run()
+    at.switch_page("ood_dashboard/views/prediction_scores.py").run()
     at.number_input(key="prediction_percentile_input").set_value(10.0).run()
-    at.switch_page("pages/data.py").run()
+    at.switch_page("ood_dashboard/views/data.py").run()
     assert not at.exception, [e.value for e in at.exception]
 
 
 def test_why_button_opens_the_item_on_the_neighbours_page(at):
-    if not (REPO / "pages" / "neighbours.py").is_file() or "pages/neighbours.py" not in PAGES:
+    if not (REPO / "ood_dashboard" / "views" / "neighbours.py").is_file() or "ood_dashboard/views/neighbours.py" not in PAGES:
         pytest.skip("the neighbours page is not part of the app")
-    at.switch_page("pages/feature_scores.py").run()
+    at.switch_page("ood_dashboard/views/feature_scores.py").run()
     analysis = at.session_state["analysis"]
     top = rank_outliers(analysis.query_feature_scores, n=16)["top"]
     position = int(analysis.query_index[top[0]])
@@ -324,7 +305,7 @@ def assert_skipped_listed_and_rest_scored(at: AppTest, n_valid: int, skipped: li
     assert all(reason for reason in table["reason"])
     analysis = at.session_state["analysis"]
     assert len(analysis.ids) == n_valid and np.isfinite(analysis.fit_feature_scores).all()
-    at.switch_page("pages/feature_scores.py").run()
+    at.switch_page("ood_dashboard/views/feature_scores.py").run()
     assert not at.exception, [e.value for e in at.exception]
     fit, query = analysis.fit_feature_scores, analysis.query_feature_scores
     expected = expected_counts(fit, query, percentile_threshold(fit, 5.0))
@@ -371,8 +352,8 @@ def test_an_image_folder_outside_the_allowed_roots_is_refused(at, tmp_path, monk
     monkeypatch.setenv("OOD_DATA_ROOTS", str(allowed))
     at.radio(key="data_source_choice").set_value(FOLDER).run()
     at.text_input(key="data_folder_path").set_value(str(outside)).run()
-    from ui.markup import escape
-    from ui.uploads import config_file
+    from ood_dashboard.markup import escape
+    from ood_dashboard.uploads import config_file
 
     assert at.error[0].value == "Cannot use this folder: " + escape(  # which folders, from where, how to allow
         f"{outside} is outside the folders this dashboard may read ({allowed}, from the OOD_DATA_ROOTS environment "
@@ -397,8 +378,8 @@ def test_the_cifar_demo_without_a_copy_offers_the_download_and_the_path(at, monk
 
 
 def test_a_run_that_finishes_while_the_user_is_elsewhere_is_selected(at):
-    from ui.runs import RunSettings
-    from ui.session import PENDING_KEY
+    from ood_dashboard.runs import RunSettings
+    from ood_dashboard.state import PENDING_RUN
 
     at.radio(key="data_source_choice").set_value(ARRAYS).run()
     buf = io.BytesIO()
@@ -406,11 +387,11 @@ def test_a_run_that_finishes_while_the_user_is_elsewhere_is_selected(at):
     at.file_uploader(key="data_arrays_upload").set_value(("small.npz", buf.getvalue(), "application/zip")).run()
     at.button(key="data_run").click().run()
     assert at.session_state["analysis"].source.startswith("precomputed arrays small.npz (12 rows")
-    at.session_state[PENDING_KEY] = RunSettings()  # the digits run, finished (in the run store)
-    at.switch_page("pages/feature_scores.py").run()
+    at.session_state[PENDING_RUN] = RunSettings()  # the digits run, finished (in the run store)
+    at.switch_page("ood_dashboard/views/feature_scores.py").run()
     assert at.session_state["analysis"].source.startswith("scikit-learn digits")
-    assert PENDING_KEY not in at.session_state
-    from ui.markup import escape
+    assert PENDING_RUN not in at.session_state
+    from ood_dashboard.markup import escape
 
     assert [t.value for t in at.toast] == [f"Loaded {escape(at.session_state['analysis'].source)}"]
 
@@ -420,7 +401,7 @@ def test_upload_source_stores_by_content_hash_and_checks_the_extension(app_cache
     import hashlib
 
     from ood_core.uploads import upload_dir
-    from ui.uploads import upload_source
+    from ood_dashboard.uploads import upload_source
 
     path = Path(upload_source("../../evil name.ZIP", b"PK fake zip"))
     assert path == upload_dir() / (hashlib.sha256(b"PK fake zip").hexdigest() + ".zip")
@@ -435,7 +416,7 @@ def test_upload_source_stores_by_content_hash_and_checks_the_extension(app_cache
 
 
 def test_run_store_computes_a_run_once_keeps_the_latest_and_retries_failures():
-    from ui.runs import RunSettings, RunStore
+    from ood_dashboard.runs import RunSettings, RunStore
 
     store, calls, gate = RunStore(max_runs=2), [], threading.Event()
 

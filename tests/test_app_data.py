@@ -10,16 +10,15 @@ import pytest
 
 from streamlit.testing.v1 import AppTest
 
-from tests.test_app import (APP, ARRAYS, FOLDER, ZIP, app_cache, at, image_files, metrics,  # noqa: F401
-                            navigation_like_the_server)
+from tests.test_app import (APP, ARRAYS, FOLDER, ZIP, app_cache, at, image_files, metrics)  # noqa: F401
 from tests.test_cifar_download import fake, server  # noqa: F401
 from ood_core import percentile_threshold
 from ood_core.uploads import upload_dir
-from ui.markup import escape
+from ood_dashboard.markup import escape
 
 
 def test_a_percentile_outside_0_to_100_is_refused_with_a_message(at):
-    at.switch_page("pages/feature_scores.py").run()
+    at.switch_page("ood_dashboard/views/feature_scores.py").run()
     fit = at.session_state["analysis"].fit_feature_scores
     for typed in (150.0, -5.0):
         at.number_input(key="feature_percentile_input").set_value(typed).run()
@@ -100,7 +99,7 @@ def test_a_two_class_prediction_score_says_what_to_use_instead(at):
     at.radio(key="data_source_choice").set_value(ARRAYS).run()
     at.file_uploader(key="data_arrays_upload").set_value(("two.npz", buf.getvalue(), "application/zip")).run()
     at.button(key="data_run").click().run()
-    at.switch_page("pages/prediction_scores.py").run()
+    at.switch_page("ood_dashboard/views/prediction_scores.py").run()
     assert not at.exception
     assert at.warning[0].value.startswith("With only 2 classes the prediction score")
     assert "Use the feature score (KNN)" in at.warning[0].value
@@ -134,7 +133,7 @@ def test_the_download_button_offline_says_what_to_do_instead(at, fake, monkeypat
 
 
 def test_a_link_carries_the_dataset_and_the_percentile(at):
-    at.switch_page("pages/feature_scores.py").run()
+    at.switch_page("ood_dashboard/views/feature_scores.py").run()
     assert at.query_params["source"] == "digits" and at.query_params["p"] == "5"
     at.number_input(key="feature_percentile_input").set_value(7.5).run()
     assert at.query_params["p"] == "7.5"  # changing the percentile updates the link
@@ -144,7 +143,7 @@ def test_opening_a_link_with_a_percentile_shows_it(app_cache):
     shared = AppTest.from_file(str(APP), default_timeout=240)
     shared.query_params["source"] = "digits"
     shared.query_params["p"] = "12.5"
-    shared.switch_page("pages/feature_scores.py").run()
+    shared.switch_page("ood_dashboard/views/feature_scores.py").run()
     assert not shared.exception
     assert shared.number_input(key="feature_percentile_input").value == 12.5
     fit = shared.session_state["analysis"].fit_feature_scores
@@ -176,7 +175,7 @@ def test_the_table_lists_every_item_and_marks_a_selection(at, clean_marks):
     import ood_core
 
     analysis = clean_marks
-    at.switch_page("pages/table.py").run()
+    at.switch_page("ood_dashboard/views/table.py").run()
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value  # a page of 1,000 rows, most atypical first
     assert len(table) == 1000 and list(table["feature score"]) == sorted(table["feature score"])
@@ -188,7 +187,7 @@ def test_the_table_lists_every_item_and_marks_a_selection(at, clean_marks):
     assert len(flagged) == int((analysis.item_scores("feature") < at.session_state["feature_threshold"]).sum())
     at.session_state["table_rows"] = {"selection": {"rows": [0, 1, 2], "columns": [], "cells": []}}
     at.run()
-    at.button(key="table_bulk_outlier").click().run()
+    at.button(key="table_selection_bulk_outlier").click().run()
     marks = ood_core.ReviewStore().marks(ood_core.dataset_key(analysis))
     assert set(marks) == {analysis.ids[p] for p in flagged["position"][:3]}
     assert {m.verdict for m in marks.values()} == {"outlier"}
@@ -205,7 +204,7 @@ def test_marks_estimate_the_precision_and_filter_the_grids(at, clean_marks):
     store = ood_core.ReviewStore()
     store.mark(ood_core.dataset_key(analysis), [analysis.ids[p] for p in flagged[:8]], "outlier")
     store.mark(ood_core.dataset_key(analysis), [analysis.ids[p] for p in flagged[8:10]], "fine")
-    at.switch_page("pages/feature_scores.py").run()
+    at.switch_page("ood_dashboard/views/feature_scores.py").run()
     assert metrics(at)["Flagged test images reviewed"] == f"10 of {len(flagged):,}"
     assert metrics(at)["Flagged, marked outlier"] == "8" and metrics(at)["Flagged, marked fine"] == "2"
     at.segmented_control(key="feature_review_filter").set_value("fine").run()

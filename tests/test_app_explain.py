@@ -23,8 +23,8 @@ from streamlit.testing.v1 import AppTest
 import ood_core
 from ood_core import (compare_auroc, per_class_counts, per_class_thresholds, percentile_threshold, quadrants,
                       rank_average_fit_query)
-from ui.explain_views import QUADRANT_TITLES, selection_positions, verdict
-from ui.grid import caption
+from ood_dashboard.explain_views import QUADRANT_TITLES, selection_positions, verdict
+from ood_dashboard.grid import caption
 
 TIMEOUT = 300  # the first run embeds the digits (about a minute on 2 busy cores); later runs take seconds
 
@@ -54,7 +54,7 @@ def metrics(at: AppTest) -> dict[str, str]:
 
 # ------------------------------------------------------------------ why this one
 def test_selecting_an_image_shows_its_neighbours():
-    at = open_page("pages/neighbours.py")
+    at = open_page("ood_dashboard/views/neighbours.py")
     a = at.session_state["analysis"]
     assert len(a.ids) == 1797  # the digits default
     for position in (int(a.query_index[3]), int(a.fit_index[5])):  # a test image, then a train image
@@ -74,7 +74,7 @@ def test_selecting_an_image_shows_its_neighbours():
 
 
 def test_arriving_from_a_why_button_explains_that_image():
-    at = open_page("pages/neighbours.py")
+    at = open_page("ood_dashboard/views/neighbours.py")
     a = at.session_state["analysis"]
     position = int(a.query_index[-1])
     at.session_state["explain_position"] = position
@@ -86,7 +86,7 @@ def test_arriving_from_a_why_button_explains_that_image():
 
 
 def test_why_button_in_a_grid_opens_the_neighbours_page():
-    at = open_page("pages/compare.py")
+    at = open_page("ood_dashboard/views/compare.py")
     a = at.session_state["analysis"]
     q = quadrants(a.query_feature_scores, a.query_pred_scores, at.session_state["feature_threshold"],
                   at.session_state["prediction_threshold"])
@@ -104,7 +104,7 @@ def test_why_button_in_a_grid_opens_the_neighbours_page():
 
 # ------------------------------------------------------------------ compare
 def test_quadrant_counts_sum_to_the_query_size_and_follow_the_thresholds():
-    at = open_page("pages/compare.py")
+    at = open_page("ood_dashboard/views/compare.py")
     a = at.session_state["analysis"]
     shown = metrics(at)
     q = quadrants(a.query_feature_scores, a.query_pred_scores, at.session_state["feature_threshold"],
@@ -137,7 +137,7 @@ def test_compare_without_prediction_scores_says_so():
     at = AppTest.from_file("../app.py", default_timeout=TIMEOUT).run()
     a = at.session_state["analysis"]
     at.session_state["analysis"] = dataclasses.replace(a, fit_pred_scores=None, query_pred_scores=None)
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("ood_dashboard/views/compare.py").run()
     assert not at.exception
     assert "nothing to compare" in at.info[0].value
 
@@ -171,7 +171,7 @@ def _decoded(value) -> np.ndarray:
 
 def select_on_map(at: AppTest, positions: list[int]) -> None:
     """What the browser sends after a box selection (AppTest cannot draw one), then a rerun."""
-    at.session_state["embedding_map_chart"] = {"selection": {
+    at.session_state["map_chart"] = {"selection": {
         "points": [{"customdata": p, "curve_number": 0, "point_index": i, "x": 0.0, "y": 0.0}
                    for i, p in enumerate(positions)],
         "point_indices": list(range(len(positions))), "box": [{"x": [0, 1], "y": [0, 1]}], "lasso": []}}
@@ -182,7 +182,7 @@ def select_on_map(at: AppTest, positions: list[int]) -> None:
 def test_the_kept_selection_outlives_a_new_figure_and_clears_on_request(monkeypatch):
     import types
 
-    import ui.map_selection as ms
+    import ood_dashboard.map_selection as ms
 
     state: dict = {}
     monkeypatch.setattr(ms, "st", types.SimpleNamespace(session_state=state))
@@ -212,9 +212,9 @@ def test_the_kept_selection_outlives_a_new_figure_and_clears_on_request(monkeypa
 
 
 def test_a_map_selection_fills_the_grid_and_the_side_panel():
-    at = open_page("pages/embedding_map.py")
+    at = open_page("ood_dashboard/views/embedding_map.py")
     a = at.session_state["analysis"]
-    assert "Draw a box or a lasso" in at.caption[-1].value
+    assert "Draw a box or a lasso" in at.main.caption[-1].value
     assert "Click a point on the map" in at.caption[0].value
     chosen = [int(a.query_index[i]) for i in (0, 5, 9)] + [int(a.fit_index[2])]
     select_on_map(at, chosen)
@@ -223,11 +223,11 @@ def test_a_map_selection_fills_the_grid_and_the_side_panel():
     panel, *grid = [c for image in at.image for c in image.captions]
     assert panel == caption(a, order[0], scores[order[0]])  # the side panel: the most atypical selected
     assert grid == [caption(a, p, scores[p]) for p in order]
-    assert at.caption[-1].value.startswith("4 selected")
+    assert at.main.caption[-1].value.startswith("4 selected")
 
 
 def test_the_map_colours_by_truth_class_and_split_with_flagged_rings():
-    at = open_page("pages/embedding_map.py")
+    at = open_page("ood_dashboard/views/embedding_map.py")
     a = at.session_state["analysis"]
     assert at.selectbox(key="map_colour").options == ["Score", "Known truth", "Review mark", "Class", "Train / test"]
     assert list(map_traces(at)) == ["typical", "flagged"]  # by score, as before
@@ -248,7 +248,7 @@ def test_the_map_colours_by_truth_class_and_split_with_flagged_rings():
 
 
 def test_a_colouring_the_next_data_lacks_falls_back_to_the_score():
-    at = open_page("pages/embedding_map.py")
+    at = open_page("ood_dashboard/views/embedding_map.py")
     a = at.session_state["analysis"]
     at.selectbox(key="map_scorer").set_value("prediction").run()
     at.selectbox(key="map_colour").set_value("truth").run()
@@ -261,7 +261,7 @@ def test_a_colouring_the_next_data_lacks_falls_back_to_the_score():
 
 
 def test_marking_a_map_selection_colours_the_map_by_mark():
-    at = open_page("pages/embedding_map.py")
+    at = open_page("ood_dashboard/views/embedding_map.py")
     a = at.session_state["analysis"]
     store, key = ood_core.ReviewStore(), ood_core.dataset_key(a)  # the file the dashboard writes (OOD_DATA_DIR)
     chosen = [int(p) for p in a.query_index[:3]]
@@ -277,14 +277,14 @@ def test_marking_a_map_selection_colours_the_map_by_mark():
         assert f"not reviewed ({len(a.ids) - 3:,})" in traces
         assert at.image[0].captions[0].endswith("⚑ outlier")  # the side panel shows the mark too
         # The recoloured figure is a new chart (Streamlit drops its selection); the page kept it.
-        assert at.caption[-1].value.startswith("3 selected")
+        assert at.main.caption[-1].value.startswith("3 selected")
         (chart,) = at.get("plotly_chart")
         outliers = next(t for t in json.loads(chart.proto.spec)["data"] if t["name"] == "outlier (3)")
         assert _decoded(outliers["selectedpoints"]).tolist() == [0, 1, 2]  # drawn as selected
         at.selectbox(key="map_colour").set_value("score").run()
-        assert at.caption[-1].value.startswith("3 selected")
+        assert at.main.caption[-1].value.startswith("3 selected")
         at.button(key="map_clear").click().run()
-        assert "Draw a box or a lasso" in at.caption[-1].value
+        assert "Draw a box or a lasso" in at.main.caption[-1].value
         assert "selectedpoints" not in at.get("plotly_chart")[0].proto.spec
     finally:
         store.clear(key, [a.ids[p] for p in chosen])  # other tests see the digits unreviewed
@@ -292,7 +292,7 @@ def test_marking_a_map_selection_colours_the_map_by_mark():
 
 # ------------------------------------------------------------------ per class
 def test_class_conditional_thresholds_flag_what_ood_core_flags():
-    at = open_page("pages/per_class.py")
+    at = open_page("ood_dashboard/views/per_class.py")
     a = at.session_state["analysis"]
     at.toggle(key="per_class_conditional").set_value(True).run()
     at.number_input(key="per_class_percentile_feature").set_value(10.0).run()
@@ -328,7 +328,7 @@ def test_verdict_says_flagged_or_not_and_why():
 
 
 def test_figure_builders_carry_positions_and_thresholds():
-    from ui.explain_views import (class_histograms_figure, embedding_map_figure, neighbour_distance_figure,
+    from ood_dashboard.explain_views import (class_histograms_figure, embedding_map_figure, neighbour_distance_figure,
                                   score_scatter_figure)
 
     fig = neighbour_distance_figure([0.1, 0.2, 0.4], 0.15, 0.3, k_score=2)

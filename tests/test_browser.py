@@ -1,4 +1,4 @@
-"""Real-browser test of the draggable threshold line (ui.threshold_histogram).
+"""Real-browser test of the draggable threshold line (ood_dashboard.threshold_histogram).
 
 Starts ``streamlit run tests/browser_app.py`` on a free localhost port and
 drives Debian's Chromium through Playwright (never ``playwright install``):

@@ -99,28 +99,14 @@ def test_cli_names_a_bad_model(capsys):
 
 
 # ------------------------------------------------------------------ the page
-@pytest.fixture
-def navigation_like_the_server(monkeypatch):
-    """Keep Streamlit out of its pages-directory mode under AppTest, as the server does."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    init = PagesManager.__init__
-
-    def init_without_pages_directory(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init_without_pages_directory)
-
-
-def test_models_page_draws_what_compare_models_computes(navigation_like_the_server, tmp_path, monkeypatch):
+def test_models_page_draws_what_compare_models_computes(tmp_path, monkeypatch):
     pytest.importorskip("streamlit")
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("OOD_CACHE_DIR", str(tmp_path))
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300).run()
     assert not at.exception, [e.value for e in at.exception]
-    at.switch_page("pages/models.py").run()
+    at.switch_page("ood_dashboard/views/models.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.title[0].value == "Which model for my data?"
     assert at.multiselect(key="models_choice").value[0] == "pixels"  # the digits' own model comes first

@@ -101,7 +101,7 @@ def test_the_dashboard_runs_a_class_folder_with_chosen_in_classes(pets_and_plane
     analysis = at.session_state["analysis"]
     assert (len(analysis.fit_index), len(analysis.query_index)) == (PER_CLASS, 2 * PER_CLASS)
     assert analysis.cache_hit  # the CLI test embedded these images already: same contents, same cache entry
-    at.switch_page("pages/feature_scores.py").run()
+    at.switch_page("ood_dashboard/views/feature_scores.py").run()
     assert not at.exception
     auroc = float(next(m.value for m in at.metric if m.label == "AUROC"))
     assert auroc >= 0.9

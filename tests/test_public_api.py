@@ -17,7 +17,7 @@ import ood_core
 
 ROOT = Path(__file__).resolve().parents[1]
 STUB = ROOT / "ood_core" / "__init__.pyi"
-FRONT_ENDS = [ROOT / "app.py", *[p for d in ("ui", "pages", "ood_dashboard") for p in (ROOT / d).rglob("*.py")]]
+FRONT_ENDS = [ROOT / "app.py", *[p for d in ("ood_dashboard",) for p in (ROOT / d).rglob("*.py")]]
 
 
 def stub_declarations() -> tuple[list[str], dict[str, str]]:

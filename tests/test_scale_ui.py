@@ -3,7 +3,7 @@ one page of rows and sorts every item, the histogram sends bin counts, the map s
 sample, and a threshold change reuses what depends only on the run (no sort, no AUROC) while
 showing exactly what ``ood_core`` computes.
 
-Also, without Streamlit: the run-level orders of ``ui.grid`` against ``ood_core.rank_outliers``,
+Also, without Streamlit: the run-level orders of ``ood_dashboard.grid`` against ``ood_core.rank_outliers``,
 ``percentile_threshold`` and ``percentile_of``.
 """
 from __future__ import annotations
@@ -75,18 +75,8 @@ def analysis():
 
 
 @pytest.fixture(autouse=True)
-def navigation_like_the_server(monkeypatch, tmp_path_factory):
-    """As in test_app.py: app.py runs before every page (no "pages directory" mode); and the map's
-    projection is kept in a cache folder of this test session."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    init = PagesManager.__init__
-
-    def init_without_pages_directory(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init_without_pages_directory)
+def scale_cache(monkeypatch, tmp_path_factory):
+    """The map's projection is kept in a cache folder of this test session."""
     monkeypatch.setenv("OOD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "scale_cache"))
 
 
@@ -108,7 +98,7 @@ def expected_order(values: np.ndarray, descending: bool = False) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- the table
 def test_the_table_sends_one_page_and_sorts_every_item(analysis):
-    at = app_on(analysis, "pages/table.py")
+    at = app_on(analysis, "ood_dashboard/views/table.py")
     feature = analysis.item_scores("feature")
     table = at.dataframe[0].value
     assert len(table) == 1000  # one page of the 200,000 rows
@@ -164,7 +154,7 @@ def values(array) -> np.ndarray:
 
 
 def test_the_histogram_sends_bin_counts_not_one_value_per_item(analysis):
-    at = app_on(analysis, "pages/feature_scores.py")
+    at = app_on(analysis, "ood_dashboard/views/feature_scores.py")
     figure, text = sent_figure(at)
     bars = [trace for trace in figure["data"] if trace["type"] == "bar"]
     assert [bar["name"] for bar in bars] == [f"train (fit) (n={N_FIT:,})", f"test (query) (n={N_QUERY:,})"]
@@ -187,7 +177,7 @@ def grid_captions(at: AppTest) -> list[str]:
 
 
 def expected_grids(analysis, scorer: str, which: str, n: int, threshold: float) -> list[str]:
-    from ui.grid import caption
+    from ood_dashboard.grid import caption
 
     out = []
     for index, scores in zip((analysis.fit_index, analysis.query_index), analysis.scores(scorer)):
@@ -197,7 +187,7 @@ def expected_grids(analysis, scorer: str, which: str, n: int, threshold: float) 
 
 
 def test_a_threshold_change_shows_what_ood_core_computes_without_sorting_again(analysis, monkeypatch):
-    at = app_on(analysis, "pages/prediction_scores.py")
+    at = app_on(analysis, "ood_dashboard/views/prediction_scores.py")
     at.segmented_control(key="prediction_listing").set_value("Borderline").run()
     calls = []
 
@@ -238,8 +228,8 @@ def test_a_threshold_change_shows_what_ood_core_computes_without_sorting_again(a
 
 
 def test_the_view_equals_analysis_threshold_view(analysis, monkeypatch):
-    """ui.score_page.threshold_view (run-level sorts and AUROC reused) against Analysis.threshold_view."""
-    import ui.score_page as page
+    """ood_dashboard.score_page.threshold_view (run-level sorts and AUROC reused) against Analysis.threshold_view."""
+    import ood_dashboard.score_page as page
 
     state = {}
     monkeypatch.setattr(page, "st", types.SimpleNamespace(session_state=state))
@@ -259,7 +249,7 @@ def test_the_view_equals_analysis_threshold_view(analysis, monkeypatch):
 
 # ----------------------------------------------------------------------------- the map
 def test_the_map_says_it_shows_a_seeded_sample(analysis):
-    at = app_on(analysis, "pages/embedding_map.py")
+    at = app_on(analysis, "ood_dashboard/views/embedding_map.py")
     what = "a seeded sample of 5,000 of 200,000 items"
     assert any(what in c.value for c in at.caption)
     (chart,) = at.get("plotly_chart")
@@ -271,7 +261,7 @@ def test_the_map_says_it_shows_a_seeded_sample(analysis):
 # ----------------------------------------------------------------------------- run-level orders
 @pytest.mark.parametrize("seed", [0, 1])
 def test_rankings_list_what_rank_outliers_lists(seed):
-    from ui.grid import Ranking
+    from ood_dashboard.grid import Ranking
 
     rng = np.random.default_rng(seed)
     scores = rng.integers(0, 50, 3_000) / 50.0  # many equal scores: ties go by index
@@ -288,8 +278,8 @@ def test_rankings_list_what_rank_outliers_lists(seed):
 
 
 def test_review_filters_keep_the_rank_order():
-    from ui.grid import listing_page, review
-    from ui.grid import review_codes
+    from ood_dashboard.grid import listing_page, review
+    from ood_dashboard.grid import review_codes
 
     rng = np.random.default_rng(3)
     n = 5_000

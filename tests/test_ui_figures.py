@@ -1,4 +1,4 @@
-"""ui.figures: histogram and ROC figure builders (no browser, no Streamlit)."""
+"""ood_dashboard.figures: histogram and ROC figure builders (no browser, no Streamlit)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ import pytest
 pytest.importorskip("plotly", reason="plotly is not installed (pip install plotly)")
 
 from ood_core import VERDICTS, Mark  # noqa: E402
-from ui.figures import (  # noqa: E402
+from ood_dashboard.figures import (  # noqa: E402
     THRESHOLD_SHAPE_NAME,
     roc_figure,
     score_histogram_figure,
     shared_bin_edges,
 )
-from ui.groups import MARK_COLORS, available_groupings, group_colors, group_order, item_groups  # noqa: E402
+from ood_dashboard.groups import MARK_COLORS, available_groupings, group_colors, group_order, item_groups  # noqa: E402
 
 FIT = [0.0, 0.25, 0.5, 0.75, 1.0]
 QUERY = [0.5, 1.0]
@@ -197,9 +197,9 @@ def test_group_errors(kwargs, error, match):
         score_histogram_figure(**args)
 
 
-# ------------------------------------------------------------------ ui.groups
+# ------------------------------------------------------------------ ood_dashboard.groups
 def _analysis(is_ood=(False, True, True), same_set=False):
-    """What ui.groups reads of an Analysis: 5 items, fit 0-1, query 2-4 (or all of them)."""
+    """What ood_dashboard.groups reads of an Analysis: 5 items, fit 0-1, query 2-4 (or all of them)."""
     return types.SimpleNamespace(
         ids=["a", "b", "c", "d", "e"], labels=np.array([0, 1, -1, 1, 0]), class_names=["cat", "dog"],
         fit_index=np.arange(5) if same_set else np.array([0, 1]),

@@ -1,4 +1,4 @@
-"""ui.threshold_histogram without a browser: its static folder in the cache, drag events
+"""ood_dashboard.threshold_histogram without a browser: its static folder in the cache, drag events
 (the component faked), and the test app under AppTest. The real drag is in
 tests/test_browser.py."""
 
@@ -20,7 +20,7 @@ import pytest
 pytest.importorskip("streamlit", reason="streamlit is not installed (pip install streamlit)")
 plotly = pytest.importorskip("plotly", reason="plotly is not installed (pip install plotly)")
 
-import ui.threshold_histogram as th  # noqa: E402
+import ood_dashboard.threshold_histogram as th  # noqa: E402
 
 APP = Path(__file__).resolve().parent / "browser_app.py"
 
@@ -129,7 +129,7 @@ def test_importing_the_module_writes_nothing(tmp_path):
     env = {**os.environ, "OOD_CACHE_DIR": str(tmp_path / "cache"), "TMPDIR": str(tmp_path / "tmp"),
            "XDG_CACHE_HOME": str(tmp_path / "xdg"), "PYTHONDONTWRITEBYTECODE": "1"}
     (tmp_path / "tmp").mkdir()
-    subprocess.run([sys.executable, "-c", "import ui.threshold_histogram"], cwd=th._SOURCE_DIR.parents[2],
+    subprocess.run([sys.executable, "-c", "import ood_dashboard.threshold_histogram"], cwd=th._SOURCE_DIR.parents[2],
                    env=env, check=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"] and not any((tmp_path / "tmp").iterdir())
     assert _tree(th._SOURCE_DIR.parents[1]) == before
@@ -183,7 +183,7 @@ def test_sends_the_figure_and_returns_none_without_a_drag(fake):
 
 
 def test_the_bars_are_built_once_per_score_arrays_and_the_line_moves_on_a_copy(fake, monkeypatch):
-    from ui.figures import score_histogram_figure
+    from ood_dashboard.figures import score_histogram_figure
 
     built = []
     monkeypatch.setattr(th, "score_histogram_figure", lambda *a, **k: built.append(a) or score_histogram_figure(*a, **k))
@@ -258,7 +258,7 @@ def test_browser_app_runs_and_the_percentile_input_sets_the_threshold():
     assert not at.exception
     (chart,) = at.get("component_instance")  # AppTest shows it as an UnknownElement
     assert (chart.key, chart.proto.component_name) == (
-        "histogram", "ui.threshold_histogram.threshold_histogram")
+        "histogram", "ood_dashboard.threshold_histogram.threshold_histogram")
     args = json.loads(chart.proto.json_args)
     assert args["threshold"] == float(np.percentile(fit, 5.0))
     assert len(args["figure"]) < 12_000  # bar data, not the 3,000 raw scores
@@ -275,7 +275,7 @@ def test_browser_app_runs_and_the_percentile_input_sets_the_threshold():
 
 
 def test_groups_stack_the_query_bars_and_an_equal_list_reuses_the_bars(fake, monkeypatch):
-    from ui.figures import score_histogram_figure
+    from ood_dashboard.figures import score_histogram_figure
 
     built = []
     monkeypatch.setattr(th, "score_histogram_figure", lambda *a, **k: built.append(k) or score_histogram_figure(*a, **k))
@@ -308,7 +308,7 @@ def _stacked_app():
     """A page drawing the component with its test bars stacked by known truth (AppTest.from_function)."""
     import numpy as np
 
-    from ui.threshold_histogram import threshold_histogram
+    from ood_dashboard.threshold_histogram import threshold_histogram
 
     rng = np.random.default_rng(1)
     fit = rng.beta(6, 2, 300)

@@ -33,7 +33,7 @@ PACKAGES = ("ood_core", "ood_dashboard")
 # Modules that are programs rather than libraries: importing one runs it (the CLI's `__main__`,
 # the dashboard's entry script and pages, which Streamlit executes). The test imports what each
 # of them imports instead, and runs them for real through `ood-explorer` and `ood-explorer app`.
-SCRIPT_MODULES = re.compile(r"(^|\.)__main__$|^ood_dashboard\.app$|^ood_dashboard\.pages\.")
+SCRIPT_MODULES = re.compile(r"(^|\.)__main__$|^ood_dashboard\.app$|^ood_dashboard\.views\.")
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 VERSION = PYPROJECT["project"]["version"]
 

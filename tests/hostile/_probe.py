@@ -32,7 +32,7 @@ def _timed(fn) -> dict:
 def probe(path: str, out: Path) -> dict:
     import ood_core
     import ood_core.cli
-    from ui.runs import RunSettings, compute_run
+    from ood_dashboard.runs import RunSettings, compute_run
 
     def library() -> dict:
         source = ood_core.open_source(path)

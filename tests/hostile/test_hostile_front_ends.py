@@ -1,5 +1,5 @@
 """The hostile corpus through both front ends: the CLI (``ood_core.cli.main``) and the dashboard's
-loading path (``ui.runs.compute_run``). Each case gives a clear message, valid items are kept,
+loading path (``ood_dashboard.runs.compute_run``). Each case gives a clear message, valid items are kept,
 nothing is written outside the cache and output folders, and the bombs are refused within
 5 s and 1.5 GB of peak memory, measured in a child process."""
 from __future__ import annotations
@@ -41,7 +41,7 @@ def expected_skips(kind: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("kind", ["folder", "zip"])
 def test_corpus_through_the_cli_and_the_dashboard(kind, corpus_folder, corpus_zip, shared_cache, tmp_path, capsys):
-    from ui.runs import RunSettings, compute_run
+    from ood_dashboard.runs import RunSettings, compute_run
 
     source = corpus_folder if kind == "folder" else corpus_zip
     watched = source.parent
@@ -157,7 +157,7 @@ REFUSED_SOURCES = {
 
 @pytest.mark.parametrize("name", sorted(REFUSED_SOURCES))
 def test_refused_sources_say_why_in_both_front_ends(name, tmp_path, shared_cache, capsys):
-    from ui.runs import RunSettings, compute_run
+    from ood_dashboard.runs import RunSettings, compute_run
 
     make, message = REFUSED_SOURCES[name]
     source = make(tmp_path / name)

@@ -1,58 +1,39 @@
 """One browser session's state: its current analysis, its thresholds, and widget values that
-outlive a page switch. Named keys, each set in one place:
+outlive a page switch. The keys are named in :mod:`ood_dashboard.state`, with their scopes:
 
-- ``analysis`` / ``run_settings``: the current :class:`ood_core.Analysis` and the RunSettings it
-  came from; ``pending_run``: settings asked for on the Data page, not yet loaded.
-- ``{scorer}_percentile`` / ``{scorer}_threshold``: the threshold of each scorer, shared by every
-  page; it follows the scores (a new run or new scorer settings) through :func:`sync_threshold`.
-- State that belongs to one run is keyed by ``analysis.run_id`` (:func:`run_key`), so loading
-  another run starts it afresh without a list of keys to clear.
+- ``ANALYSIS`` / ``RUN_SETTINGS``: the current :class:`ood_core.Analysis` and the RunSettings it
+  came from; ``PENDING_RUN``: settings asked for on the Data page, not yet loaded.
+- each scorer's percentile and threshold, shared by every page; the threshold follows the scores
+  (a new run or new scorer settings) through :func:`sync_threshold`.
+- state that belongs to one run is keyed by ``analysis.run_id`` (``state.run_key``).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import streamlit as st
 
 import ood_core
-from ui.markup import escape
-from ui.runs import RunSettings, run_store, wait_for
-from ui.uploads import check_folder
+from ood_dashboard import state
+from ood_dashboard.markup import escape
+from ood_dashboard.runs import RunSettings, run_store, wait_for
+from ood_dashboard.state import ANALYSIS, PENDING_RUN, RUN_SETTINGS, URL_PERCENTILE
+from ood_dashboard.uploads import check_folder, started_with
 
-ANALYSIS_KEY = "analysis"
-RUN_KEY = "run_settings"
-PENDING_KEY = "pending_run"
 DEFAULT_PERCENTILE = 5.0
-
-
-# ------------------------------------------------------------------ the pages-directory guard
-def leave_pages_directory_mode() -> None:
-    """Make app.py run first even when a fresh server's first visitor opens a deep link.
-
-    With a ``pages/`` folder beside app.py, Streamlit starts each process in its old "pages
-    directory" mode and stays there until some script calls ``st.navigation``; in that mode a link
-    such as ``/feature_scores`` runs ``pages/feature_scores.py`` alone, without app.py. Every page
-    imports this module, so on the first import in such a run switch the mode off and rerun.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    if getattr(PagesManager, "uses_pages_directory", False) and get_script_run_ctx() is not None:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
 
 
 # ------------------------------------------------------------------ the current analysis
 def current_analysis() -> ood_core.Analysis | None:
     """The session's current analysis (None before the first run)."""
-    return st.session_state.get(ANALYSIS_KEY)
+    return st.session_state.get(ANALYSIS)
 
 
 def current_settings() -> RunSettings | None:
     """The RunSettings of the session's current analysis."""
-    return st.session_state.get(RUN_KEY)
+    return st.session_state.get(RUN_SETTINGS)
 
 
 def require_analysis() -> ood_core.Analysis:
@@ -66,43 +47,46 @@ def require_analysis() -> ood_core.Analysis:
 
 def set_analysis(settings: RunSettings, analysis: ood_core.Analysis) -> None:
     """Make ``analysis`` the session's current one."""
-    st.session_state[RUN_KEY] = settings
-    st.session_state[ANALYSIS_KEY] = analysis
+    st.session_state[RUN_SETTINGS] = settings
+    st.session_state[ANALYSIS] = analysis
 
 
 def run_and_select(settings: RunSettings) -> ood_core.Analysis:
     """Load the run for ``settings`` (with a progress bar) and make it the session's current one.
     If the user leaves the page meanwhile, the run goes on in the background and
     :func:`adopt_finished_run` selects it once it is done."""
-    st.session_state[PENDING_KEY] = settings
+    st.session_state[PENDING_RUN] = settings
     try:
         analysis = wait_for(settings)
     finally:
-        st.session_state.pop(PENDING_KEY, None)
+        st.session_state.pop(PENDING_RUN, None)
     set_analysis(settings, analysis)
     return analysis
 
 
 def adopt_finished_run() -> None:
     """Select a run asked for on the Data page that finished while the user was elsewhere."""
-    settings = st.session_state.get(PENDING_KEY)
+    settings = st.session_state.get(PENDING_RUN)
     if settings is None:
         return
     analysis = run_store().get(settings)
     if analysis is not None:
-        st.session_state.pop(PENDING_KEY)
+        st.session_state.pop(PENDING_RUN)
         set_analysis(settings, analysis)
         st.toast(f"Loaded {escape(analysis.source)}", icon=":material/check_circle:")
     elif not run_store().running(settings):  # it failed: the Data page says why when run again
-        st.session_state.pop(PENDING_KEY)
+        st.session_state.pop(PENDING_RUN)
 
 
-def ensure_default_analysis() -> None:
-    """On a session's first run, load the dataset the link names (``?source=...``), else the built-in
-    digits, so every page has something to show."""
-    if ANALYSIS_KEY in st.session_state:
+def ensure_default_analysis(start_source: str | None = None) -> None:
+    """On a session's first run, load the dataset the link names (``?source=...``), else the one the
+    server was started with (``start_source``, from ``--source``), else the built-in digits, so
+    every page has something to show."""
+    if ANALYSIS in st.session_state:
         return
     settings = RunSettings()
+    if start_source is not None:
+        settings = RunSettings(source=start_source, label="Started with --source")
     try:
         settings = settings_from_url() or settings
     except ValueError as exc:
@@ -113,7 +97,7 @@ def ensure_default_analysis() -> None:
                   "once its embeddings are in the disk cache).")
     try:
         analysis = wait_for(settings)
-    except Exception as exc:  # a link to data that no longer loads: say why, and show the digits
+    except Exception as exc:  # data that no longer loads: say why, and show the digits
         st.warning(f"Could not open {escape(settings.source)} ({escape(str(exc))}); showing the built-in digits.")
         settings = RunSettings()
         analysis = wait_for(settings)
@@ -123,17 +107,15 @@ def ensure_default_analysis() -> None:
 
 
 # ------------------------------------------------------------------ shareable links
-URL_PERCENTILE_KEY = "_url_percentile"  # the percentile last written to the link
-
-
 def settings_from_url() -> RunSettings | None:
     """The run a link names: ``?source=`` (a built-in name, an allowed folder, or a stored upload),
-    ``&in=`` (in-distribution classes) and ``&model=``; None when it names none."""
+    the dataset the server was started with), ``&in=`` (in-distribution classes) and ``&model=``; None
+    when it names none."""
     params = st.query_params
     source = params.get("source")
     if not source:
         return None
-    if source not in ood_core.list_sources():
+    if source not in ood_core.list_sources() and not started_with(source):
         path = Path(source)
         if path.parent.resolve() != Path(ood_core.default_cache_dir(), "uploads").resolve():
             source = str(check_folder(source))  # raises when the folder is not allowed here
@@ -155,15 +137,15 @@ def share_in_url(scorer: str) -> None:
         values["model"] = settings.model
     if {k: st.query_params.get(k) for k in values} != values:
         st.query_params.update(values)
-    st.session_state[URL_PERCENTILE_KEY] = values["p"]
+    st.session_state[URL_PERCENTILE] = values["p"]
 
 
 def adopt_url_percentile(analysis: ood_core.Analysis, scorer: str) -> None:
     """A percentile typed into the link (``?p=12.5``) moves the threshold once; a bad one is said."""
     text = st.query_params.get("p")
-    if text is None or text == st.session_state.get(URL_PERCENTILE_KEY):
+    if text is None or text == st.session_state.get(URL_PERCENTILE):
         return
-    st.session_state[URL_PERCENTILE_KEY] = text
+    st.session_state[URL_PERCENTILE] = text
     try:
         percentile = float(text)
     except ValueError:
@@ -177,23 +159,18 @@ def adopt_url_percentile(analysis: ood_core.Analysis, scorer: str) -> None:
 
 def apply_score_config(config: ood_core.ScoreConfig) -> ood_core.Analysis:
     """Refit only the scorers whose settings changed (features and pred_probs are reused)."""
-    analysis = st.session_state[ANALYSIS_KEY]
+    analysis = st.session_state[ANALYSIS]
     if analysis.score_config != config:
         with st.spinner("Refitting the scorer…"):
             analysis = analysis.rescore(config)
-        st.session_state[ANALYSIS_KEY] = analysis
+        st.session_state[ANALYSIS] = analysis
     return analysis
-
-
-def run_key(analysis: ood_core.Analysis, name: str) -> str:
-    """The session-state key of ``name`` for this run: a new run starts with a fresh value."""
-    return f"{name}:{analysis.run_id}"
 
 
 # ------------------------------------------------------------------ thresholds
 def threshold_keys(scorer: str) -> tuple[str, str]:
     """The session-state keys of a scorer's percentile and threshold."""
-    return f"{scorer}_percentile", f"{scorer}_threshold"
+    return state.scorer_key(scorer, state.PERCENTILE), state.scorer_key(scorer, state.THRESHOLD)
 
 
 def sync_threshold(analysis: ood_core.Analysis, scorer: str) -> float:
@@ -201,7 +178,7 @@ def sync_threshold(analysis: ood_core.Analysis, scorer: str) -> float:
     the threshold is recomputed from the kept percentile."""
     p_key, t_key = threshold_keys(scorer)
     st.session_state.setdefault(p_key, DEFAULT_PERCENTILE)
-    token_key, token = f"{scorer}_scores_id", analysis.scores_id(scorer)
+    token_key, token = state.scorer_key(scorer, state.SCORES_ID), analysis.scores_id(scorer)
     if st.session_state.get(token_key) != token or t_key not in st.session_state:
         st.session_state[token_key] = token
         st.session_state[t_key] = ood_core.percentile_threshold(analysis.scores(scorer)[0], st.session_state[p_key])
@@ -233,20 +210,28 @@ def set_threshold(scorer: str, fit_scores: np.ndarray, threshold: float) -> None
 
 
 # ------------------------------------------------------------------ widgets across pages
-def persistent(key: str, default: Any) -> Callable[[], None]:
+def persistent(key: str, default: Any, options: Sequence[Any] | None = None) -> Callable[[], None]:
     """Give widget ``key`` the value it had when last drawn (Streamlit drops a widget's value while
     its page is not shown), else ``default``; pass the returned callback as the widget's
-    ``on_change`` so the kept copy follows the widget."""
-    kept = f"_kept_{key}"
-    if key not in st.session_state:
-        st.session_state[key] = st.session_state.get(kept, default)
+    ``on_change`` so the kept copy follows the widget. With ``options`` (the widget's choices), a
+    value that is not among them (kept from a dataset that had another choice) gives ``default``.
+
+    The value is written on every run, not only the first: Streamlit then sends it with the widget,
+    so a browser that holds no state for the widget (a tab reloaded into its session, a first run
+    cut short by a rerun) shows it, instead of the widget's built-in default (an empty text box)
+    that it would then send back as the user's input (issue 18.8)."""
+    kept = state.kept_key(key)
+    value = st.session_state[key] if key in st.session_state else st.session_state.get(kept, default)
+    if options is not None and value not in options:
+        value = default
+    st.session_state[key] = value
     return lambda: st.session_state.__setitem__(kept, st.session_state[key])
 
 
 # ------------------------------------------------------------------ sidebar
 def sidebar_summary() -> None:
     """The loaded dataset, in two lines at the bottom of the sidebar."""
-    analysis, pending = current_analysis(), st.session_state.get(PENDING_KEY)
+    analysis, pending = current_analysis(), st.session_state.get(PENDING_RUN)
     if pending is not None:
         st.sidebar.caption(f":material/hourglass_top: Computing: {pending.label}…")
     if analysis is None:
@@ -257,5 +242,3 @@ def sidebar_summary() -> None:
                    + (" · same items" if analysis.same_set else "")
                    + (" · truth known" if analysis.is_ood is not None else ""))
 
-
-leave_pages_directory_mode()

@@ -3,9 +3,10 @@ import numpy as np
 import streamlit as st
 
 import ood_core
-from ui.explain_views import QUADRANT_TITLES, score_scatter_figure
-from ui.grid import image_grid
-from ui.session import persistent, require_analysis, sync_threshold
+from ood_dashboard.explain_views import QUADRANT_TITLES, score_scatter_figure
+from ood_dashboard.grid import image_grid
+from ood_dashboard.session import persistent, require_analysis, sync_threshold
+from ood_dashboard.state import page_key
 
 AUROC_TITLES = {"feature": "Feature score", "prediction": "Prediction score", "rank_average": "Rank average of both"}
 
@@ -21,8 +22,8 @@ if "prediction" not in analysis.scorers:
 
 show_fit = False
 if not analysis.same_set:
-    show_fit = st.toggle("Show the train (fit) images too (grey)", key="compare_show_fit",
-                         on_change=persistent("compare_show_fit", False))
+    show_fit = st.toggle("Show the train (fit) images too (grey)", key=page_key("compare", "show_fit"),
+                         on_change=persistent(page_key("compare", "show_fit"), False))
 
 thresholds = {scorer: sync_threshold(analysis, scorer) for scorer in ("feature", "prediction")}
 st.caption("Thresholds from the score pages (move them there): " + " · ".join(
@@ -49,7 +50,7 @@ st.plotly_chart(
         positions=analysis.query_index, is_ood=analysis.is_ood, counts=q["counts"],
         fit_feature_scores=analysis.fit_feature_scores if show_fit else None,
         fit_pred_scores=analysis.fit_pred_scores if show_fit else None, fit_positions=analysis.fit_index),
-    key="compare_scatter", config={"displayModeBar": False})
+    key=page_key("compare", "scatter"), config={"displayModeBar": False})
 
 # ---- which score to trust, when the truth is known
 if auroc is not None:
@@ -66,11 +67,11 @@ if auroc is not None:
 # ---- the images in each quadrant
 st.subheader("Images in each corner")
 c1, c2 = st.columns([3, 1])
-chosen = c1.segmented_control("Corner", ood_core.QUADRANTS, format_func=QUADRANT_TITLES.get, default="both",
-                              key="compare_quadrant",
-                              on_change=persistent("compare_quadrant", "both")) or "both"
-n_show = c2.number_input("Images per grid", min_value=4, max_value=96, step=4, key="compare_grid_size",
-                         on_change=persistent("compare_grid_size", 16))
+chosen = c1.segmented_control("Corner", ood_core.QUADRANTS, format_func=QUADRANT_TITLES.get,
+                              key=page_key("compare", "quadrant"),
+                              on_change=persistent(page_key("compare", "quadrant"), "both")) or "both"
+n_show = c2.number_input("Images per grid", min_value=4, max_value=96, step=4, key=page_key("compare", "grid_size"),
+                         on_change=persistent(page_key("compare", "grid_size"), 16))
 # Each corner is ordered by the score that flags it: the rank average where both or neither do.
 ranking, ranking_name = {
     "feature_only": (analysis.query_feature_scores, "feature score"),

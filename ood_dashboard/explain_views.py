@@ -13,9 +13,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ui.figures import _MARGIN, _SET_COLORS, _THRESHOLD_COLOR, _scores_1d
-from ui.groups import DEFAULT_GROUP_COLORS, group_order
-from ui.groups import group_colors as fill_group_colors
+from ood_dashboard.figures import _MARGIN, _SET_COLORS, _THRESHOLD_COLOR, _scores_1d
+from ood_dashboard.groups import DEFAULT_GROUP_COLORS, group_order
+from ood_dashboard.groups import group_colors as fill_group_colors
 
 __all__ = [
     "MAX_MAP_POINTS",
@@ -169,7 +169,7 @@ def embedding_map_figure(coords, scores, positions, threshold: float, *, score_l
 
     Without ``groups``: coloured by score (low = atypical = dark), flagged items (score <
     threshold) drawn on top as larger diamonds with a red outline. With ``groups`` (one name per
-    point, e.g. :func:`ui.groups.item_groups`): one trace per group in ``group_colors`` (legend in
+    point, e.g. :func:`ood_dashboard.groups.item_groups`): one trace per group in ``group_colors`` (legend in
     its order; groups it lacks get palette colours; default: truth and review marks), the ``background`` groups
     small and faint
     underneath, the others drawn in reverse order so the first (e.g. ``outlier``) is on top, and

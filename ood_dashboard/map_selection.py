@@ -18,7 +18,7 @@ import hashlib
 import numpy as np
 import streamlit as st
 
-from ui.explain_views import selection_positions
+from ood_dashboard.explain_views import selection_positions
 
 _EMPTY = np.empty(0, dtype=np.int64)
 

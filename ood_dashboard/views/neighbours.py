@@ -3,12 +3,13 @@ import numpy as np
 import streamlit as st
 
 import ood_core
-from ui import review
-from ui.explain_views import neighbour_distance_figure, verdict
-from ui.grid import EXPLAIN_KEY, thumbnail, upscale
-from ui.session import require_analysis, run_key, sync_threshold
+from ood_dashboard import review
+from ood_dashboard.explain_views import neighbour_distance_figure, verdict
+from ood_dashboard.session import require_analysis, sync_threshold
+from ood_dashboard.state import EXPLAIN_POSITION, page_key, run_key
+from ood_dashboard.thumbnails import thumbnail, upscale
 
-PICK_KEY = "neighbours_pick"
+PICK_KEY = page_key("neighbours", "pick")
 
 st.title("Why this one?")
 st.write("The feature score of an image is its mean distance to its nearest train (fit) images in embedding "
@@ -21,7 +22,7 @@ analysis = require_analysis()
 n = len(analysis.ids)
 selected_key = run_key(analysis, "neighbours_selected")
 st.session_state.setdefault(selected_key, int(analysis.query_index[np.argmin(analysis.query_feature_scores)]))
-arrived = st.session_state.pop(EXPLAIN_KEY, None)
+arrived = st.session_state.pop(EXPLAIN_POSITION, None)
 if arrived is not None and 0 <= int(arrived) < n:
     st.session_state[selected_key] = int(arrived)
 st.session_state[PICK_KEY] = st.session_state[selected_key]
@@ -48,7 +49,7 @@ position = c1.selectbox("Image (type to search by id)", range(n), index=None, fo
                         on_change=keep_pick)
 scorer = analysis.feature_scorer
 k = c2.number_input("Neighbours to show", min_value=1, max_value=int(min(50, len(analysis.fit_index) - 1)),
-                    value=int(min(scorer.k_, 50)), step=1, key="neighbours_k")
+                    value=int(min(scorer.k_, 50)), step=1, key=page_key("neighbours", "k"))
 
 threshold = sync_threshold(analysis, "feature")
 result = analysis.explain(int(position), k=int(k), threshold=threshold)
@@ -79,7 +80,7 @@ with right:
     current = review.marks(analysis).get(analysis.ids[int(position)])
     facts.append(f"review: {review.BADGES[current.verdict]}" if current else "not reviewed")
     st.caption(" · ".join(facts))
-    if st.button("Open large to mark it", icon=":material/open_in_full:", key="neighbours_view"):
+    if st.button("Open large to mark it", icon=":material/open_in_full:", key=page_key("neighbours", "view")):
         review.item_view(analysis, int(position))
 
 # ---- its neighbours
@@ -96,7 +97,7 @@ if analysis.items is not None:
             col.image(thumbnail(analysis, int(p)), caption=text, width="content")
 st.plotly_chart(neighbour_distance_figure(distances, result["mean_distance"], result["threshold_distance"],
                                           k_score=result["k_score"]),
-                key="neighbours_distances", config={"displayModeBar": False})
+                key=page_key("neighbours", "distances"), config={"displayModeBar": False})
 st.dataframe({"rank": list(range(1, len(positions) + 1)), "id": [analysis.ids[p] for p in positions],
               "class": [analysis.class_name(p) for p in positions], "distance": distances,
               "score": neighbour_scores}, hide_index=True,

@@ -7,7 +7,7 @@
 //   iframe -> parent  {isStreamlitMessage, type: "streamlit:setComponentValue", value, dataType: "json"}
 //   iframe -> parent  {isStreamlitMessage, type: "streamlit:setFrameHeight", height}
 //
-// args: figure (plotly JSON string from ui.figures.score_histogram_figure),
+// args: figure (plotly JSON string from ood_dashboard.figures.score_histogram_figure),
 //       threshold (number), height (pixels), shape_name (name of the line).
 // value sent back: {x: number, event: "<page-load nonce>-<counter>"}; the event id
 // makes every drag a new value, even one that lands on the same x twice.
@@ -86,7 +86,7 @@
     update[p + "x1"] = x;
     update[p + "y0"] = 0;
     update[p + "y1"] = 1;
-    // Until Python redraws: the new value, on the roomier side (as ui/figures.py does).
+    // Until Python redraws: the new value, on the roomier side (as ood_dashboard/figures.py does).
     update[p + "label.text"] = "threshold " + Number(x.toPrecision(4));
     if (range) update[p + "label.xanchor"] = x <= (range[0] + range[1]) / 2 ? "left" : "right";
     applying = true;
@@ -102,7 +102,7 @@
   }
 
   // Streamlit's theme (light/dark): text colour and font, and the line label's
-  // halo in the page's background colour (ui/figures.py defaults it to white).
+  // halo in the page's background colour (ood_dashboard/figures.py defaults it to white).
   function applyTheme(layout, theme) {
     if (!theme) return;
     layout.font = layout.font || {};
@@ -116,7 +116,7 @@
 
   function onRender(args, theme) {
     if (typeof Plotly === "undefined") {
-      showError("plotly.js did not load (plotly.min.js missing beside index.html); see ui/threshold_histogram.py");
+      showError("plotly.js did not load (plotly.min.js missing beside index.html); see ood_dashboard/threshold_histogram.py");
       return;
     }
     var fig = JSON.parse(args.figure);

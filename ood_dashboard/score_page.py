@@ -1,8 +1,8 @@
 """The body shared by the two score pages: histogram with a draggable threshold, counts,
 evaluation, image grids and export. Pages call :func:`render` with their scorer's name.
 
-The threshold lives in the session (``ui.session``: ``{scorer}_percentile`` and
-``{scorer}_threshold``, read by the other pages too); the percentile input is refilled from it on
+The threshold lives in the session (``ood_dashboard.session``: each scorer's percentile and
+threshold, read by the other pages too); the percentile input is refilled from it on
 every run.
 """
 from __future__ import annotations
@@ -13,18 +13,18 @@ import numpy as np
 import streamlit as st
 
 import ood_core
-from ui.figures import roc_figure
-from ui.grid import image_grid, listing_page, ranking, review_codes, run_cached
-from ui.groups import available_groupings, item_groups
-from ui import review
-from ui.markup import escape
-from ui.session import (adopt_url_percentile, apply_score_config, persistent, require_analysis, run_key,
-                        set_percentile, set_threshold, share_in_url, sync_threshold, threshold_keys)
-from ui.threshold_histogram import threshold_histogram
+from ood_dashboard.figures import roc_figure
+from ood_dashboard.grid import image_grid, listing_page, ranking, review_codes, run_cached
+from ood_dashboard.groups import available_groupings, item_groups
+from ood_dashboard import review
+from ood_dashboard.markup import escape
+from ood_dashboard.session import (adopt_url_percentile, apply_score_config, persistent, require_analysis,
+                                   set_percentile, set_threshold, share_in_url, sync_threshold, threshold_keys)
+from ood_dashboard.state import PERCENTILE_MEMO, ROC_FIGURES, page_key, run_key
+from ood_dashboard.threshold_histogram import threshold_histogram
 
 DEFAULT_GRID_SIZE = 16
 ROC_MAX_POINTS = 500  # points of the drawn ROC curve
-_PERCENTILE_MEMO = "_percentile_thresholds"  # session: (scores_id, percentile) -> threshold, the last few
 LISTINGS = {
     "Top outliers": ("top", "lowest scores first"),
     "Borderline": ("borderline", "flagged, closest to the threshold"),
@@ -83,7 +83,7 @@ def scorer_controls(analysis: ood_core.Analysis, scorer: str) -> ood_core.Analys
 def threshold_section(analysis: ood_core.Analysis, scorer: str) -> None:
     """Everything that follows the threshold; reruns alone when the threshold or a view changes."""
     p_key, _ = threshold_keys(scorer)
-    input_key, error_key = f"{scorer}_percentile_input", f"{scorer}_percentile_error"
+    input_key, error_key = page_key(scorer, "percentile_input"), page_key(scorer, "percentile_error")
     fit_scores, query_scores = analysis.scores(scorer)
     # The fit scores sorted once per run: a percentile, a flagged count or a listing is then a
     # lookup (same values, to the bit, as ood_core's functions on the unsorted scores).
@@ -122,15 +122,13 @@ def threshold_section(analysis: ood_core.Analysis, scorer: str) -> None:
     share_in_url(scorer)
     item_marks = review.marks(analysis)
     stacks = {"none": "nothing", **{k: v for k, v in available_groupings(analysis).items() if k in ("truth", "mark")}}
-    stack_key = f"{scorer}_stack_by"
-    keep_stack = persistent(stack_key, "none")
-    if st.session_state[stack_key] not in stacks:
-        st.session_state[stack_key] = "none"
+    stack_key = page_key(scorer, "stack_by")
+    keep_stack = persistent(stack_key, "none", options=list(stacks))  # a kept grouping this data lacks: none
     stack = st.segmented_control("Stack the test bars by", list(stacks), format_func=stacks.get, key=stack_key,
                                  on_change=keep_stack) or "none"
     groups = None if stack == "none" else stack_groups(analysis, stack, item_marks)
     threshold_histogram(fit_scores, None if analysis.same_set else query_scores, threshold,
-                        key=f"{scorer}_histogram", percentile=st.session_state[p_key],
+                        key=page_key(scorer, "histogram"), percentile=st.session_state[p_key],
                         labels=("train (fit)", "test (query)"), on_change=on_drag,
                         query_groups=None if groups is None else groups.names,
                         group_colors=None if groups is None else groups.colors)
@@ -140,7 +138,7 @@ def threshold_section(analysis: ood_core.Analysis, scorer: str) -> None:
     if analysis.is_ood is None and not analysis.same_set and item_marks:
         rows, truth = ood_core.reviewed_truth(analysis, item_marks)
         if truth.any() and not truth.all() and st.toggle(
-                "Evaluate against my marks", key=f"{scorer}_marks_as_truth",
+                "Evaluate against my marks", key=page_key(scorer, "marks_as_truth"),
                 help="Use the test images you marked outlier (out) or fine (in) as the truth; the metrics then "
                      "describe the reviewed images only."):
             evaluation(analysis, scorer, ood_core.ood_metrics(query_scores[rows], truth, threshold),
@@ -160,7 +158,7 @@ def stack_groups(analysis: ood_core.Analysis, stack: str, item_marks: dict):
 
 
 def _remember_percentile(analysis: ood_core.Analysis, scorer: str, percentile: float, threshold: float) -> None:
-    memo = st.session_state.setdefault(_PERCENTILE_MEMO, {})
+    memo = st.session_state.setdefault(PERCENTILE_MEMO, {})
     memo[(analysis.scores_id(scorer), float(percentile))] = float(threshold)
     while len(memo) > 64:
         memo.pop(next(iter(memo)))
@@ -168,7 +166,7 @@ def _remember_percentile(analysis: ood_core.Analysis, scorer: str, percentile: f
 
 def _percentile_threshold(analysis: ood_core.Analysis, scorer: str, percentile: float) -> float:
     """``ood_core.percentile_threshold(fit_scores, percentile)``, remembered for the last few percentiles."""
-    memo = st.session_state.setdefault(_PERCENTILE_MEMO, {})
+    memo = st.session_state.setdefault(PERCENTILE_MEMO, {})
     key = (analysis.scores_id(scorer), float(percentile))
     if key not in memo:
         threshold = ranking(analysis, scorer, "fit").percentile_threshold(percentile)
@@ -185,7 +183,7 @@ def run_metrics(analysis: ood_core.Analysis, scorer: str) -> dict:
 
 
 def threshold_view(analysis: ood_core.Analysis, scorer: str) -> ood_core.ThresholdView:
-    """The counts and metrics at the session's threshold: what ``ui.session.current_view`` gives (the
+    """The counts and metrics at the session's threshold: what ``ood_dashboard.session.current_view`` gives (the
     percentile the user typed when the threshold came from it, else the one it reaches), equal to
     ``analysis.threshold_view``, but with what depends only on the run (the sorted fit and query
     scores, the AUROC) computed once per run, so a threshold change costs binary searches and one
@@ -231,14 +229,14 @@ def evaluation(analysis: ood_core.Analysis, scorer: str, m: dict, scores: np.nda
                   "in distribution": [m["fp"], m["tn"], m["fp"] + m["tn"]]})
     with right:
         figure = _roc_figure(analysis, scorer, m) if truth is None else _roc(scores, truth, m)
-        st.plotly_chart(figure, key=f"{scorer}_roc_{'truth' if truth is None else 'marks'}",
+        st.plotly_chart(figure, key=page_key(scorer, f"roc_{'truth' if truth is None else 'marks'}"),
                         config={"displayModeBar": False})
 
 
 def _roc_figure(analysis: ood_core.Analysis, scorer: str, m: dict):
     """The ROC curve with the current operating point. The curve depends only on the scores, so
     the figure is built once per scores (kept in the session) and only the point moves."""
-    store = st.session_state.setdefault("_roc_figures", {})
+    store = st.session_state.setdefault(ROC_FIGURES, {})
     _, query_scores = analysis.scores(scorer)
     entry = store.get(scorer)
     if entry is None or entry[0] != analysis.scores_id(scorer):
@@ -261,14 +259,14 @@ def grids(analysis: ood_core.Analysis, scorer: str, fit_scores, query_scores, th
     """Top outliers / borderline / most typical images of the train and test sets, filtered by review."""
     st.subheader("Images on both sides of the threshold")
     c1, c3, c2 = st.columns([2.2, 2.6, 1], vertical_alignment="bottom")
-    listing_key, size_key = f"{scorer}_listing", f"{scorer}_grid_size"
+    listing_key, size_key = page_key(scorer, "listing"), page_key(scorer, "grid_size")
     keep_listing = persistent(listing_key, "Top outliers")
     listing = c1.segmented_control("Show", list(LISTINGS), key=listing_key, on_change=keep_listing) \
         or "Top outliers"
     keep_size = persistent(size_key, DEFAULT_GRID_SIZE)
     n = c2.number_input("Images per grid", min_value=4, max_value=96, step=4, key=size_key,
                         on_change=keep_size)
-    filter_key = f"{scorer}_review_filter"
+    filter_key = page_key(scorer, "review_filter")
     shown = c3.segmented_control("Review", list(review.FILTERS), format_func=review.FILTERS.get, key=filter_key,
                                  on_change=persistent(filter_key, "all")) or "all"
     which, what = LISTINGS[listing]
@@ -281,9 +279,9 @@ def grids(analysis: ood_core.Analysis, scorer: str, fit_scores, query_scores, th
         ranked, positions = listing_page(analysis, scorer, name, which, threshold, int(n), codes, shown)
         st.markdown(f"**{title}: {listing.lower()}** · {what}"
                     + ("" if shown == "all" else f" · {review.FILTERS[shown].lower()} only"))
-        image_grid(analysis, positions, scores[ranked], key=f"{scorer}_{name}", item_marks=item_marks,
+        image_grid(analysis, positions, scores[ranked], key=page_key(scorer, name), item_marks=item_marks,
                    empty_text="No item is flagged at this threshold." if which == "borderline" else "Nothing to show.")
-        review.bulk_buttons(analysis, positions, key=f"{scorer}_{name}", what="images above")
+        review.bulk_buttons(analysis, positions, key=page_key(scorer, name), what="images above")
 
 
 def export_payloads(analysis: ood_core.Analysis, scorer: str, threshold: float,
@@ -306,11 +304,11 @@ def export(analysis: ood_core.Analysis, scorer: str, view) -> None:
     percentile = view.percentile if view.percentile != view.reached else None
     c1.download_button("Scores (CSV)", data=lambda: export_payloads(analysis, scorer, view.threshold, percentile)[0],
                        file_name=f"{scorer}_scores.csv", mime="text/csv", on_click="ignore",
-                       icon=":material/download:", key=f"{scorer}_export_csv")
+                       icon=":material/download:", key=page_key(scorer, "export_csv"))
     c2.download_button("Threshold card (JSON)",
                        data=lambda: export_payloads(analysis, scorer, view.threshold, percentile)[1],
                        file_name=f"{scorer}_threshold.json", mime="application/json", on_click="ignore",
-                       icon=":material/download:", key=f"{scorer}_export_json")
+                       icon=":material/download:", key=page_key(scorer, "export_json"))
 
 
 def render(scorer: str, intro: str) -> None:

@@ -13,7 +13,10 @@ import streamlit as st
 
 import ood_core
 from ood_core.review import split_key
-from ui.markup import escape
+from ood_dashboard.markup import escape
+from ood_dashboard.state import page_key, part_key
+from ood_dashboard.thumbnails import thumbnail, upscale
+from ood_dashboard.uploads import check_destination
 
 BADGES = {"outlier": "⚑ outlier", "fine": "✓ fine", "unsure": "? unsure"}
 ICONS = {"outlier": ":material/flag:", "fine": ":material/check_circle:", "unsure": ":material/help:"}
@@ -73,11 +76,11 @@ def bulk_buttons(analysis: ood_core.Analysis, positions: Sequence[int], key: str
     cols = st.columns([2, 1, 1, 1, 1], vertical_alignment="center")
     cols[0].caption(f"Mark all {len(positions):,} {what} as")
     for col, verdict in zip(cols[1:], ood_core.VERDICTS):
-        if col.button(verdict, key=f"{key}_bulk_{verdict}", icon=ICONS[verdict], width="stretch"):
+        if col.button(verdict, key=part_key(key, f"bulk_{verdict}"), icon=ICONS[verdict], width="stretch"):
             mark(analysis, positions, verdict)
             st.toast(f"Marked {len(positions):,} images {verdict}", icon=ICONS[verdict])
             st.rerun()  # the grids above were drawn before the click: redraw them with their badges
-    if cols[4].button("clear", key=f"{key}_bulk_clear", icon=":material/backspace:", width="stretch"):
+    if cols[4].button("clear", key=part_key(key, "bulk_clear"), icon=":material/backspace:", width="stretch"):
         mark(analysis, positions, None)
         st.rerun()
 
@@ -85,8 +88,6 @@ def bulk_buttons(analysis: ood_core.Analysis, positions: Sequence[int], key: str
 @st.dialog("Image", width="large")
 def item_view(analysis: ood_core.Analysis, position: int) -> None:
     """One image large, with everything known about it, its nearest train images, and the mark buttons."""
-    from ui.grid import thumbnail, upscale  # the grid imports this module
-
     item_id = analysis.ids[position]
     current = marks(analysis).get(item_id)
     left, right = st.columns([1, 1.3], gap="medium")
@@ -112,14 +113,14 @@ def item_view(analysis: ood_core.Analysis, position: int) -> None:
                            + f" ({current.updated_at:%Y-%m-%d %H:%M} UTC)") if current else "not reviewed"
         st.table({"": list(facts), "value": list(facts.values())}, border="horizontal", hide_index=True,
                  hide_header=True)
-        note = st.text_input("Note (optional)", value=current.note if current else "", key=f"view_note_{position}")
+        note = st.text_input("Note (optional)", value=current.note if current else "", key=page_key("view", f"note_{position}"))
         cols = st.columns(4)
         for col, verdict in zip(cols, ood_core.VERDICTS):
-            if col.button(verdict, key=f"view_mark_{verdict}", icon=ICONS[verdict], width="stretch",
+            if col.button(verdict, key=page_key("view", f"mark_{verdict}"), icon=ICONS[verdict], width="stretch",
                           type="primary" if current and current.verdict == verdict else "secondary"):
                 mark(analysis, [position], verdict, note)
                 st.rerun()
-        if cols[3].button("clear", key="view_mark_clear", icon=":material/backspace:", width="stretch",
+        if cols[3].button("clear", key=page_key("view", "mark_clear"), icon=":material/backspace:", width="stretch",
                           disabled=current is None):
             mark(analysis, [position], None)
             st.rerun()
@@ -157,17 +158,15 @@ def progress(analysis: ood_core.Analysis, scorer: str, threshold: float,
 def export_panel(analysis: ood_core.Analysis, scorer: str, threshold: float,
                  item_marks: Mapping[str, ood_core.Mark]) -> None:
     """The marks as CSV (with both scores), and copies of flagged or marked images into a folder."""
-    from ui.uploads import check_destination
-
     c1, c2 = st.columns([1, 3])
     c1.download_button("Marks (CSV)", data=lambda: ood_core.review_csv(analysis, item_marks, {scorer: threshold}),
                        file_name="review_marks.csv", mime="text/csv", on_click="ignore", icon=":material/download:",
-                       key=f"{scorer}_export_marks", disabled=not item_marks)
+                       key=page_key(scorer, "export_marks"), disabled=not item_marks)
     with c2.expander("Copy images into a folder", icon=":material/folder_copy:"):
         which = st.radio("Which", ["flagged test images", "images marked outlier"], horizontal=True,
-                         key=f"{scorer}_copy_which")
-        text = st.text_input("Destination folder", key=f"{scorer}_copy_dest", placeholder="/path/to/new/folder")
-        if st.button("Copy", key=f"{scorer}_copy", icon=":material/content_copy:", disabled=not text):
+                         key=page_key(scorer, "copy_which"))
+        text = st.text_input("Destination folder", key=page_key(scorer, "copy_dest"), placeholder="/path/to/new/folder")
+        if st.button("Copy", key=page_key(scorer, "copy"), icon=":material/content_copy:", disabled=not text):
             positions = (ood_core.flagged_positions(analysis, scorer, threshold) if which.startswith("flagged")
                          else ood_core.marked_positions(analysis.ids, item_marks, ["outlier"]))
             try:

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from ui.groups import DEFAULT_GROUP_COLORS, group_order
-from ui.groups import group_colors as fill_group_colors
+from ood_dashboard.groups import DEFAULT_GROUP_COLORS, group_order
+from ood_dashboard.groups import group_colors as fill_group_colors
 
 __all__ = [
     "DEFAULT_LABELS",
@@ -32,7 +32,7 @@ DEFAULT_LABELS: tuple[str, str] = ("train (fit)", "test (query)")
 #: JavaScript finds the draggable line by this name.
 THRESHOLD_SHAPE_NAME = "threshold"
 
-# Colours and margins shared with ui.explain_views (their one home).
+# Colours and margins shared with ood_dashboard.explain_views (their one home).
 _SET_COLORS = ("#4C78A8", "#F58518")  # fit / in distribution, query / out of distribution
 _THRESHOLD_COLOR = "#D62728"
 _GRID_COLOR = "rgba(128, 128, 128, 0.25)"  # readable on light and dark themes
@@ -43,7 +43,7 @@ _AXIS = dict(fixedrange=True, showgrid=True, gridcolor=_GRID_COLOR, zeroline=Fal
 
 def _scores_1d(values, name: str, *, allow_empty: bool = False, finite: bool = True) -> np.ndarray:
     """Return ``values`` as a 1-D float64 array (finite unless ``finite=False``) or raise naming
-    ``name``. Shared with :mod:`ui.explain_views`."""
+    ``name``. Shared with :mod:`ood_dashboard.explain_views`."""
     try:
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -130,13 +130,13 @@ def score_histogram_figure(
     normalize : bar height as percent of its own set (comparable when the sets
         differ in size) instead of raw counts; hover shows both.
     query_groups : one group name per query score (e.g. known truth or review mark; see
-        :func:`ui.groups.item_groups`), or per fit score when there are no query scores (fit and
+        :func:`ood_dashboard.groups.item_groups`), or per fit score when there are no query scores (fit and
         query the same items). The query bars are then stacked by group, one legend entry each
         (percent of the whole set, so the stack's outline is the ungrouped histogram), and the fit
         scores are drawn as a step outline on top. ``None``: one histogram per set.
     group_colors : colour per group; its order is the stacking order (bottom first). Groups it
         lacks get palette colours and come after it, sorted. Default:
-        :data:`ui.groups.DEFAULT_GROUP_COLORS` (known truth, then review marks).
+        :data:`ood_dashboard.groups.DEFAULT_GROUP_COLORS` (known truth, then review marks).
 
     The x axis spans the scores and the threshold, and zoom is off (``fixedrange``)
     so that a mouse drag on the chart means "move the line", never "zoom".

@@ -3,16 +3,16 @@
 ``st.plotly_chart`` does not send shape drags back to Python, so this is a
 small components-v1 component (``declare_component(path=...)``): a static
 ``index.html`` + hand-written ``main.js`` (no npm build) that draws the figure
-from :func:`ui.figures.score_histogram_figure` with plotly.js, lets the user
+from :func:`ood_dashboard.figures.score_histogram_figure` with plotly.js, lets the user
 drag the vertical line (``config.edits.shapePosition``; the JS pins it back to
 vertical and full height after every drag) and posts the new x to Python.
 
 Why v1 and not ``st.components.v2``: v2 runs in the app page itself and can
 only serve asset files for components installed as packages (an ``asset_dir``
-declared in a ``pyproject.toml`` manifest); otherwise every asset is an inline
-string resent with the page. ``ui`` is not an installed package and plotly.js
-is 4.8 MB, so v1's static-folder serving (HTTP-cached, loaded once into the
-iframe) is the robust choice here.
+declared in a component manifest); otherwise every asset is an inline
+string resent with the page. A checkout runs ``ood_dashboard`` uninstalled and
+plotly.js is 4.8 MB, so v1's static-folder serving (HTTP-cached, loaded once
+into the iframe) is the robust choice here.
 
 How the static files are served (offline, no CDN): on first use, not at import,
 :func:`_prepare_static_dir` copies ``index.html`` and ``main.js`` from
@@ -33,7 +33,7 @@ ways (``percentile_threshold`` is ``ood_core.thresholds.percentile_threshold``):
     import numpy as np
     import streamlit as st
     from ood_core import percentile_of, percentile_threshold
-    from ui.threshold_histogram import threshold_histogram
+    from ood_dashboard.threshold_histogram import threshold_histogram
 
     @st.fragment
     def feature_threshold(fit_scores, query_scores):
@@ -84,13 +84,14 @@ import plotly
 import streamlit as st
 import streamlit.components.v1 as components
 
-from ui.figures import (
+from ood_dashboard.figures import (
     DEFAULT_LABELS,
     THRESHOLD_SHAPE_NAME,
     histogram_x_range,
     score_histogram_figure,
     threshold_line_shape,
 )
+from ood_dashboard.state import HISTOGRAM_BASE_FIGURE, HISTOGRAM_PENDING_DRAG
 
 __all__ = ["threshold_histogram"]
 
@@ -101,11 +102,9 @@ _SOURCE_DIR = Path(__file__).resolve().parent / "components" / _NAME
 _SOURCE_FILES = ("index.html", "main.js")
 _PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
 _SERVED_PLOTLY_JS = "plotly.min.js"  # where index.html loads it from, beside itself
-# session_state slot holding, per component key, the x of a drag that the
-# script has not yet returned (filled by the component's on_change).
-_PENDING_KEY = "_threshold_histogram_pending_drag"
-# session_state slot holding, per component key, the figure without its line (see _figure_json).
-_BASE_KEY = "_threshold_histogram_base_figure"
+# session_state slots (ood_dashboard.state): per component key, the x of a drag that the script
+# has not yet returned (filled by the component's on_change); the figure without its line.
+_PENDING_KEY, _BASE_KEY = HISTOGRAM_PENDING_DRAG, HISTOGRAM_BASE_FIGURE
 
 _served: Path | None = None  # the folder this process serves, prepared on first use
 _served_lock = threading.Lock()
@@ -206,7 +205,7 @@ def _static_dir() -> Path:
 
 def _component(**kwargs):
     """Draw the component. Declared on each call, from here, so that it is registered with the
-    running Streamlit under the name ``ui.threshold_histogram.threshold_histogram``."""
+    running Streamlit under the name ``ood_dashboard.threshold_histogram.threshold_histogram``."""
     return components.declare_component(_NAME, path=str(_static_dir()))(**kwargs)
 
 
@@ -285,12 +284,12 @@ def threshold_histogram(
     key : Streamlit widget key; required so the chart keeps its identity (and
         the user's drag) while the threshold and figure change between runs.
     percentile : shown in the line's label.
-    labels, height, bins : passed to :func:`ui.figures.score_histogram_figure`.
+    labels, height, bins : passed to :func:`ood_dashboard.figures.score_histogram_figure`.
     on_change : called as ``on_change(x)`` before the rerun that follows a drag
         (a Streamlit callback: it may set session-state keys of any widget).
     query_groups, group_colors : stack the query bars by group (one name per query score, or
-        per fit score when ``query_scores`` is None), e.g. ``ui.groups.item_groups(analysis,
-        analysis.query_index, "truth").names``; see :func:`ui.figures.score_histogram_figure`. Only
+        per fit score when ``query_scores`` is None), e.g. ``ood_dashboard.groups.item_groups(analysis,
+        analysis.query_index, "truth").names``; see :func:`ood_dashboard.figures.score_histogram_figure`. Only
         the counts per group and bin travel. ``None``: one histogram per set.
 
     Returns

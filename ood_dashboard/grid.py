@@ -3,7 +3,6 @@ button under each that opens the item on the neighbours page."""
 from __future__ import annotations
 
 import hashlib
-import io
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -11,14 +10,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import streamlit as st
-from PIL import Image
 
 import ood_core
-from ui import review
+from ood_dashboard import review
+from ood_dashboard.navigation import page_path
+from ood_dashboard.state import EXPLAIN_POSITION, grid_key, part_key
+from ood_dashboard.thumbnails import grid_thumbnail
 
-THUMB_SIZE = 128  # pixels; small images are upscaled by an integer factor with nearest-neighbour
-NEIGHBOURS_PAGE = "pages/neighbours.py"  # where "Why?" leads, relative to app.py
-EXPLAIN_KEY = "explain_position"  # session_state: position (into analysis.ids) the neighbours page opens
 # Page CSS (app.py injects it once per run): thumbnails stay crisp when the browser scales them,
 # and each grid cell is compact (image, caption, small "View" and "Why?" links).
 GRID_CSS = """<style>
@@ -31,63 +29,6 @@ GRID_CSS = """<style>
 </style>"""
 
 
-def upscale(image: Image.Image, size: int = THUMB_SIZE) -> Image.Image:
-    """Enlarge a small image by the largest integer factor that keeps it within ``size``, with
-    nearest-neighbour so 32 px pixels stay crisp; large images are shrunk to fit."""
-    w, h = image.size
-    side = max(w, h)
-    if side < size:
-        factor = max(size // side, 1)
-        return image.resize((w * factor, h * factor), Image.NEAREST)
-    if side > size:
-        image = image.copy()
-        image.thumbnail((size, size), Image.LANCZOS)
-    return image
-
-
-@st.cache_resource(max_entries=20_000, show_spinner=False)
-def _thumbnail_png(identity: str, position: int, _items) -> bytes:
-    buf = io.BytesIO()
-    upscale(_items.load_image(position)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def thumbnail(analysis: ood_core.Analysis, position: int) -> bytes:
-    """The grid thumbnail of the item at ``position`` as PNG bytes (for ``st.image``), cached per
-    source and item: a rerun neither decodes nor re-encodes it."""
-    return _thumbnail_png(analysis.items.identity, int(position), analysis.items)
-
-
-_GRID_THUMBS: "OrderedDict[tuple[str, int], tuple[bytes, int]]" = OrderedDict()
-_GRID_THUMBS_LOCK = threading.Lock()
-GRID_THUMB_ENTRIES = 20_000
-
-
-def grid_thumbnail(analysis: ood_core.Analysis, position: int) -> tuple[bytes, int]:
-    """``(PNG bytes, width to draw it at)`` of a grid cell: a small image at its own size, drawn
-    :func:`upscale`'s integer factor larger by the browser (pixelated, see ``GRID_CSS``), so a grid of
-    new images costs a few small encodings; a large one shrunk to fit. Cached per source and item
-    (a plain LRU: a cell costs a dictionary lookup on a rerun)."""
-    key = (analysis.items.identity, int(position))
-    with _GRID_THUMBS_LOCK:
-        hit = _GRID_THUMBS.get(key)
-        if hit is not None:
-            _GRID_THUMBS.move_to_end(key)
-            return hit
-    image = analysis.items.load_image(int(position))
-    side = max(image.size)
-    if side > THUMB_SIZE:
-        image = upscale(image)
-    factor = max(THUMB_SIZE // side, 1) if side < THUMB_SIZE else 1
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    value = (buf.getvalue(), image.size[0] * factor)
-    with _GRID_THUMBS_LOCK:
-        _GRID_THUMBS[key] = value
-        while len(_GRID_THUMBS) > GRID_THUMB_ENTRIES:
-            _GRID_THUMBS.popitem(last=False)
-    return value
-
 
 def caption(analysis: ood_core.Analysis, position: int, score: float, badge: str = "") -> str:
     """``#position · score``, then the class (left out when unknown), then the review badge (if any)."""
@@ -97,8 +38,8 @@ def caption(analysis: ood_core.Analysis, position: int, score: float, badge: str
 
 def open_explanation(position: int) -> None:
     """Show the item at ``position`` on the neighbours page (stops this run)."""
-    st.session_state[EXPLAIN_KEY] = int(position)
-    st.switch_page(NEIGHBOURS_PAGE)
+    st.session_state[EXPLAIN_POSITION] = int(position)
+    st.switch_page(page_path("neighbours"))
 
 
 def image_grid(analysis: ood_core.Analysis, positions: Sequence[int], scores: Sequence[float], *, columns: int = 8,
@@ -124,7 +65,7 @@ def image_grid(analysis: ood_core.Analysis, positions: Sequence[int], scores: Se
     key = key or "grid_" + hashlib.blake2b(positions.tobytes(), digest_size=6).hexdigest()
     item_marks = review.marks(analysis) if item_marks is None else item_marks  # read once per page run if given
     chosen = viewed = None
-    grid = st.container(key=f"thumbgrid_{key}")
+    grid = st.container(key=grid_key(key))
     for start in range(0, len(positions), columns):
         cols = grid.columns(columns)
         for col, pos, score in zip(cols, positions[start:start + columns], scores[start:start + columns]):
@@ -132,10 +73,10 @@ def image_grid(analysis: ood_core.Analysis, positions: Sequence[int], scores: Se
                 png, width = grid_thumbnail(analysis, pos)
                 st.image(png, width=width, output_format="PNG",  # the browser enlarges small ones, pixelated
                          caption=caption(analysis, pos, float(score), review.badge(item_marks, analysis.ids[pos])))
-                if st.button("View", key=f"{key}_view_{pos}", type="tertiary", icon=":material/open_in_full:",
+                if st.button("View", key=part_key(key, f"view_{pos}"), type="tertiary", icon=":material/open_in_full:",
                              help=f"#{pos} ({analysis.ids[pos]}) large, with its metadata and the mark buttons"):
                     viewed = int(pos)
-                if st.button("Why?", key=f"{key}_why_{pos}", type="tertiary", icon=":material/manage_search:",
+                if st.button("Why?", key=part_key(key, f"why_{pos}"), type="tertiary", icon=":material/manage_search:",
                                      help=f"Open #{pos} ({analysis.ids[pos]}) beside its nearest train images"):
                     chosen = int(pos)
     if chosen is not None:
@@ -271,8 +212,8 @@ def review_codes(analysis: ood_core.Analysis, item_marks: dict) -> np.ndarray:
 
 
 def review_mask(positions: np.ndarray, codes: np.ndarray, which: str) -> np.ndarray:
-    """Which of ``positions`` the review filter ``which`` (``ui.review.FILTERS``) shows, as
-    :func:`ui.review.shown`, vectorised."""
+    """Which of ``positions`` the review filter ``which`` (``ood_dashboard.review.FILTERS``) shows, as
+    :func:`ood_dashboard.review.shown`, vectorised."""
     if which == "all":
         return np.ones(len(positions), dtype=bool)
     return codes[np.asarray(positions, dtype=np.int64)] == REVIEW_CODES[which]

@@ -6,9 +6,10 @@ import streamlit as st
 
 import ood_core
 from ood_core import flag_metrics, flag_per_class, per_class_counts, per_class_thresholds, percentile_threshold
-from ui.explain_views import class_histograms_figure
-from ui.grid import image_grid
-from ui.session import persistent, require_analysis, sync_threshold, threshold_keys
+from ood_dashboard.explain_views import class_histograms_figure
+from ood_dashboard.grid import image_grid
+from ood_dashboard.session import persistent, require_analysis, sync_threshold, threshold_keys
+from ood_dashboard.state import page_key
 
 st.title("Per class")
 st.write("The scores of each class's train (fit) images beside the test (query) images predicted as that class; "
@@ -22,7 +23,7 @@ if np.any(fit_labels < 0) or len(np.unique(fit_labels)) < 2:
 
 predicted = analysis.predicted_classes()
 c1, c2, c3 = st.columns(3)
-scorer = c1.selectbox("Score", analysis.scorers, format_func=ood_core.SCORERS.get, key="per_class_scorer")
+scorer = c1.selectbox("Score", analysis.scorers, format_func=ood_core.SCORERS.get, key=page_key("per_class", "scorer"))
 fit_scores, query_scores = analysis.scores(scorer)
 threshold = sync_threshold(analysis, scorer)
 # Start from the score page's percentile (its threshold's share of train scores when that is gone).
@@ -31,9 +32,9 @@ if current is None or percentile_threshold(fit_scores, current) != threshold:
     current = ood_core.percentile_of(fit_scores, threshold)
 percentile = c2.number_input("Percentile (of all train scores, or within each class)", min_value=0.0,
                              max_value=100.0, value=round(current, 2), step=0.5, format="%.2f",
-                             key=f"per_class_percentile_{scorer}")
-conditional = c3.toggle("Class-conditional thresholds", key="per_class_conditional", disabled=predicted is None,
-                        on_change=persistent("per_class_conditional", False),
+                             key=page_key("per_class", f"percentile_{scorer}"))
+conditional = c3.toggle("Class-conditional thresholds", key=page_key("per_class", "conditional"), disabled=predicted is None,
+                        on_change=persistent(page_key("per_class", "conditional"), False),
                         help="The percentile is taken within each train class; a test image is judged by the "
                              "threshold of the class the classifier predicts for it.")
 if predicted is None:
@@ -97,7 +98,7 @@ classes = [{"name": analysis.class_names[c], "fit_scores": fit_scores[fit_labels
             "threshold": class_thresholds[c] if conditional else None}
            for c in range(n_classes) if np.any(fit_labels == c)]
 st.plotly_chart(class_histograms_figure(classes, global_threshold, score_label=f"{scorer} score"),
-                key="per_class_histograms", config={"displayModeBar": False})
+                key=page_key("per_class", "histograms"), config={"displayModeBar": False})
 
 # ---- what the class thresholds change
 if conditional and len(query_scores):

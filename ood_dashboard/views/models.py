@@ -5,9 +5,10 @@ import numpy as np
 import streamlit as st
 
 import ood_core
-from ui.figures import score_histogram_figure
-from ui.markup import escape
-from ui.session import persistent, require_analysis
+from ood_dashboard.figures import score_histogram_figure
+from ood_dashboard.markup import escape
+from ood_dashboard.session import persistent, require_analysis
+from ood_dashboard.state import page_key
 
 MAX_COMPARISONS = 4  # comparisons kept in memory by the server process
 PER_ROW = 3  # histograms side by side
@@ -31,15 +32,15 @@ def comparisons() -> dict:
 
 current = analysis.embed_config.get("model", "")
 default = list(dict.fromkeys([current, *ood_core.DEFAULT_COMPARE_MODELS]))[:3]
-keep_models = persistent("models_choice", default)  # before the options: a kept choice stays an option
-choices = list(dict.fromkeys([*ood_core.MODEL_CHOICES, current, *st.session_state["models_choice"]]))
+keep_models = persistent(page_key("models", "choice"), default)  # before the options: a kept choice stays an option
+choices = list(dict.fromkeys([*ood_core.MODEL_CHOICES, current, *st.session_state[page_key("models", "choice")]]))
 c1, c2 = st.columns([3, 1])
-models = c1.multiselect("Models to compare", choices, key="models_choice", on_change=keep_models,
+models = c1.multiselect("Models to compare", choices, key=page_key("models", "choice"), on_change=keep_models,
                         help="`lite0`-`lite2`: EfficientNet-Lite ImageNet networks (bundled weights). `pixels`: the "
                              "images' own pixels, centred on the train images' mean; `pixels-raw`: not centred. "
                              "`auto`: what a run picks by default for these images.")
 percentile = c2.number_input("Flag below percentile", min_value=0.0, max_value=100.0, step=0.5,
-                             key="models_percentile", on_change=persistent("models_percentile", 5.0),
+                             key=page_key("models", "percentile"), on_change=persistent(page_key("models", "percentile"), 5.0),
                              help="Each model flags the items scoring below this percentile of its own train "
                                   "(fit) scores.")
 key = (analysis.run_id, tuple(models))
@@ -47,7 +48,7 @@ store = comparisons()
 if len(models) < 2:
     st.info("Pick at least two models.")
     st.stop()
-if key not in store and not st.button("Compare", type="primary", key="models_run"):
+if key not in store and not st.button("Compare", type="primary", key=page_key("models", "run")):
     st.caption(f"Embedding {len(analysis.items):,} images with each model not yet in the cache takes a while on a "
                "CPU (about a minute per model for a few thousand images); cached ones take seconds.")
     st.stop()
@@ -84,13 +85,13 @@ else:
     st.caption("No out-of-distribution truth for these images: compare how the models agree (below) and look at "
                "what each one flags on the score pages.")
 columns += ["query flagged", "query flagged %"]
-st.dataframe([{c: r.get(c) for c in columns} for r in rows], hide_index=True, key="models_table")
+st.dataframe([{c: r.get(c) for c in columns} for r in rows], hide_index=True, key=page_key("models", "table"))
 
 # ---- agreement
 st.subheader("Do the models agree?")
 st.caption("Spearman correlation of the feature scores of the test (query) images, and the overlap of the images "
            "each model flags (flagged by both / flagged by either).")
-st.dataframe(comparison.agreement(), hide_index=True, key="models_agreement")
+st.dataframe(comparison.agreement(), hide_index=True, key=page_key("models", "agreement"))
 
 # ---- score histograms
 st.subheader("Feature scores by model")
@@ -108,6 +109,6 @@ for start in range(0, len(comparison.models), PER_ROW):
         col.markdown(f"**{escape(model)}** ({escape(str(result.embed_config.get('model')))})")
         col.plotly_chart(score_histogram_figure(*shown, view.threshold, percentile=float(percentile),
                                                 labels=labels, height=260),
-                         key=f"models_hist_{model}", config={"displayModeBar": False})
+                         key=page_key("models", f"hist_{model}"), config={"displayModeBar": False})
 if not np.isfinite([r["spearman"] for r in comparison.agreement()]).all():
     st.caption("A Spearman correlation is blank when a model gives every image the same score.")

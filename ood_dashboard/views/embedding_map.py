@@ -4,15 +4,17 @@ import numpy as np
 import streamlit as st
 
 import ood_core
-from ui import review
-from ui.explain_views import MAX_MAP_POINTS, embedding_map_figure
-from ui.grid import caption, image_grid, thumbnail
-from ui.groups import available_groupings, item_groups
-from ui.map_selection import MapSelection, figure_token
-from ui.markup import escape
-from ui.session import persistent, require_analysis, run_key, sync_threshold
+from ood_dashboard import review
+from ood_dashboard.explain_views import MAX_MAP_POINTS, embedding_map_figure
+from ood_dashboard.grid import caption, image_grid
+from ood_dashboard.groups import available_groupings, item_groups
+from ood_dashboard.map_selection import MapSelection, figure_token
+from ood_dashboard.markup import escape
+from ood_dashboard.session import persistent, require_analysis, sync_threshold
+from ood_dashboard.state import grid_key, page_key, run_key
+from ood_dashboard.thumbnails import thumbnail
 
-CHART_KEY = "embedding_map_chart"
+CHART_KEY, METHOD_KEY, SCORER_KEY, COLOUR_KEY = (page_key("map", name) for name in ("chart", "method", "scorer", "colour"))
 GRID_MAX = 48
 
 st.title("Embedding map")
@@ -29,23 +31,18 @@ colourings = {"score": "Score", **available_groupings(analysis, with_marks=marks
 
 c1, c2, c3, c4 = st.columns([1.2, 1, 1, 1.3])
 method = c1.radio("Projection", list(ood_core.PROJECTION_TITLES), format_func=ood_core.PROJECTION_TITLES.get,
-                  horizontal=True, key="map_method", on_change=persistent("map_method", "pca"))
-keep_scorer = persistent("map_scorer", "feature")
-if st.session_state["map_scorer"] not in analysis.scorers:  # kept from a dataset with prediction scores
-    st.session_state["map_scorer"] = "feature"
-scorer = c2.selectbox("Score", analysis.scorers, format_func=ood_core.SCORERS.get, key="map_scorer",
-                      on_change=keep_scorer,
+                  horizontal=True, key=METHOD_KEY, on_change=persistent(METHOD_KEY, "pca"))
+# A kept choice this dataset lacks (prediction scores, truth) falls back to the default.
+scorer = c2.selectbox("Score", analysis.scorers, format_func=ood_core.SCORERS.get, key=SCORER_KEY,
+                      on_change=persistent(SCORER_KEY, "feature", options=analysis.scorers),
                       help="Flags the images (red rings) at its threshold on its score page and orders the "
                            "selection.")
-keep_colour = persistent("map_colour", "score")
-if st.session_state["map_colour"] not in colourings:  # e.g. truth, kept from a dataset that had it
-    st.session_state["map_colour"] = "score"
-colour = c3.selectbox("Colour by", list(colourings), format_func=colourings.get, key="map_colour",
-                      on_change=keep_colour)
+colour = c3.selectbox("Colour by", list(colourings), format_func=colourings.get, key=COLOUR_KEY,
+                      on_change=persistent(COLOUR_KEY, "score", options=list(colourings)))
 shown = "both"
 if not analysis.same_set:
-    shown = c4.radio("Images", ["both", "query", "fit"], horizontal=True, key="map_items",
-                     on_change=persistent("map_items", "both"),
+    shown = c4.radio("Images", ["both", "query", "fit"], horizontal=True, key=page_key("map", "items"),
+                     on_change=persistent(page_key("map", "items"), "both"),
                      format_func={"both": "all", "query": "test (query)", "fit": "train (fit)"}.get)
 if marks_error:
     st.caption(f"Review marks cannot be read, so the map cannot be coloured by them: {escape(marks_error)}")
@@ -93,7 +90,7 @@ else:
     map_title = f"{method_name} map of all {n_items:,} items"
     if shown != "both":
         map_title += f" ({len(positions):,} {shown_sets}items shown)"
-# The selection outlives the chart (a new figure is a new chart, with none): see ui.map_selection.
+# The selection outlives the chart (a new figure is a new chart, with none): see ood_dashboard.map_selection.
 selection = MapSelection(run_key(analysis, "map_selection"), CHART_KEY)
 selected, draw_selected = selection.update(figure_token(method, coords, scores, positions, threshold, scorer,
                                                         colour, grouped))
@@ -112,7 +109,7 @@ with left:
 # ---- the selection: the side panel shows one image (the clicked one, else the most atypical selected)
 all_scores = analysis.item_scores(scorer)
 order = selected[np.lexsort((selected, all_scores[selected]))]  # most atypical first
-with right.container(key="thumbgrid_map_selected"):  # the grids' caption style: one line per fact
+with right.container(key=grid_key(page_key("map", "selected"))):  # the grids' caption style: one line per fact
     st.markdown("**Selected image**")
     if len(order) == 0:
         st.caption("Click a point on the map to see its image here (hovering shows its id and score).")
@@ -128,19 +125,19 @@ with right.container(key="thumbgrid_map_selected"):  # the grids' caption style:
         st.caption(escape(item_id) + (f"  \nnote: {escape(mark.note)}" if mark and mark.note else ""))
         if len(order) > 1:
             st.caption(f"The most atypical of the {len(order):,} selected; click a single point to see another.")
-        if st.button("View and mark", key="map_view", icon=":material/open_in_full:", width="stretch"):
+        if st.button("View and mark", key=page_key("map", "view"), icon=":material/open_in_full:", width="stretch"):
             review.item_view(analysis, position)
 
 head, clear = st.columns([4, 1], vertical_alignment="bottom")
 head.subheader("Selected images")
-clear.button("Clear selection", key="map_clear", icon=":material/deselect:", disabled=len(selected) == 0,
+clear.button("Clear selection", key=page_key("map", "clear"), icon=":material/deselect:", disabled=len(selected) == 0,
              on_click=selection.clear, width="stretch")
 if len(selected) == 0:
     st.caption("Draw a box or a lasso on the map (the tools are in the chart's top-right toolbar) to list the "
                "images inside it.")
 else:
     flagged = int(np.count_nonzero(all_scores[selected] < threshold))
-    review.bulk_buttons(analysis, order, key="map_selection", what="selected images")
+    review.bulk_buttons(analysis, order, key=page_key("map", "selection"), what="selected images")
     if marks_error is None and review.marks(analysis) != item_marks:  # marked just now: redraw the map and panel
         st.rerun()
     st.caption(f"{len(selected):,} selected, {flagged:,} of them flagged; showing the "

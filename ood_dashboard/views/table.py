@@ -6,9 +6,10 @@ import numpy as np
 import streamlit as st
 
 import ood_core
-from ui import review
-from ui.grid import REVIEW_CODES, item_ranking, review_codes, run_cached
-from ui.session import persistent, require_analysis, sync_threshold
+from ood_dashboard import review
+from ood_dashboard.grid import REVIEW_CODES, item_ranking, review_codes, run_cached
+from ood_dashboard.session import persistent, require_analysis, sync_threshold
+from ood_dashboard.state import page_key
 
 PAGE_ROWS = 1_000  # rows sent to the browser at once; the rest are a page away
 
@@ -26,28 +27,26 @@ sorts = {"position": "Position (the data's order)"}
 for scorer in analysis.scorers:
     sorts[f"{scorer}_asc"] = f"{scorer.capitalize()} score, lowest first"
     sorts[f"{scorer}_desc"] = f"{scorer.capitalize()} score, highest first"
-keep_sort = persistent("table_sort", "feature_asc")
-if st.session_state["table_sort"] not in sorts:  # kept from a dataset with prediction scores
-    st.session_state["table_sort"] = "feature_asc"
+keep_sort = persistent(page_key("table", "sort"), "feature_asc", options=list(sorts))  # a kept order this data lacks: default
 
 c1, c2, c3, c4 = st.columns([1, 1.5, 1, 1.2], vertical_alignment="bottom")
 sets = {"all": "all items", "fit": "train (fit)", "query": "test (query)"}
-which_set = c1.selectbox("Items", list(sets), format_func=sets.get, key="table_set",
-                         on_change=persistent("table_set", "all"))
-flagged_only = c2.toggle("Only flagged by the feature score", key="table_flagged",
-                         on_change=persistent("table_flagged", False))
-shown_review = c3.selectbox("Review", list(review.FILTERS), format_func=review.FILTERS.get, key="table_review",
-                            on_change=persistent("table_review", "all"))
-page_key = f"table_page_{which_set}_{flagged_only}_{shown_review}"  # other filters: another page number
+which_set = c1.selectbox("Items", list(sets), format_func=sets.get, key=page_key("table", "set"),
+                         on_change=persistent(page_key("table", "set"), "all"))
+flagged_only = c2.toggle("Only flagged by the feature score", key=page_key("table", "flagged"),
+                         on_change=persistent(page_key("table", "flagged"), False))
+shown_review = c3.selectbox("Review", list(review.FILTERS), format_func=review.FILTERS.get, key=page_key("table", "review"),
+                            on_change=persistent(page_key("table", "review"), "all"))
+number_key = page_key("table", f"page_{which_set}_{flagged_only}_{shown_review}")  # other filters: another page number
 
 
 def on_sort() -> None:
     keep_sort()
-    if page_key in st.session_state:
-        st.session_state[page_key] = 1  # a new order starts at its first page
+    if number_key in st.session_state:
+        st.session_state[number_key] = 1  # a new order starts at its first page
 
 
-sort = c4.selectbox("Sort by", list(sorts), format_func=sorts.get, key="table_sort", on_change=on_sort,
+sort = c4.selectbox("Sort by", list(sorts), format_func=sorts.get, key=page_key("table", "sort"), on_change=on_sort,
                     help="Sorts all the items, then shows them a page at a time (lowest = most atypical). A click on "
                          "a column header sorts only the rows of the page shown.")
 
@@ -79,10 +78,10 @@ else:
 
 total = len(order)
 pages = max(1, -(-total // PAGE_ROWS))
-if st.session_state.get(page_key, 1) > pages:  # fewer items than when the page was chosen
-    st.session_state[page_key] = pages
+if st.session_state.get(number_key, 1) > pages:  # fewer items than when the page was chosen
+    st.session_state[number_key] = pages
 page = st.number_input(f"Page (of {pages:,}; {PAGE_ROWS:,} rows each)", min_value=1, max_value=pages, step=1,
-                       key=page_key) if pages > 1 else 1
+                       key=number_key) if pages > 1 else 1
 rows = np.asarray(order[(page - 1) * PAGE_ROWS: page * PAGE_ROWS], dtype=np.int64)
 table = {"position": rows, "id": [analysis.ids[p] for p in rows],
          "class": [analysis.class_name(p) for p in rows],
@@ -95,15 +94,15 @@ table["note"] = [item_marks[analysis.ids[p]].note if analysis.ids[p] in item_mar
 
 st.caption(f"{total:,} items" + (f"; showing rows {(page - 1) * PAGE_ROWS + 1:,} to {min(page * PAGE_ROWS, total):,}"
                                  if pages > 1 else ""))
-event = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row", key="table_rows",
+event = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row", key=page_key("table", "rows"),
                      column_config={f"{s} score": st.column_config.NumberColumn(format="%.4f") for s in scores})
 picked = np.asarray(event.selection.rows, dtype=np.int64).reshape(-1)
 selected = rows[picked[picked < len(rows)]]  # row numbers of this page (a selection may outlive a page change)
 
 # ---- what to do with the selection
 if len(selected):
-    if st.button(f"Open #{selected[0]} large", icon=":material/open_in_full:", key="table_open"):
+    if st.button(f"Open #{selected[0]} large", icon=":material/open_in_full:", key=page_key("table", "open")):
         review.item_view(analysis, int(selected[0]))
-    review.bulk_buttons(analysis, selected, key="table", what="selected rows")
+    review.bulk_buttons(analysis, selected, key=page_key("table", "selection"), what="selected rows")
 else:
     st.caption("Select rows (the boxes on the left) to open one large or mark them.")
