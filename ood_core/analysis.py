@@ -124,6 +124,7 @@ class Analysis:
     classifier: ClassifierInfo | None = None  # None when the source brought its own pred_probs
     skipped: list[tuple[str, str]] = field(default_factory=list)
     cache_hit: bool = False
+    query_neighbors: np.ndarray | None = None  # fit rows nearest each query row (k_ columns); None when same set
 
     # ------------------------------------------------------------------ what it holds
     @cached_property
@@ -142,7 +143,11 @@ class Analysis:
         return tuple(SCORERS) if self.fit_pred_scores is not None else ("feature",)
 
     def scores(self, scorer: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(fit_scores, query_scores)`` of ``"feature"`` or ``"prediction"``."""
+        """``(fit_scores, query_scores)`` of ``"feature"`` or ``"prediction"``, or of an issue type
+        (:func:`ood_core.issues.list_issue_types`; NaN for items it cannot score)."""
+        if scorer not in SCORERS and _is_issue_type(scorer):
+            s = self.issue_scores(scorer).scores
+            return s[np.asarray(self.fit_index, dtype=np.int64)], s[np.asarray(self.query_index, dtype=np.int64)]
         if scorer not in SCORERS:
             raise ValueError(f"scorer must be one of {tuple(SCORERS)}; got {scorer!r}")
         if scorer not in self.scorers:
@@ -228,6 +233,59 @@ class Analysis:
             pass
         return coords, items[drawn]
 
+    # ------------------------------------------------------------------ data issues (ood_core.issues)
+    @cached_property
+    def _issue_results(self) -> dict[str, Any]:
+        return {}
+
+    def image_stats(self, progress: Progress | None = None):
+        """Per-image statistics (:class:`~ood_core.issues.ImageStats`) of ``items``, None without
+        images; from the disk when kept with the run's images, else by one pass through them."""
+        if "stats" not in self._issue_results:
+            from .issues._run import image_stats
+
+            self._issue_results["stats"] = image_stats(self, progress=progress)
+        return self._issue_results["stats"]
+
+    def issue_scores(self, issue: str, progress: Progress | None = None):
+        """:class:`~ood_core.issues.IssueScores` of one issue type over ``ids``: computed on first use
+        (with the rest of its family), kept on disk with the run."""
+        from .issues._registry import get_issue_type
+        from .issues._run import family_scores
+
+        family = get_issue_type(issue).family
+        if family not in self._issue_results:
+            self._issue_results[family] = family_scores(self, family, progress=progress)
+        return self._issue_results[family][issue]
+
+    def issues(self, types=None, thresholds: dict[str, float] | None = None,
+               progress: Progress | None = None) -> np.ndarray:
+        """One row per (scored item, issue type): a structured array with fields ``id``, ``position``
+        (into ``ids``), ``issue``, ``score`` (in [0, 1], lower = more severe), ``flagged`` (score below
+        the type's default threshold, or the one in ``thresholds``) and ``detail``. ``types``: None
+        for every type this analysis can score, else the names wanted (an error when one cannot be)."""
+        from .issues._registry import resolve_types
+        from .issues._run import issue_table
+
+        for name in resolve_types(types):
+            self.issue_scores(name, progress=progress)
+        return issue_table(self, types, thresholds)
+
+    def duplicate_sets(self, near_threshold: float | None = None):
+        """Exact copies and near duplicates (below ``near_threshold``, the default when None) grouped
+        into :class:`~ood_core.issues.DuplicateSet` s, largest first."""
+        from .issues.duplicates import duplicate_sets
+
+        near = self.issue_scores("near_duplicate")
+        return duplicate_sets(self, self.issue_scores("exact_duplicate"), near if near.scored.any() else None,
+                              self.image_stats(), near_threshold)
+
+    def feature_scores_without_duplicates(self, near_threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(fit, query)`` feature scores with each item's duplicates left out of its neighbours."""
+        from .issues.duplicates import feature_scores_without_duplicates
+
+        return feature_scores_without_duplicates(self, self.duplicate_sets(near_threshold))
+
     # ------------------------------------------------------------------ other settings
     def rescore(self, score_config: ScoreConfig, progress: Progress | None = None) -> "Analysis":
         """A new Analysis with ``score_config``: only the scorers whose settings changed are refitted;
@@ -251,7 +309,8 @@ class Analysis:
             threshold = percentile_threshold(fit_scores, percentile)
         reached = percentile_of(fit_scores, threshold)
         percentile = reached if percentile is None else percentile
-        metrics = ood_metrics(query_scores, self.is_ood, threshold) if self.is_ood is not None else None
+        metrics = (ood_metrics(query_scores, self.is_ood, threshold)
+                   if self.is_ood is not None and scorer in SCORERS else None)
         return ThresholdView(
             scorer=scorer, percentile=float(percentile), threshold=float(threshold), reached=float(reached),
             fit_flagged=int(flag(fit_scores, threshold).sum()), fit_total=len(fit_scores),
@@ -342,6 +401,12 @@ class Analysis:
         return card
 
 
+def _is_issue_type(name: str) -> bool:
+    from .issues._registry import ISSUE_TYPES, list_issue_types
+
+    return isinstance(name, str) and name in (ISSUE_TYPES or list_issue_types())
+
+
 # ---------------------------------------------------------------------- fitting the scorers
 def fit_feature(features: np.ndarray, fit_index: np.ndarray, query_index: np.ndarray, config: ScoreConfig,
                 progress: Progress | None = None) -> dict[str, Any]:
@@ -349,8 +414,13 @@ def fit_feature(features: np.ndarray, fit_index: np.ndarray, query_index: np.nda
     scorer = FeatureScorer(k=config.k, t=config.t, index=config.index).fit(
         rows(features, fit_index), progress=stage(progress, "neighbours"))
     same = len(fit_index) == len(query_index) and bool(np.all(fit_index == query_index))
+    if same:
+        return {"feature_scorer": scorer, "fit_feature_scores": scorer.fit_scores_,
+                "query_feature_scores": scorer.fit_scores_, "query_neighbors": None}
+    # the query rows' neighbours are kept: the duplicate search (ood_core.issues) reuses them
+    dist, idx = scorer.kneighbors(rows(features, query_index))
     return {"feature_scorer": scorer, "fit_feature_scores": scorer.fit_scores_,
-            "query_feature_scores": scorer.fit_scores_ if same else scorer.score(rows(features, query_index))}
+            "query_feature_scores": scorer._to_scores(dist.astype(np.float64).mean(axis=1)), "query_neighbors": idx}
 
 
 def fit_prediction(fit_pred_probs: np.ndarray, query_pred_probs: np.ndarray, pred_classes: np.ndarray,
