@@ -8,8 +8,6 @@ settings, reusing the features and the out-of-sample pred_probs.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -17,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ._export import to_csv
-from ._files import atomic_write
+from ._files import atomic_write, digest  # digest: run ids, cache keys of derived views
 from ._index import INDEX_CHOICES
 from ._progress import Progress, stage
 from ._validation import check_int
@@ -84,11 +82,6 @@ class ClassifierInfo:
     selected_by: str  # the cross-validated criterion that chose C
 
 
-def digest(payload: Any) -> str:
-    """A short stable name for a JSON-able payload (run ids, cache keys of derived views)."""
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
 @dataclass(frozen=True, eq=False)
 class Analysis:
     """What one run produced. Scores lie in [0, 1]; lower = more atypical.
@@ -145,10 +138,11 @@ class Analysis:
     def scores(self, scorer: str) -> tuple[np.ndarray, np.ndarray]:
         """``(fit_scores, query_scores)`` of ``"feature"`` or ``"prediction"``, or of an issue type
         (:func:`ood_core.issues.list_issue_types`; NaN for items it cannot score)."""
-        if scorer not in SCORERS and _is_issue_type(scorer):
-            s = self.issue_scores(scorer).scores
-            return s[np.asarray(self.fit_index, dtype=np.int64)], s[np.asarray(self.query_index, dtype=np.int64)]
         if scorer not in SCORERS:
+            from .issues._registry import ISSUE_TYPES  # importing ood_core.issues registers every type
+            if isinstance(scorer, str) and scorer in ISSUE_TYPES:
+                s = self.issue_scores(scorer).scores
+                return s[np.asarray(self.fit_index, dtype=np.int64)], s[np.asarray(self.query_index, dtype=np.int64)]
             raise ValueError(f"scorer must be one of {tuple(SCORERS)}; got {scorer!r}")
         if scorer not in self.scorers:
             raise ValueError(
@@ -235,56 +229,34 @@ class Analysis:
 
     # ------------------------------------------------------------------ data issues (ood_core.issues)
     @cached_property
-    def _issue_results(self) -> dict[str, Any]:
+    def _issue_results(self) -> dict[str, Any]:  # family (and "stats") -> what ood_core.issues computed
         return {}
 
     def image_stats(self, progress: Progress | None = None):
-        """Per-image statistics (:class:`~ood_core.issues.ImageStats`) of ``items``, None without
-        images; from the disk when kept with the run's images, else by one pass through them."""
-        if "stats" not in self._issue_results:
-            from .issues._run import image_stats
+        """:class:`~ood_core.issues.ImageStats` of ``items`` (None without images), kept on disk."""
+        from .issues._run import cached_image_stats
 
-            self._issue_results["stats"] = image_stats(self, progress=progress)
-        return self._issue_results["stats"]
+        return cached_image_stats(self, progress)
 
     def issue_scores(self, issue: str, progress: Progress | None = None):
-        """:class:`~ood_core.issues.IssueScores` of one issue type over ``ids``: computed on first use
-        (with the rest of its family), kept on disk with the run."""
-        from .issues._registry import get_issue_type
-        from .issues._run import family_scores
+        """:class:`~ood_core.issues.IssueScores` of one issue type over ``ids`` (lazy, kept on disk)."""
+        from .issues._run import cached_issue_scores
 
-        family = get_issue_type(issue).family
-        if family not in self._issue_results:
-            self._issue_results[family] = family_scores(self, family, progress=progress)
-        return self._issue_results[family][issue]
+        return cached_issue_scores(self, issue, progress)
 
     def issues(self, types=None, thresholds: dict[str, float] | None = None,
                progress: Progress | None = None) -> np.ndarray:
-        """One row per (scored item, issue type): a structured array with fields ``id``, ``position``
-        (into ``ids``), ``issue``, ``score`` (in [0, 1], lower = more severe), ``flagged`` (score below
-        the type's default threshold, or the one in ``thresholds``) and ``detail``. ``types``: None
-        for every type this analysis can score, else the names wanted (an error when one cannot be)."""
-        from .issues._registry import resolve_types
+        """One row per (scored item, issue type): a structured array (``id``, ``position``, ``issue``,
+        ``score``, ``flagged``, ``detail``); see :func:`ood_core.issues.issue_table`."""
         from .issues._run import issue_table
 
-        for name in resolve_types(types):
-            self.issue_scores(name, progress=progress)
-        return issue_table(self, types, thresholds)
+        return issue_table(self, types, thresholds, progress)
 
     def duplicate_sets(self, near_threshold: float | None = None):
-        """Exact copies and near duplicates (below ``near_threshold``, the default when None) grouped
-        into :class:`~ood_core.issues.DuplicateSet` s, largest first."""
-        from .issues.duplicates import duplicate_sets
+        """:class:`~ood_core.issues.DuplicateSet` s (exact copies and near duplicates), largest first."""
+        from .issues.duplicates import analysis_duplicate_sets
 
-        near = self.issue_scores("near_duplicate")
-        return duplicate_sets(self, self.issue_scores("exact_duplicate"), near if near.scored.any() else None,
-                              self.image_stats(), near_threshold)
-
-    def feature_scores_without_duplicates(self, near_threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``(fit, query)`` feature scores with each item's duplicates left out of its neighbours."""
-        from .issues.duplicates import feature_scores_without_duplicates
-
-        return feature_scores_without_duplicates(self, self.duplicate_sets(near_threshold))
+        return analysis_duplicate_sets(self, near_threshold)
 
     # ------------------------------------------------------------------ other settings
     def rescore(self, score_config: ScoreConfig, progress: Progress | None = None) -> "Analysis":
@@ -399,12 +371,6 @@ class Analysis:
             card["metrics"] = {k: (None if isinstance(v, float) and np.isnan(v) else v)
                                for k, v in view.metrics.items()}
         return card
-
-
-def _is_issue_type(name: str) -> bool:
-    from .issues._registry import ISSUE_TYPES, list_issue_types
-
-    return isinstance(name, str) and name in (ISSUE_TYPES or list_issue_types())
 
 
 # ---------------------------------------------------------------------- fitting the scorers

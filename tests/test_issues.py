@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import ood_core
-from ood_core.issues import (ImageStatsCollector, bucket_pairs, get_issue_type, hamming, image_properties,
+from ood_core.issues import (ImageStatsCollector, bucket_pairs, feature_scores_without_duplicates, get_issue_type, hamming, image_properties,
                              image_record, list_issue_types, property_scores)
 
 TYPES = ["exact_duplicate", "near_duplicate", "label", "dark", "light", "blurry", "low_information", "grayscale",
@@ -214,7 +214,7 @@ def test_issue_scores_work_where_a_scorer_name_does(planted_analysis):
 
 def test_feature_score_without_duplicates_unmasks_the_twins(planted_analysis):
     a = planted_analysis
-    fit, query = a.feature_scores_without_duplicates()
+    fit, query = feature_scores_without_duplicates(a)
     members = sorted({m for s in a.duplicate_sets() for m in s.members})
     changed = np.flatnonzero(~np.isclose(a.item_scores("feature"), _items(a, fit, query)))
     assert set(changed.tolist()) <= set(members) and len(changed) >= 6

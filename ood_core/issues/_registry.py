@@ -4,7 +4,8 @@ Every issue type gives each item a score in [0, 1], lower = more severe (like th
 scores), a default threshold with the reason for its value, and ``flagged = score < threshold``.
 Types are computed by *families* (one module each): a family computes all of its types in one
 pass (both duplicate types from one set of candidate pairs, the seven image properties from one
-read of the images). A family registers its types with :func:`issue_family`.
+read of the images). A family registers its types with :func:`issue_family`; the package's ``__init__`` imports every
+family module, so the registry is full whenever ``ood_core.issues`` (or any module in it) is imported.
 """
 from __future__ import annotations
 
@@ -76,13 +77,11 @@ def issue_family(family: str, *types: IssueType):
 
 def list_issue_types() -> list[str]:
     """Names of every issue type, in registration order."""
-    _load_families()
     return list(ISSUE_TYPES)
 
 
 def get_issue_type(name: str) -> IssueType:
     """The :class:`IssueType` called ``name``; ValueError listing the valid names otherwise."""
-    _load_families()
     try:
         return ISSUE_TYPES[name]
     except (KeyError, TypeError):
@@ -91,7 +90,6 @@ def get_issue_type(name: str) -> IssueType:
 
 def resolve_types(types) -> list[str]:
     """``types`` (None = all, a name, or names) as a list of valid names, in registration order."""
-    _load_families()
     if types is None:
         return list(ISSUE_TYPES)
     if isinstance(types, str):
@@ -100,6 +98,3 @@ def resolve_types(types) -> list[str]:
     return [t for t in ISSUE_TYPES if t in wanted]
 
 
-def _load_families() -> None:
-    """Import the family modules (each registers its types on import)."""
-    from . import duplicates, labels, properties  # noqa: F401

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from .._files import atomic_write
+from .._files import atomic_write, digest as _digest
 from .._progress import Progress, stage
 from ._image_pass import PROPERTY_COLUMNS, ImageStats, collect_image_stats
-from ._registry import FAMILIES, ISSUE_TYPES, IssueScores, resolve_types
+from ._registry import FAMILIES, ISSUE_TYPES, IssueScores, get_issue_type, resolve_types
 
 logger = logging.getLogger(__name__)
 
@@ -28,12 +28,6 @@ STATS_FORMAT = "ood-explorer-image-stats-v1"  # bump when image_record's output 
 ISSUES_FORMAT = "ood-explorer-issues-v1"  # bump when a family's scores change for equal input
 TABLE_DTYPE = np.dtype([("id", object), ("position", np.int64), ("issue", object), ("score", np.float64),
                         ("flagged", bool), ("detail", object)])
-
-
-def _digest(payload) -> str:
-    from ..analysis import digest
-
-    return digest(payload)
 
 
 def _keep(path, arrays: dict[str, Any]) -> None:
@@ -116,7 +110,7 @@ def family_scores(analysis, family: str, progress: Progress | None = None) -> di
     if family == "label":
         result = fn(analysis)
     else:
-        stats = analysis.image_stats(progress=progress)
+        stats = cached_image_stats(analysis, progress=progress)
         if stats is None and family == "properties":
             result = {name: IssueScores(name, np.full(n, np.nan), ISSUE_TYPES[name].threshold, [""] * n,
                                         {"unavailable": "image properties need the images; this analysis holds "
@@ -136,11 +130,33 @@ def family_scores(analysis, family: str, progress: Progress | None = None) -> di
     return result
 
 
-def issue_table(analysis, types=None, thresholds: dict[str, float] | None = None) -> np.ndarray:
+def cached_image_stats(analysis, progress: Progress | None = None) -> ImageStats | None:
+    """``analysis.image_stats()``: computed (or read from the disk) once per Analysis object."""
+    kept = analysis._issue_results
+    if "stats" not in kept:
+        kept["stats"] = image_stats(analysis, progress=progress)
+    return kept["stats"]
+
+
+def cached_issue_scores(analysis, issue: str, progress: Progress | None = None) -> IssueScores:
+    """``analysis.issue_scores(issue)``: its family computed (or read from the disk) once per Analysis."""
+    family = get_issue_type(issue).family
+    kept = analysis._issue_results
+    if family not in kept:
+        kept[family] = family_scores(analysis, family, progress=progress)
+    return kept[family][issue]
+
+
+def issue_table(analysis, types=None, thresholds: dict[str, float] | None = None,
+                progress: Progress | None = None) -> np.ndarray:
     """One row per (scored item, issue type): a structured array of :data:`TABLE_DTYPE` (id,
-    position into ``ids``, issue, score, flagged, detail), types in registration order, items in
-    position order. ``thresholds`` overrides the default threshold of the types it names."""
+    position into ``ids``, issue, score in [0, 1] (lower = more severe), flagged, detail), types in
+    registration order, items in position order. ``types``: None for every type this analysis can
+    score (the others are left out), else the names wanted (ValueError when one cannot be scored).
+    ``flagged`` is ``score < threshold``: the type's default, or the value ``thresholds`` gives it."""
     names = resolve_types(types)
+    for name in names:
+        cached_issue_scores(analysis, name, progress)
     explicit = types is not None
     parts = []
     for name in names:

@@ -273,10 +273,21 @@ def duplicate_sets(analysis, exact: IssueScores, near: IssueScores | None, stats
     return sorted(sets, key=lambda s: (-len(s.members), s.members[0]))
 
 
-def feature_scores_without_duplicates(analysis, sets: list[DuplicateSet]) -> tuple[np.ndarray, np.ndarray]:
-    """The feature (KNN) scores ``(fit, query)`` with each item's own duplicates left out of its
+def analysis_duplicate_sets(analysis, near_threshold: float | None = None) -> list[DuplicateSet]:
+    """:func:`duplicate_sets` of an analysis from its (lazily computed, kept) issue scores."""
+    near = analysis.issue_scores("near_duplicate")
+    return duplicate_sets(analysis, analysis.issue_scores("exact_duplicate"), near if near.scored.any() else None,
+                          analysis.image_stats(), near_threshold)
+
+
+def feature_scores_without_duplicates(analysis, sets: list[DuplicateSet] | None = None,
+                                      near_threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The feature (KNN) scores ``(fit, query)`` of ``analysis`` with each item's own duplicates
+    (``sets``; None: :func:`analysis_duplicate_sets` at ``near_threshold``) left out of its
     neighbours (a twin in the fit set makes an outlier look typical). Only items in a set change;
     their neighbours are searched again with ``k`` + the set's size."""
+    if sets is None:
+        sets = analysis_duplicate_sets(analysis, near_threshold)
     scorer = analysis.feature_scorer
     fit_scores = np.array(analysis.fit_feature_scores, dtype=np.float64)
     query_scores = np.array(analysis.query_feature_scores, dtype=np.float64)
