@@ -282,3 +282,30 @@ def test_label_issues_agree_with_cleanlab(planted, planted_analysis, capsys):
         print(f"\nlabel issues vs cleanlab find_label_issues: top-{k} overlap {overlap:.2f}, "
               f"flagged {len(flagged)} vs {k} (Jaccard {jaccard:.2f})")
     assert overlap >= 0.7
+
+
+def test_image_properties_agree_with_cleanvision(planted, planted_analysis, capsys):
+    """Cleanvision (AGPL, test-time only) on the same folder: its flagged images per shared type."""
+    cleanvision = pytest.importorskip("cleanvision")
+    root, _ = planted
+    a = planted_analysis
+    lab = cleanvision.Imagelab(data_path=str(root))
+    shared = ["dark", "light", "blurry", "low_information", "grayscale", "odd_size", "odd_aspect_ratio",
+              "exact_duplicates", "near_duplicates"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with capsys.disabled():
+            lab.find_issues({t: {} for t in shared}, n_jobs=1, verbose=False)
+    rel = [str(p).split(str(root) + "/", 1)[1] for p in lab.issues.index]
+    lines, agree = [], {}
+    for t in shared:
+        ours_name = {"exact_duplicates": "exact_duplicate", "near_duplicates": "near_duplicate"}.get(t, t)
+        theirs = {r for r, f in zip(rel, lab.issues[f"is_{t}_issue"]) if f}
+        ours = {a.ids[i] for i in np.flatnonzero(a.issue_scores(ours_name).flagged())}
+        both = len(ours & theirs)
+        agree[ours_name] = (len(ours), len(theirs), both)
+        lines.append(f"{ours_name:<17} ours {len(ours):>3}  cleanvision {len(theirs):>3}  both {both:>3}")
+    with capsys.disabled():
+        print("\nflagged on the planted folder, vs cleanvision " + cleanvision.__version__ + ":\n" + "\n".join(lines))
+    assert agree["exact_duplicate"] == (12, 12, 12)
+    assert agree["dark"][2] >= 6  # both flag the planted dark images
