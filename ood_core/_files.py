@@ -3,6 +3,7 @@ atomic writes (a reader never sees half a file) and reading a kept ``.npz``."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from contextlib import contextmanager
@@ -10,6 +11,11 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
 _BLOCK = 1 << 20
+
+
+def digest(payload: Any) -> str:
+    """A short stable name for a JSON-able payload (run ids, cache keys of derived views)."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:

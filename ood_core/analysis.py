@@ -8,8 +8,6 @@ settings, reusing the features and the out-of-sample pred_probs.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -17,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ._export import to_csv
-from ._files import atomic_write, open_npz
+from ._files import atomic_write, digest, open_npz  # digest: run ids, cache keys of derived views
 from ._index import INDEX_CHOICES
 from ._progress import Progress, stage
 from ._validation import check_int
@@ -89,11 +87,6 @@ class ClassifierInfo:
     selected_by: str  # the cross-validated criterion that chose C
 
 
-def digest(payload: Any) -> str:
-    """A short stable name for a JSON-able payload (run ids, cache keys of derived views)."""
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
 @dataclass(frozen=True, eq=False)
 class Analysis:
     """What one run produced. Scores lie in [0, 1]; lower = more atypical.
@@ -133,6 +126,7 @@ class Analysis:
     # None: the source's own split (see ood_core.review.split_key).
     class_split: dict[str, Any] | None = None
     cache_dir: str | None = None  # the cache folder the run keeps its pred_probs and maps in (None: the default)
+    query_neighbors: np.ndarray | None = None  # fit rows nearest each query row (k_ columns); None when same set
 
     # ------------------------------------------------------------------ what it holds
     @cached_property
@@ -151,8 +145,13 @@ class Analysis:
         return tuple(SCORERS) if self.fit_pred_scores is not None else ("feature",)
 
     def scores(self, scorer: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(fit_scores, query_scores)`` of ``"feature"`` or ``"prediction"``."""
+        """``(fit_scores, query_scores)`` of ``"feature"`` or ``"prediction"``, or of an issue type
+        (:func:`ood_core.issues.list_issue_types`; NaN for items it cannot score)."""
         if scorer not in SCORERS:
+            from .issues._registry import ISSUE_TYPES  # importing ood_core.issues registers every type
+            if isinstance(scorer, str) and scorer in ISSUE_TYPES:
+                s = self.issue_scores(scorer).scores
+                return s[np.asarray(self.fit_index, dtype=np.int64)], s[np.asarray(self.query_index, dtype=np.int64)]
             raise ValueError(f"scorer must be one of {tuple(SCORERS)}; got {scorer!r}")
         if scorer not in self.scorers:
             raise ValueError(
@@ -237,6 +236,37 @@ class Analysis:
             pass
         return coords, items[drawn]
 
+    # ------------------------------------------------------------------ data issues (ood_core.issues)
+    @cached_property
+    def _issue_results(self) -> dict[str, Any]:  # family (and "stats") -> what ood_core.issues computed
+        return {}
+
+    def image_stats(self, progress: Progress | None = None):
+        """:class:`~ood_core.issues.ImageStats` of ``items`` (None without images), kept on disk."""
+        from .issues._run import cached_image_stats
+
+        return cached_image_stats(self, progress)
+
+    def issue_scores(self, issue: str, progress: Progress | None = None):
+        """:class:`~ood_core.issues.IssueScores` of one issue type over ``ids`` (lazy, kept on disk)."""
+        from .issues._run import cached_issue_scores
+
+        return cached_issue_scores(self, issue, progress)
+
+    def issues(self, types=None, thresholds: dict[str, float] | None = None,
+               progress: Progress | None = None) -> np.ndarray:
+        """One row per (scored item, issue type): a structured array (``id``, ``position``, ``issue``,
+        ``score``, ``flagged``, ``detail``); see :func:`ood_core.issues.issue_table`."""
+        from .issues._run import issue_table
+
+        return issue_table(self, types, thresholds, progress)
+
+    def duplicate_sets(self, near_threshold: float | None = None):
+        """:class:`~ood_core.issues.DuplicateSet` s (exact copies and near duplicates), largest first."""
+        from .issues.duplicates import analysis_duplicate_sets
+
+        return analysis_duplicate_sets(self, near_threshold)
+
     # ------------------------------------------------------------------ other settings
     def rescore(self, score_config: ScoreConfig, progress: Progress | None = None) -> "Analysis":
         """A new Analysis with ``score_config``: only the scorers whose settings changed are refitted;
@@ -260,7 +290,8 @@ class Analysis:
             threshold = percentile_threshold(fit_scores, percentile)
         reached = percentile_of(fit_scores, threshold)
         percentile = reached if percentile is None else percentile
-        metrics = ood_metrics(query_scores, self.is_ood, threshold) if self.is_ood is not None else None
+        metrics = (ood_metrics(query_scores, self.is_ood, threshold)
+                   if self.is_ood is not None and scorer in SCORERS else None)
         return ThresholdView(
             scorer=scorer, percentile=float(percentile), threshold=float(threshold), reached=float(reached),
             fit_flagged=int(flag(fit_scores, threshold).sum()), fit_total=len(fit_scores),
@@ -358,8 +389,13 @@ def fit_feature(features: np.ndarray, fit_index: np.ndarray, query_index: np.nda
     scorer = FeatureScorer(k=config.k, t=config.t, index=config.index).fit(
         rows(features, fit_index), progress=stage(progress, "neighbours"))
     same = len(fit_index) == len(query_index) and bool(np.all(fit_index == query_index))
+    if same:
+        return {"feature_scorer": scorer, "fit_feature_scores": scorer.fit_scores_,
+                "query_feature_scores": scorer.fit_scores_, "query_neighbors": None}
+    # the query rows' neighbours are kept: the duplicate search (ood_core.issues) reuses them
+    dist, idx = scorer.kneighbors(rows(features, query_index))
     return {"feature_scorer": scorer, "fit_feature_scores": scorer.fit_scores_,
-            "query_feature_scores": scorer.fit_scores_ if same else scorer.score(rows(features, query_index))}
+            "query_feature_scores": scorer._to_scores(dist.astype(np.float64).mean(axis=1)), "query_neighbors": idx}
 
 
 def fit_prediction(fit_pred_probs: np.ndarray, query_pred_probs: np.ndarray, pred_classes: np.ndarray,

@@ -46,6 +46,7 @@ class ImageSet:
     _keys: list | None = field(default=None, repr=False)  # reader key per item
     size_hint: int | None = None  # typical longer side in pixels, when known
     data_id: str | None = None  # identity of the whole data this set was drawn from (kept by subsets)
+    item_digests: list[str] | None = None  # content digest of each item's file (folders, zips); None when unknown
 
     def __post_init__(self):
         if self.data_id is None:
@@ -58,6 +59,9 @@ class ImageSet:
         if self._keys is None:
             self._keys = list(self.paths)
         lengths = {"paths": len(self.paths), "labels": len(self.labels), "_keys": len(self._keys)}
+        if self.item_digests is not None:
+            self.item_digests = [str(d) for d in self.item_digests]
+            lengths["item_digests"] = len(self.item_digests)
         if self.split is not None:
             self.split = np.asarray(self.split, dtype=object).reshape(-1)
             lengths["split"] = len(self.split)
@@ -113,6 +117,7 @@ class ImageSet:
             description=f"{self.description} [subset of {len(ids)}]",
             identity=content_digest("subset", self.identity, "\n".join(ids)),
             _keys=[self._keys[i] for i in idx],
+            item_digests=None if self.item_digests is None else [self.item_digests[i] for i in idx],
         )
 
     def portable(self) -> "ImageSet":

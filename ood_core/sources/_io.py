@@ -90,11 +90,17 @@ def decode_image(stream: BinaryIO, draft_size: int | None = None) -> Image.Image
     Pillow's pixel limit are refused (:func:`open_image`).
     """
     with open_image(stream) as img:  # Image.open leaves the first frame current
+        source_size = img.size
         if draft_size is not None and img.format == "JPEG":
             img.draft("RGB", (draft_size, draft_size))
         img.load()
+        loaded = img.size
         ImageOps.exif_transpose(img, in_place=True)
-        return to_rgb(img)  # pixel data is loaded; leaving the block only closes the file
+        if img.size != loaded:  # turned by its EXIF orientation
+            source_size = source_size[::-1]
+        rgb = to_rgb(img)  # pixel data is loaded; leaving the block only closes the file
+        rgb.info["source_size"] = source_size  # (width, height) of the file, before any draft reduction
+        return rgb
 
 
 def probe_image(stream: BinaryIO) -> tuple[int, int]:

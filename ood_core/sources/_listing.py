@@ -59,4 +59,5 @@ class Listing:
             identity=content_digest("images", *(part for rel, _, digest in found for part in (rel, digest))),
             _reader=reader, _keys=[key for _, key, _ in found],
             size_hint=int(np.median(sides)) if sides else None,
+            item_digests=[digest for _, _, digest in found],
         )
