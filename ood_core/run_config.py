@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Sequence, TypedDict
 
+from ._backends import BACKENDS  # noqa: F401 - the backend field's choices, re-exported
 from .settings import DEFAULT_BACKEND, DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_FIT_FRACTION, DEFAULT_SEED, DEFAULT_WEIGHTS
 from .weights import DEFAULT_MODEL
 
@@ -103,4 +104,4 @@ class RunConfig:
         return {"in_classes": self.in_classes, "fit_fraction": self.fit_fraction, "seed": self.seed}
 
 
-__all__ = ["RunConfig", "RunKeywords", "EmbeddingKeywords", "EMBEDDING_FIELDS", "SPLIT_FIELDS"]
+__all__ = ["RunConfig", "BACKENDS", "RunKeywords", "EmbeddingKeywords", "EMBEDDING_FIELDS", "SPLIT_FIELDS"]
