@@ -46,10 +46,10 @@ def embed(
     embedding fields of ``settings`` (a :class:`~ood_core.run_config.RunConfig`; its defaults when
     None), each replaceable by a keyword: ``model``, ``weights``, ``image_size``, ``device``,
     ``batch_size``, ``backend`` (see :class:`~ood_core.embedder.Embedder`)."""
-    settings = RunConfig.resolve(settings, "embed", EMBEDDING_FIELDS, **overrides)
     from .cache import cached_embed
     from .embedder import Embedder, drop_failed
 
+    settings = RunConfig.resolve(settings, "embed", EMBEDDING_FIELDS, **overrides)
     images = _open(source, name)
     if not isinstance(images, ImageSet):
         raise ValueError(f"{images.description} already holds features; embedding needs images")
