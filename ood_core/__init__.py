@@ -7,15 +7,16 @@ The front door is :func:`analyze`: a source in, an immutable :class:`Analysis` o
     view = analysis.threshold_view("feature", percentile=5)
 
 Front door (``__all__``): ``analyze``, ``embed``, ``embed_shards``, ``compare_models``,
-``open_source``, ``list_sources`` and what they take and return (``Analysis``, ``ScoreConfig``,
-``ThresholdView``, ``Embedding``, ``ShardedEmbedding``, ``ModelComparison``,
+``open_source``, ``list_sources`` and what they take and return (``RunConfig``, ``Analysis``,
+``ScoreConfig``, ``ThresholdView``, ``Embedding``, ``ShardedEmbedding``, ``ModelComparison``,
 ``DEFAULT_COMPARE_MODELS``).
 
 Everything else lives in a public sub-module, reachable as ``ood_core.<name>`` after
 ``import ood_core``:
 
 - ``sources``: data sources (``ImageSet``, ``ArraySet``, folders, zips, ``.npz``, digits, CIFAR-10)
-- ``analysis``: ``Analysis`` and its views, ``SCORERS``
+- ``analysis``: ``Analysis`` and its views, ``SCORERS`` (the registry of scorer kinds, ``register_scorer``)
+- ``run_config``: ``RunConfig``, what defines a run (the embedding and the class split)
 - ``scorers``: ``FeatureScorer`` (KNN), ``PredProbScorer``, the neighbour index settings
 - ``thresholds``: percentile thresholds, flags, rankings, ``ood_metrics``
 - ``explain``: neighbours, 2-D maps, comparing scores, per-class thresholds
@@ -37,12 +38,13 @@ _FRONT_DOOR: dict[str, list[str]] = {
     "._sharded_embed": ["embed_shards", "ShardedEmbedding"],
     "._compare_models": ["compare_models", "ModelComparison", "DEFAULT_COMPARE_MODELS"],
     ".analysis": ["Analysis", "ScoreConfig", "ThresholdView"],
+    ".run_config": ["RunConfig"],
     ".sources": ["open_source", "list_sources"],
 }
 
 # The public sub-modules.
-_SUBMODULES = ("analysis", "cache", "embedder", "explain", "pred_probs", "review", "scorers", "shards", "sources",
-              "thresholds", "uploads", "weights")
+_SUBMODULES = ("analysis", "cache", "embedder", "explain", "pred_probs", "review", "run_config", "scorers", "shards",
+               "sources", "thresholds", "uploads", "weights")
 
 # Names also importable from ``ood_core``, by the public sub-module that is their home.
 _ELSEWHERE: dict[str, list[str]] = {

@@ -4,7 +4,7 @@ each on first use. tests/test_public_api.py checks that the two list the same na
 # Public sub-modules.
 from . import (
     analysis as analysis, cache as cache, embedder as embedder, explain as explain, pred_probs as pred_probs,
-    review as review, scorers as scorers, shards as shards, sources as sources, thresholds as thresholds,
+    review as review, run_config as run_config, scorers as scorers, shards as shards, sources as sources, thresholds as thresholds,
     uploads as uploads, weights as weights,
 )
 
@@ -16,6 +16,7 @@ from ._compare_models import (
     DEFAULT_COMPARE_MODELS as DEFAULT_COMPARE_MODELS,
 )
 from .analysis import Analysis as Analysis, ScoreConfig as ScoreConfig, ThresholdView as ThresholdView
+from .run_config import RunConfig as RunConfig
 from .sources import open_source as open_source, list_sources as list_sources
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "embed_shards", "ShardedEmbedding",
     "compare_models", "ModelComparison", "DEFAULT_COMPARE_MODELS",
     "Analysis", "ScoreConfig", "ThresholdView",
+    "RunConfig",
     "open_source", "list_sources",
 ]
 

@@ -7,7 +7,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Unpack
 
 import numpy as np
 
@@ -15,10 +15,9 @@ from ._progress import Progress, stage
 from ._files import atomic_write, open_npz
 from .analysis import Analysis, ClassifierInfo, ScoreConfig, digest, fit_feature, fit_prediction
 from .pred_probs import out_of_sample_pred_probs
-from .settings import DEFAULT_BACKEND, DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_FIT_FRACTION, DEFAULT_SEED, DEFAULT_WEIGHTS
+from .run_config import EMBEDDING_FIELDS, EmbeddingKeywords, RunConfig, RunKeywords
 from .sources import ArraySet, ImageSet, in_out_split, open_source
 from .sources.split import class_indices
-from .weights import DEFAULT_MODEL
 
 logger = logging.getLogger(__name__)
 
@@ -37,29 +36,27 @@ class Embedding:
 def embed(
     source: str | os.PathLike | ImageSet,
     *,
-    model: str = DEFAULT_MODEL,
-    weights: str | os.PathLike = DEFAULT_WEIGHTS,
-    image_size: int | None = None,
-    device: str = DEFAULT_DEVICE,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    settings: RunConfig | None = None,
     cache_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
     name: str | None = None,
-    backend: str = DEFAULT_BACKEND,
+    **overrides: Unpack[EmbeddingKeywords],
 ) -> Embedding:
-    """Embed the images of ``source`` (as :func:`analyze` takes it) through the disk cache;
-    ``backend``: the inference backend (see :class:`~ood_core.embedder.Embedder`)."""
+    """Embed the images of ``source`` (as :func:`analyze` takes it) through the disk cache, with the
+    embedding fields of ``settings`` (a :class:`~ood_core.run_config.RunConfig`; its defaults when
+    None), each replaceable by a keyword: ``model``, ``weights``, ``image_size``, ``device``,
+    ``batch_size``, ``backend`` (see :class:`~ood_core.embedder.Embedder`)."""
     from .cache import cached_embed
     from .embedder import Embedder, drop_failed
 
+    settings = RunConfig.resolve(settings, "embed", EMBEDDING_FIELDS, **overrides)
     images = _open(source, name)
     if not isinstance(images, ImageSet):
         raise ValueError(f"{images.description} already holds features; embedding needs images")
     if len(images) < 2:
         raise ValueError(f"the source has {len(images)} readable image(s) ({len(images.skipped)} skipped"
                          f"{_first_reasons(images.skipped)}); at least 2 are needed")
-    embedder = Embedder(model=model, weights=weights, image_size=image_size, device=device, batch_size=batch_size,
-                        backend=backend)
+    embedder = Embedder(**settings.embedding())
     features, hit = cached_embed(embedder, images, cache_dir=cache_dir, progress=stage(progress, "embed"))
     kept, features = drop_failed(images, features, embedder.failures_)
     if len(kept) < 2:
@@ -72,47 +69,40 @@ def embed(
 def analyze(
     source: str | os.PathLike | ImageSet | ArraySet,
     *,
-    model: str = DEFAULT_MODEL,
-    weights: str | os.PathLike = DEFAULT_WEIGHTS,
-    image_size: int | None = None,
-    device: str = DEFAULT_DEVICE,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    settings: RunConfig | None = None,
     scores: ScoreConfig = ScoreConfig(),
-    in_classes: Sequence[str | int] | None = None,
-    fit_fraction: float = DEFAULT_FIT_FRACTION,
-    seed: int = DEFAULT_SEED,
     cache_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
     name: str | None = None,
-    backend: str = DEFAULT_BACKEND,
+    **overrides: Unpack[RunKeywords],
 ) -> Analysis:
     """Score ``source``: embed its images (through the disk cache) or take its precomputed
-    features, fit both scorers on the fit split and score the query split.
+    features, fit every scorer on the fit split and score the query split.
 
     ``source``: a built-in name (``"digits"``, ``"cifar10-demo"``), a folder or zip of images, a
-    ``.npz``/``.npy`` of features, or an :class:`ImageSet` / :class:`ArraySet`. ``model``,
-    ``weights``, ``image_size`` (None: the model's default for the images' size), ``device`` and
-    ``batch_size`` set the embedding (ignored for precomputed features); ``scores`` the scorers.
-    ``in_classes``: the classes that are in distribution: the fit set is a seeded ``fit_fraction`` of
-    their items (of the train split, when the source has one) and everything else is scored, with
-    the other classes as known out-of-distribution truth (see :func:`in_out_split`); None keeps the
-    source's own split. ``progress(stage, done, total)`` hears of each stage ("embed",
-    "classifier", "neighbours"). ``name``: how to call a path source in descriptions (e.g. an
-    upload's own file name). ``backend``: the embedder's inference backend ("auto", "torch", "onnx",
-    "openvino"; see :class:`~ood_core.embedder.Embedder`).
+    ``.npz``/``.npy`` of features, or an :class:`ImageSet` / :class:`ArraySet`. ``settings``: a
+    :class:`~ood_core.run_config.RunConfig` (its defaults when None), each field replaceable by a
+    keyword of its name: the embedding (``model``, ``weights``, ``image_size`` (None: the model's
+    default for the images' size), ``device``, ``batch_size``, ``backend``; ignored for precomputed
+    features) and the split: ``in_classes``, the classes that are in distribution: the fit set is a
+    seeded ``fit_fraction`` of their items (of the train split, when the source has one, drawn with
+    ``seed``) and everything else is scored, with the other classes as known out-of-distribution
+    truth (see :func:`in_out_split`); None keeps the source's own split. ``scores``: the scorers'
+    settings. ``progress(stage, done, total)`` hears of each stage ("embed", "classifier",
+    "neighbours"). ``name``: how to call a path source in descriptions (e.g. an upload's own file name).
     """
+    settings = RunConfig.resolve(settings, "analyze", **overrides)
     source = _open(source, name)
-    class_split = None
-    if in_classes is not None:
-        names = [source.class_names[i] for i in class_indices(source, in_classes)]
-        source = in_out_split(source, in_classes, fit_fraction=fit_fraction, seed=seed)
-        class_split = {"in_classes": names, "fit_fraction": float(fit_fraction), "seed": int(seed)}
+    class_split, drawn = None, settings.class_split()
+    if drawn is not None:
+        names = [source.class_names[i] for i in class_indices(source, settings.in_classes)]
+        source = in_out_split(source, **drawn)
+        class_split = {"in_classes": names, "fit_fraction": float(settings.fit_fraction), "seed": int(settings.seed)}
     if isinstance(source, ArraySet):
         features, items, hit, pred_probs = source.features, None, False, source.pred_probs
         embed_config: dict[str, Any] = {"precomputed": source.description}
     else:
-        embedded = embed(source, model=model, weights=weights, image_size=image_size, device=device,
-                         batch_size=batch_size, cache_dir=cache_dir, progress=progress, backend=backend)
+        embedded = embed(source, settings=settings, cache_dir=cache_dir, progress=progress)
         source = items = embedded.images
         features, hit, pred_probs, embed_config = embedded.features, embedded.cache_hit, None, embedded.config
 

@@ -9,21 +9,21 @@ Models page both read it.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Any, Sequence
+from typing import Any, Sequence, Unpack
 
 import numpy as np
 
 from ._progress import Progress
-from .analysis import Analysis
+from .analysis import Analysis, ScoreConfig
+from .run_config import RunConfig, RunKeywords
 from .sources import ArraySet, ImageSet
 
 DEFAULT_COMPARE_MODELS = ("lite0", "lite2", "pixels")
-# The settings of ood_core.analyze that compare_models passes on to it.
-SETTINGS = frozenset({"weights", "image_size", "device", "batch_size", "scores", "cache_dir"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,20 +118,21 @@ def compare_models(
     source: str | os.PathLike | ImageSet,
     models: Sequence[str] = DEFAULT_COMPARE_MODELS,
     *,
-    in_classes: Sequence[str | int] | None = None,
-    fit_fraction: float = 0.5,
-    seed: int = 0,
+    settings: RunConfig | None = None,
     percentile: float = 5.0,
     progress: Progress | None = None,
     name: str | None = None,
-    **settings: Any,
+    scores: ScoreConfig = ScoreConfig(),
+    cache_dir: str | os.PathLike | None = None,
+    **overrides: Unpack[RunKeywords],
 ) -> ModelComparison:
     """Analyze ``source`` once per model (embeddings through the disk cache) and compare them.
 
-    ``source``, ``in_classes``, ``fit_fraction``, ``seed`` and ``name`` are as for
-    :func:`ood_core.analyze`, and so are ``settings`` (``weights``, ``image_size``, ``device``,
-    ``batch_size``, ``scores``, ``cache_dir``); ``weights`` and ``image_size`` apply to the networks
-    (pixel models keep their own size and take no weights). ``progress(stage, done, total)`` hears
+    ``source``, ``settings`` (with its fields as keywords: ``in_classes``, ``fit_fraction``, ``seed``,
+    ``weights``, ``image_size``, ``device``, ``batch_size``, ``backend``), ``scores``, ``cache_dir``
+    and ``name`` are as for :func:`ood_core.analyze`, except the model, which ``models`` names;
+    ``weights`` and ``image_size`` apply to the networks (pixel models keep their own size and take no
+    weights). ``progress(stage, done, total)`` hears
     ``"<model>: <stage>"`` for each model's stages.
     """
     from ._analyze import _open, analyze
@@ -139,9 +140,8 @@ def compare_models(
     from ._validation import check_number
     from .sources import in_out_split
 
-    unknown = sorted(set(settings) - SETTINGS)
-    if unknown:
-        raise TypeError(f"compare_models got unexpected settings {unknown}; it takes {sorted(SETTINGS)}")
+    fields = [f.name for f in dataclasses.fields(RunConfig) if f.name != "model"]
+    settings = RunConfig.resolve(settings, "compare_models", fields, **overrides)
     names = _check_models(models)
     p = check_number(percentile, "percentile")
     if not 0 <= p <= 100:
@@ -149,14 +149,18 @@ def compare_models(
     opened = _open(source, name)
     if isinstance(opened, ArraySet):
         raise ValueError(f"{opened.description} holds precomputed features: there is no model to compare")
-    if in_classes is not None:  # drawn once, so every model sees the same fit and query items
-        opened = in_out_split(opened, in_classes, fit_fraction=fit_fraction, seed=seed)
+    drawn = settings.class_split()
+    if drawn is not None:  # drawn once, so every model sees the same fit and query items
+        opened = in_out_split(opened, **drawn)
+    settings = dataclasses.replace(settings, in_classes=None)
     analyses, seconds = {}, {}
     for model in names:
         start = time.perf_counter()
         relay = None if progress is None else (lambda st, d, t, m=model: progress(f"{m}: {st}", d, t))
-        own = dict(settings, image_size=None) if canonical_model(model) in PIXEL_MODELS else settings
-        analyses[model] = analyze(opened, model=model, progress=relay, **own)
+        own = dataclasses.replace(settings, model=model)
+        if canonical_model(model) in PIXEL_MODELS:
+            own = dataclasses.replace(own, image_size=None)
+        analyses[model] = analyze(opened, settings=own, scores=scores, cache_dir=cache_dir, progress=relay)
         seconds[model] = time.perf_counter() - start
     first = analyses[names[0]]
     return ModelComparison(source=first.source, models=names, analyses=analyses, seconds=seconds, percentile=p)

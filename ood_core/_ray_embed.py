@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ._embed_config import EmbedConfig
+from . import settings
 from ._shard_work import embed_shard, make_embedder
 from .sources import ImageSet
 
@@ -39,12 +40,12 @@ def import_ray():
 
 @contextlib.contextmanager
 def ray_session(address: str | None, workers: int):
-    """Ray connected to ``address`` (else ``$RAY_ADDRESS``; else a local instance with this machine's
+    """Ray connected to ``address`` (else the ``ray_address`` setting, ``$RAY_ADDRESS``; else a local instance with this machine's
     CPUs, at least ``workers``), shut down afterwards when this call started it. An already initialised Ray is used as
     it is. Ray's own chatter (info logs, deprecation notices of its settings) is kept out of the
     caller's output; its errors still raise."""
     ray = import_ray()
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = address or settings.value("ray_address") or None
     started = not ray.is_initialized()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ray(\.|$)")

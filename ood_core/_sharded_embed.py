@@ -18,17 +18,16 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Unpack
 
 import numpy as np
 
 from ._embed_config import EmbedConfig
 from ._progress import Progress, StepProgress, stage
 from ._shard_work import embed_shard, make_embedder
+from .run_config import EMBEDDING_FIELDS, RunConfig, EmbeddingKeywords
 from .shards import DEFAULT_SHARD_ROWS, FeatureShards, ShardWriter
 from .sources import ImageSet, open_source
-from .settings import DEFAULT_BACKEND
-from .weights import DEFAULT_MODEL
 
 ENGINES = ("local", "ray")
 
@@ -54,14 +53,10 @@ def embed_shards(
     workers: int = 2,
     ray_address: str | None = None,
     shard_rows: int = DEFAULT_SHARD_ROWS,
-    model: str = DEFAULT_MODEL,
-    weights: str | os.PathLike = "bundled",
-    image_size: int | None = None,
-    device: str = "auto",
-    batch_size: int = 64,
+    settings: RunConfig | None = None,
     progress: Progress | None = None,
     name: str | None = None,
-    backend: str = DEFAULT_BACKEND,
+    **overrides: Unpack[EmbeddingKeywords],
 ) -> ShardedEmbedding:
     """Embed the images of ``source`` into the shard folder ``out`` (resuming it when a run with the
     same images and settings was interrupted there).
@@ -72,9 +67,12 @@ def embed_shards(
     down). Every Ray worker must be able to read the images at the paths this process sees; the
     features come back to this process, which writes the shards, so the workers need no access to
     ``out``. ``shard_rows``: images per shard (the unit of work and of resuming). The embedding
-    settings are those of :func:`ood_core.embed`. ``progress(stage, done, total)`` hears of the
+    settings (``settings`` and the keywords replacing its fields) are those of :func:`ood_core.embed`.
+    ``progress(stage, done, total)`` hears of the
     "embed" stage in images.
     """
+    settings = RunConfig.resolve(settings, "embed_shards", EMBEDDING_FIELDS, **overrides)
+    weights, device, batch_size = settings.weights, settings.device, settings.batch_size
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}; got {engine!r}")
     for arg, value in (("workers", workers), ("shard_rows", shard_rows)):
@@ -89,10 +87,9 @@ def embed_shards(
     from .cache import cache_key
     from .embedder import Embedder
 
-    config = Embedder(model=model, weights=weights, image_size=image_size, device=device,
-                      batch_size=batch_size, backend=backend).config_for(images)
+    config = Embedder(**settings.embedding()).config_for(images)
     if config.centre:
-        picked = " (what model=auto picks for these images)" if model != config.model else ""
+        picked = " (what model=auto picks for these images)" if settings.model != config.model else ""
         raise ValueError(f"model {config.model!r}{picked} centres the features on the mean of the fit rows, which "
                          "needs every row before the first is written; embed into shards with model 'pixels-raw' "
                          "(or another model), or into a .npz")

@@ -17,22 +17,18 @@ import numpy as np
 from ._export import to_csv
 from ._files import atomic_write, digest, open_npz  # digest: run ids, cache keys of derived views
 from ._index import INDEX_CHOICES
-from ._progress import Progress, stage
+from ._progress import Progress
 from ._validation import check_int
 from .explain.neighbours import explain_neighbours
+from ._scorer_registry import SCORERS, ScorerKind, fit_feature, fit_prediction, register_scorer  # noqa: F401 - re-exported
 from .scorers import PRED_SCORE_METHODS, FeatureScorer, PredProbScorer
 from .settings import DEFAULT_INDEX, DEFAULT_PRED_METHOD, DEFAULT_TEMPERATURE
-from .shards import rows
 from .thresholds import flag, ood_metrics, percentile_of, percentile_threshold
 
 PROJECTION_FORMAT = "ood-explorer-projection-v1"  # bump when project_2d's output changes for equal input
-# The scorers, by name, with the title the CLI and the dashboard show.
-SCORERS = {"feature": "Feature score (KNN)", "prediction": "Prediction score (pred_probs)"}
-
-
-# Why an analysis has no prediction score (the CLI's report and the dashboard say it alike).
-NO_PREDICTION_REASON = ("the prediction score needs class labels (at least 2 classes, 2 items each) on the train "
-                        "(fit) items, or precomputed pred_probs")
+# The scorers, by name: SCORERS (a registry of ScorerKind: title, settings, how each is fitted) lives in
+# _scorer_registry.py and is re-exported here. Why an analysis has no prediction score (kept for callers):
+NO_PREDICTION_REASON = SCORERS["prediction"].missing
 
 @dataclass(frozen=True)
 class ScoreConfig:
@@ -51,8 +47,8 @@ class ScoreConfig:
             raise ValueError(f"index must be one of {INDEX_CHOICES}; got {self.index!r}")
 
     def of(self, scorer: str) -> tuple:
-        """The settings that ``scorer`` depends on."""
-        return (self.k, self.t, self.index) if scorer == "feature" else (self.method, self.adjust)
+        """The settings that ``scorer`` depends on (its :class:`ScorerKind`'s ``settings``)."""
+        return tuple(getattr(self, name) for name in SCORERS[scorer].settings)
 
 
 @dataclass(frozen=True)
@@ -142,7 +138,7 @@ class Analysis:
     @property
     def scorers(self) -> tuple[str, ...]:
         """Names of the scorers this analysis has scores for."""
-        return tuple(SCORERS) if self.fit_pred_scores is not None else ("feature",)
+        return tuple(name for name, kind in SCORERS.items() if getattr(self, kind.fit_field, None) is not None)
 
     def scores(self, scorer: str) -> tuple[np.ndarray, np.ndarray]:
         """``(fit_scores, query_scores)`` of ``"feature"`` or ``"prediction"``, or of an issue type
@@ -153,13 +149,10 @@ class Analysis:
                 s = self.issue_scores(scorer).scores
                 return s[np.asarray(self.fit_index, dtype=np.int64)], s[np.asarray(self.query_index, dtype=np.int64)]
             raise ValueError(f"scorer must be one of {tuple(SCORERS)}; got {scorer!r}")
+        kind = SCORERS[scorer]
         if scorer not in self.scorers:
-            raise ValueError(
-                "this analysis has no prediction scores: the fit set needs class labels (or pred_probs)"
-            )
-        if scorer == "feature":
-            return self.fit_feature_scores, self.query_feature_scores
-        return self.fit_pred_scores, self.query_pred_scores
+            raise ValueError(f"this analysis has no {scorer} scores: {kind.missing}")
+        return getattr(self, kind.fit_field), getattr(self, kind.query_field)
 
     def scores_id(self, scorer: str) -> str:
         """Names the scores of ``scorer``: changes when the run or that scorer's settings change."""
@@ -192,25 +185,15 @@ class Analysis:
 
     def caveats(self, scorer: str) -> list[str]:
         """What a user should know before trusting ``scorer``'s threshold on this data (may be empty)."""
-        notes = []
-        if scorer == "feature" and self.feature_scorer.index_["kind"] == "approximate":
-            notes.append(
-                f"The neighbour search was approximate ({self.feature_scorer.index_['details']}): a few of an "
-                "item's k nearest fit items may be missed, which lowers its score slightly. Choose the exact "
-                "search (index 'exact') for exact scores; it is slow above about 100,000 fit items.")
-        if scorer == "prediction" and self.fit_pred_probs is not None and self.fit_pred_probs.shape[1] == 2:
-            notes.append(
-                "With only 2 classes the prediction score says how unsure a 2-way classifier is between them: "
-                "an image of neither class is often classified with confidence and scores as typical. Use the "
-                "feature score (KNN) to find out-of-distribution images; the prediction score finds the images "
-                "between the two classes.")
+        kind = SCORERS[scorer]
+        notes = list(kind.caveats(self))
         fit_scores = self.scores(scorer)[0]
         low, high = np.percentile(fit_scores, [5, 95])
         if high - low < 1e-3:
             notes.append(
                 f"The fit scores hardly vary (90% of them lie between {low:.3g} and {high:.3g}), so a percentile "
                 "threshold cannot separate typical from atypical items here"
-                + ("; use the feature score (KNN) instead." if scorer == "prediction" else "."))
+                + kind.flat_advice)
         return notes
 
     def projection(self, method: str = "pca", max_points: int | None = 5_000,
@@ -272,11 +255,9 @@ class Analysis:
         """A new Analysis with ``score_config``: only the scorers whose settings changed are refitted;
         features and pred_probs are reused as they are."""
         changes: dict[str, Any] = {"score_config": score_config}
-        if score_config.of("feature") != self.score_config.of("feature"):
-            changes.update(fit_feature(self.features, self.fit_index, self.query_index, score_config, progress))
-        if self.fit_pred_probs is not None and score_config.of("prediction") != self.score_config.of("prediction"):
-            changes.update(fit_prediction(self.fit_pred_probs, self.query_pred_probs, self.pred_classes,
-                                          self.labels[self.fit_index], self.same_set, score_config))
+        for name, kind in SCORERS.items():
+            if score_config.of(name) != self.score_config.of(name):
+                changes.update(kind.refit(self, score_config, progress) or {})
         return dataclasses.replace(self, **changes)
 
     # ------------------------------------------------------------------ a threshold
@@ -327,7 +308,7 @@ class Analysis:
         if not self.same_set:
             sets.append(("query", self.query_index, 1))
         table: list[dict[str, Any]] = []
-        search = self.feature_scorer.search_  # "exact", or the approximate index and its settings
+        columns = {name: SCORERS[name].columns(self) for name in thresholds}  # e.g. the approximate search
         for set_name, index, which in sets:
             for j, pos in enumerate(index):
                 row: dict[str, Any] = {"id": self.ids[pos], "path": self.paths[pos], "set": set_name,
@@ -338,8 +319,7 @@ class Analysis:
                     s = float(scores[name][which][j])
                     row[f"{name}_score"] = s
                     row[f"{name}_flagged"] = s < thr
-                    if name == "feature" and search != "exact":
-                        row["feature_search"] = search
+                    row.update(columns[name])
                 table.append(row)
         return table
 
@@ -349,17 +329,7 @@ class Analysis:
 
     def threshold_card(self, view: ThresholdView) -> dict[str, Any]:
         """A JSON-ready record of a threshold: what was scored, how, and what it flags."""
-        if view.scorer == "feature":
-            scorer_params = {"k": self.feature_scorer.k_, "t": self.score_config.t,
-                             "metric": self.feature_scorer.metric_, "scale": self.feature_scorer.scale_,
-                             "neighbour_search": self.feature_scorer.index_}
-        else:
-            classifier = None if self.classifier is None else {
-                "model": self.classifier.model, "C": self.classifier.C,
-                "C_chosen_by": f"{self.classifier.selected_by} over stratified cross-validation",
-                "pred_probs": "out of sample (held-out folds)"}
-            scorer_params = {"method": self.score_config.method, "adjust": self.score_config.adjust,
-                             "classifier": classifier}
+        scorer_params = SCORERS[view.scorer].card(self)
         card = {
             "run_id": self.run_id,
             "source": self.source,
@@ -382,26 +352,5 @@ class Analysis:
         return card
 
 
-# ---------------------------------------------------------------------- fitting the scorers
-def fit_feature(features: np.ndarray, fit_index: np.ndarray, query_index: np.ndarray, config: ScoreConfig,
-                progress: Progress | None = None) -> dict[str, Any]:
-    """The feature scorer fitted on the fit rows, and the fit and query scores (Analysis fields)."""
-    scorer = FeatureScorer(k=config.k, t=config.t, index=config.index).fit(
-        rows(features, fit_index), progress=stage(progress, "neighbours"))
-    same = len(fit_index) == len(query_index) and bool(np.all(fit_index == query_index))
-    if same:
-        return {"feature_scorer": scorer, "fit_feature_scores": scorer.fit_scores_,
-                "query_feature_scores": scorer.fit_scores_, "query_neighbors": None}
-    # the query rows' neighbours are kept: the duplicate search (ood_core.issues) reuses them
-    dist, idx = scorer.kneighbors(rows(features, query_index))
-    return {"feature_scorer": scorer, "fit_feature_scores": scorer.fit_scores_,
-            "query_feature_scores": scorer._to_scores(dist.astype(np.float64).mean(axis=1)), "query_neighbors": idx}
-
-
-def fit_prediction(fit_pred_probs: np.ndarray, query_pred_probs: np.ndarray, pred_classes: np.ndarray,
-                   fit_labels: np.ndarray, same_set: bool, config: ScoreConfig) -> dict[str, Any]:
-    """The prediction scorer fitted on the fit pred_probs, and the fit and query scores (Analysis fields)."""
-    local = np.searchsorted(pred_classes, fit_labels) if config.adjust else None
-    scorer = PredProbScorer(method=config.method, adjust=config.adjust).fit(fit_pred_probs, local)
-    return {"pred_scorer": scorer, "fit_pred_scores": scorer.fit_scores_,
-            "query_pred_scores": scorer.fit_scores_ if same_set else scorer.score(query_pred_probs)}
+__all__ = ["Analysis", "ScoreConfig", "ThresholdView", "ClassifierInfo", "SCORERS", "ScorerKind", "register_scorer",
+           "NO_PREDICTION_REASON", "PROJECTION_FORMAT", "digest", "fit_feature", "fit_prediction"]

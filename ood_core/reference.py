@@ -24,7 +24,7 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Unpack
 
 import numpy as np
 
@@ -34,8 +34,8 @@ from ._files import atomic_write, file_digest
 from ._progress import Progress, stage
 from ._reference_store import HISTORY_FILES, CheckHistory, HistoryError, HISTORY_FILE
 from .analysis import SCORERS, ScoreConfig
+from .run_config import EMBEDDING_FIELDS, RunConfig, RunKeywords
 from .sources import ArraySet, ImageSet, open_source
-from .weights import DEFAULT_MODEL
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ class BatchResult:
         count, flagged and expected rates, the in-distribution interval, the p-value and the alarm."""
         scorers = {}
         for scorer, test in self.tests.items():
-            entry = {"title": SCORERS[scorer], "threshold": self.thresholds[scorer], **test.as_dict()}
+            entry = {"title": SCORERS[scorer].title, "threshold": self.thresholds[scorer], **test.as_dict()}
             if scorer in self.class_tests:
                 entry["per_class"] = {name: t.as_dict() for name, t in self.class_tests[scorer].items()}
             scorers[scorer] = entry
@@ -345,17 +345,13 @@ class Reference:
         cls,
         source: str | os.PathLike | ImageSet | ArraySet,
         *,
-        in_classes: Sequence[str | int] | None = None,
+        settings: RunConfig | None = None,
         percentile: float = 5.0,
-        model: str = DEFAULT_MODEL,
-        weights: str | os.PathLike = "bundled",
-        image_size: int | None = None,
-        device: str = "auto",
-        batch_size: int = 64,
         scores: ScoreConfig = ScoreConfig(),
         cache_dir: str | os.PathLike | None = None,
         progress: Progress | None = None,
         name: str | None = None,
+        **overrides: Unpack[RunKeywords],
     ) -> "Reference":
         """Fit a reference on the in-distribution images of ``source``.
 
@@ -363,7 +359,8 @@ class Reference:
         ``.npz``/``.npy`` of features, an :class:`ImageSet` / :class:`ArraySet`), or only its
         ``"train"`` items when it has a train/test split; ``in_classes`` (names or indices) keeps
         only those classes' items. They are embedded (``model``, ``weights``, ``image_size``,
-        ``device``, ``batch_size`` as for :func:`ood_core.analyze`), the feature scorer (KNN, exact
+        ``device``, ``batch_size``: ``settings``, a :class:`~ood_core.run_config.RunConfig`, and the
+        keywords replacing its fields, as for :func:`ood_core.analyze`), the feature scorer (KNN, exact
         search) is fitted on them, a logistic regression is cross-validated on them for out-of-sample
         pred_probs (when they carry at least 2 classes with 2 items each) and the prediction scorer
         fitted on those; each threshold is frozen at ``percentile`` of its fit scores.
@@ -375,6 +372,9 @@ class Reference:
         from .sources.split import _subset, class_indices
         from .thresholds import percentile_threshold
 
+        run = RunConfig.resolve(settings, "Reference.fit", ("in_classes", *EMBEDDING_FIELDS), **overrides)
+        in_classes, model, weights, image_size, device, batch_size = (
+            run.in_classes, run.model, run.weights, run.image_size, run.device, run.batch_size)
         p = float(percentile) if isinstance(percentile, (int, float)) and not isinstance(percentile, bool) else math.nan
         if not 0 < p < 100:
             raise ValueError(f"percentile must be a number strictly between 0 and 100; got {percentile!r}")

@@ -108,7 +108,7 @@ def item_view(analysis: ood_core.Analysis, position: int) -> None:
         for scorer in analysis.scorers:
             score = float(analysis.item_scores(scorer)[position])
             reached = ood_core.percentile_of(analysis.scores(scorer)[0], score)
-            facts[ood_core.SCORERS[scorer]] = f"{score:.4f} (higher than {reached:.1f}% of train)"
+            facts[ood_core.SCORERS[scorer].title] = f"{score:.4f} (higher than {reached:.1f}% of train)"
         facts["review"] = (f"{current.verdict}" + (f": {current.note}" if current.note else "")
                            + f" ({current.updated_at:%Y-%m-%d %H:%M} UTC)") if current else "not reviewed"
         st.table({"": list(facts), "value": list(facts.values())}, border="horizontal", hide_index=True,

@@ -1,7 +1,8 @@
 """The runs this server process keeps: each computed once, in the background, shared by sessions.
 
-A run is identified by :class:`RunSettings` (the source and the embedding settings; scorer settings
-are applied afterwards with ``Analysis.rescore``). :class:`RunStore` hands out one
+A run is identified by :class:`RunSettings`: the source and an :class:`ood_core.RunConfig` (its
+embedding and class split, the same description the CLI and ``ood_core.analyze`` use); scorer
+settings are applied afterwards with ``Analysis.rescore``. :class:`RunStore` hands out one
 :class:`RunJob` per settings: a ``concurrent.futures.Future`` of the :class:`ood_core.Analysis`
 plus the progress it reports, so a page rerun or a second session never interrupts or repeats it.
 """
@@ -12,7 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import streamlit as st
@@ -29,16 +30,14 @@ STAGE_LABELS = {"embed": "Embedding images", "classifier": "Cross-validating the
 
 @dataclass(frozen=True)
 class RunSettings:
-    """What identifies a run: the source and the embedding settings."""
+    """What identifies a run: the source, how the Data page names it, and the run's settings."""
 
     source: str = DEFAULT_SOURCE  # a built-in name or a path
-    model: str = ood_core.DEFAULT_MODEL
-    weights: str = "bundled"
-    image_size: int | None = None  # None: the model's default for the images' size
     label: str = "Built-in digits"  # the kind of source, as the Data page names it
     name: str | None = None  # an upload's own file name, shown instead of its stored (content-hash) name
-    in_classes: tuple[str, ...] | None = None  # in-distribution classes (None: the source's own split)
-    fit_fraction: float = 0.5  # share of the in-class items to fit on, with in_classes
+    # the embedding (model, weights, input size, backend, ...) and the class split; made when a RunSettings
+    # is, so its defaults are ood_core's
+    config: ood_core.RunConfig = field(default_factory=ood_core.RunConfig)
 
 
 Compute = Callable[[RunSettings, Callable[[str, int, int], None]], "ood_core.Analysis"]
@@ -46,9 +45,7 @@ Compute = Callable[[RunSettings, Callable[[str, int, int], None]], "ood_core.Ana
 
 def compute_run(settings: RunSettings, progress=None) -> ood_core.Analysis:
     """The analysis of ``settings`` (embeddings from the disk cache when present)."""
-    return ood_core.analyze(settings.source, model=settings.model, weights=settings.weights,
-                            image_size=settings.image_size, in_classes=settings.in_classes,
-                            fit_fraction=settings.fit_fraction, progress=progress, name=settings.name)
+    return ood_core.analyze(settings.source, settings=settings.config, progress=progress, name=settings.name)
 
 
 class RunJob:

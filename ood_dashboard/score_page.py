@@ -313,7 +313,7 @@ def export(analysis: ood_core.Analysis, scorer: str, view) -> None:
 
 def render(scorer: str, intro: str) -> None:
     """A score page, top to bottom."""
-    st.title(ood_core.SCORERS[scorer])
+    st.title(ood_core.SCORERS[scorer].title)
     st.write(intro)
     analysis = require_analysis()
     if scorer not in analysis.scorers:

@@ -9,6 +9,7 @@ outlive a page switch. The keys are named in :mod:`ood_dashboard.state`, with th
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -120,8 +121,10 @@ def settings_from_url() -> RunSettings | None:
         if path.parent.resolve() != Path(ood_core.default_cache_dir(), "uploads").resolve():
             source = str(check_folder(source))  # raises when the folder is not allowed here
     in_classes = tuple(c for c in params.get("in", "").split(",") if c) or None
-    return RunSettings(source=source, model=params.get("model") or ood_core.DEFAULT_MODEL, label="Shared link",
-                       in_classes=in_classes)
+    config = ood_core.RunConfig(in_classes=in_classes)
+    if params.get("model"):
+        config = dataclasses.replace(config, model=params.get("model"))
+    return RunSettings(source=source, label="Shared link", config=config)
 
 
 def share_in_url(scorer: str) -> None:
@@ -131,10 +134,10 @@ def share_in_url(scorer: str) -> None:
     if settings is None or percentile is None:
         return
     values = {"source": settings.source, "p": f"{percentile:g}"}
-    if settings.in_classes:
-        values["in"] = ",".join(settings.in_classes)
-    if settings.model != ood_core.DEFAULT_MODEL:
-        values["model"] = settings.model
+    if settings.config.in_classes:
+        values["in"] = ",".join(map(str, settings.config.in_classes))
+    if settings.config.model != ood_core.RunConfig().model:
+        values["model"] = settings.config.model
     if {k: st.query_params.get(k) for k in values} != values:
         st.query_params.update(values)
     st.session_state[URL_PERCENTILE] = values["p"]

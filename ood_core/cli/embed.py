@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import BUILTIN_HELP, _Bars, add_embed_args, embed_options, positive_int
+from ._common import BUILTIN_HELP, _Bars, add_embed_args, positive_int, run_config
 
 # Suffixes of files that are never a shard folder (a likely slip for --out).
 _NOT_A_FOLDER = (".npy", ".csv", ".json", ".zip", ".txt")
@@ -45,8 +45,8 @@ def add_parsers(sub) -> None:
                    help="Ray actors (default: 2), one GPU each when there are GPUs, else an equal share of "
                         "the CPUs")
     g.add_argument("--ray-address", default=None,
-                   help="an existing Ray cluster, e.g. ray://head:10001 (default: $RAY_ADDRESS, else a local "
-                        "instance); every worker must read the images at the same path")
+                   help="an existing Ray cluster, e.g. ray://head:10001 (default: the ray_address setting, "
+                        "$RAY_ADDRESS, else a local instance); every worker must read the images at the same path")
     g.add_argument("--shard-rows", type=positive_int, default=None,
                    help=f"images per shard (default: {DEFAULT_SHARD_ROWS:,})")
     add_embed_args(p)
@@ -75,10 +75,10 @@ def run_embed_shards(args) -> int:
     from ..shards import DEFAULT_SHARD_ROWS
 
     bars = _Bars(not args.quiet)
-    options = {k: v for k, v in embed_options(args).items() if k != "cache_dir"}  # the folder is its own cache
+    # the folder is its own cache
     result = embed_shards(args.source, args.out, engine=args.engine, workers=args.workers or 2,
                           ray_address=args.ray_address, shard_rows=args.shard_rows or DEFAULT_SHARD_ROWS,
-                          progress=bars, **options)
+                          settings=run_config(args), progress=bars)
     bars.close()
     images, features = result.images, result.features
     reused = result.shards - result.written
@@ -99,7 +99,7 @@ def run_embed(args) -> int:
     if args.out.suffix.lower() != ".npz":
         return run_embed_shards(args)
     bars = _Bars(not args.quiet)
-    result = embed(args.source, progress=bars, **embed_options(args))
+    result = embed(args.source, settings=run_config(args), cache_dir=args.cache_dir, progress=bars)
     bars.close()
     images, features = result.images, result.features
     # ids are the images' relative paths inside the folder or zip

@@ -13,9 +13,8 @@ from pathlib import Path
 
 from .._review_store import VERDICTS
 from .. import settings
-from ._common import BUILTIN_HELP, _Bars, add_run_args, class_split, embed_options, output, score_config
-
-_SCORER_NAMES = ("feature", "prediction")
+from ..analysis import SCORERS
+from ._common import BUILTIN_HELP, _Bars, add_run_args, analysis_settings, class_split, output, score_config
 
 
 def add_parsers(sub) -> None:
@@ -50,7 +49,7 @@ def _add_copy_args(p: argparse.ArgumentParser) -> None:
                         "there stops the copy before anything is written)")
     g = p.add_argument_group("which items (--flagged, --verdict or both: items that are both)")
     g.add_argument("--flagged", action="store_true", help="items flagged below --percentile of the fit scores")
-    g.add_argument("--scorer", choices=_SCORER_NAMES, default="feature",
+    g.add_argument("--scorer", choices=tuple(SCORERS), default="feature",
                    help="the score that flags them (default: feature)")
     g.add_argument("--set", choices=("query", "fit"), default="query",
                    help="flagged items of the query (scored) set or of the fit set (default: query)")
@@ -136,7 +135,8 @@ def _analysis(source, args, split: dict):
     from .. import analyze
 
     bars = _Bars(not args.quiet)
-    analysis = analyze(source, scores=score_config(args), progress=bars, **split, **embed_options(args))
+    analysis = analyze(source, settings=analysis_settings(args, split), scores=score_config(args), progress=bars,
+                       cache_dir=args.cache_dir)
     bars.close()
     return analysis
 
@@ -150,7 +150,7 @@ def _precision_text(estimate) -> str:
 
 def export_review(args) -> int:
     """``export-review``: the marks of a source's data with its scores, as CSV."""
-    from .. import SCORERS, open_source
+    from .. import open_source
     from .._files import atomic_write
     from ..review import review_csv, review_summary
 
@@ -165,7 +165,7 @@ def export_review(args) -> int:
           + ", ".join(f"{n} {verdict}" for verdict, n in counts.items()))
     for name, threshold in thresholds.items():
         summary = review_summary(analysis, marks, name, threshold)
-        print(f"{SCORERS[name]} at the {args.percentile:g}th percentile: {summary.reviewed} of {summary.flagged} "
+        print(f"{SCORERS[name].title} at the {args.percentile:g}th percentile: {summary.reviewed} of {summary.flagged} "
               f"flagged query item(s) reviewed; {_precision_text(summary.precision)}")
     unscored = len(set(marks) - set(analysis.ids))
     if unscored:

@@ -9,6 +9,7 @@ from ood_dashboard.session import current_analysis, current_settings, persistent
 from ood_dashboard.state import page_key
 from ood_dashboard.uploads import allowed_roots, check_folder, config_file, upload_source
 
+SCORERS = ood_core.analysis.SCORERS  # every kind of score, and why an analysis may lack one
 DIGITS, CIFAR, FOLDER, ZIP, ARRAYS = ("Built-in digits", "CIFAR-10 demo split", "Image folder on this machine",
                                       "Upload a zip of images", "Upload precomputed features")
 SOURCES = [DIGITS, CIFAR, FOLDER, ZIP, ARRAYS]
@@ -29,10 +30,11 @@ st.write("Pick a dataset and an embedding model, then press **Run**. The train (
 
 # Widgets start from what the loaded run used, and keep what the user typed across page switches.
 loaded = current_settings() or RunSettings()
+kept = loaded.config  # the embedding and the split, with ood_core's defaults (ood_core.RunConfig)
 keep = {name: persistent(page_key("data", name), value) for name, value in {
-    "source_choice": loaded.label if loaded.label in SOURCES else DIGITS, "model": loaded.model,
-    "weights": loaded.weights, "image_size": loaded.image_size or 0, "folder_path": "",
-    "fit_fraction": loaded.fit_fraction}.items()}
+    "source_choice": loaded.label if loaded.label in SOURCES else DIGITS, "model": kept.model,
+    "weights": str(kept.weights), "image_size": kept.image_size or 0, "backend": kept.backend, "folder_path": "",
+    "fit_fraction": kept.fit_fraction}.items()}
 builtin = ood_core.list_sources()
 
 spec, problem, upload_name, in_classes = None, None, None, None
@@ -138,17 +140,25 @@ with right, st.container(border=True):
                                  "path of a local weights file.")
     size = st.number_input("Input size in pixels (0 = automatic)", min_value=0, max_value=1024, step=16,
                            key=page_key("data", "image_size"), on_change=keep["image_size"],
-                           help="Automatic: small images (digits, CIFAR) are embedded at 128 px, others at the "
-                                "model's own size.")
+                           help="Automatic: with model `auto` the tiny grayscale digits are embedded as their "
+                                "pixels (no network); small colour images such as CIFAR-10 are upscaled to the size "
+                                "measured best for the network (160 px for the default tf_efficientnet_lite2); "
+                                "larger images are embedded at the model's own input size.")
+    backend = st.selectbox("Inference backend", ood_core.run_config.BACKENDS, key=page_key("data", "backend"),
+                           on_change=keep["backend"],
+                           help="How the network runs on the CPU. `auto`: the fastest installed backend (ONNX "
+                                "Runtime, OpenVINO) whose features agree with torch's, else torch; on a GPU, "
+                                "torch. The backend used is listed with the embedding settings below.")
 
 if problem:
     st.error(problem)
 run = st.button("Run", type="primary", icon=":material/play_arrow:", disabled=spec is None or problem is not None,
                 key=page_key("data", "run"))
 if run:
-    settings = RunSettings(source=spec, model=model.strip(), weights=weights.strip(), image_size=int(size) or None,
-                           label=choice, name=upload_name, in_classes=tuple(in_classes) if in_classes else None,
-                           fit_fraction=float(st.session_state[page_key("data", "fit_fraction")]))
+    config = ood_core.RunConfig(model=model.strip(), weights=weights.strip(), image_size=int(size) or None,
+                                backend=backend, in_classes=tuple(in_classes) if in_classes else None,
+                                fit_fraction=float(st.session_state[page_key("data", "fit_fraction")]))
+    settings = RunSettings(source=spec, label=choice, name=upload_name, config=config)
     try:
         run_and_select(settings)
     except Exception as exc:  # every failure reaches the user as a message, never a traceback
@@ -171,14 +181,14 @@ cols = st.columns(5)
 cols[0].metric("Train (fit) items", f"{len(analysis.fit_index):,}")
 cols[1].metric("Test (query) items", "same items" if analysis.same_set else f"{len(analysis.query_index):,}")
 cols[2].metric("Feature dimension", f"{analysis.features.shape[1]:,}")
-cols[3].metric("Scores", "both" if len(analysis.scorers) == 2 else "feature only",
+cols[3].metric("Scores", ("both" if len(SCORERS) == 2 else "all") if len(analysis.scorers) == len(SCORERS) else " + ".join(analysis.scorers) + " only",
                help="Feature score (KNN on the embeddings) and prediction score (pred_probs of a classifier).")
 cols[4].metric("Out-of-distribution truth", "known" if analysis.is_ood is not None else "unknown")
 if analysis.same_set:
     st.caption("No train/test split: each item is scored against all the others.")
-if "prediction" not in analysis.scorers:
-    st.caption("No prediction score: it needs class labels (at least 2 classes, 2 items each) on the train "
-               "(fit) items, or precomputed pred_probs.")
+for name, kind in SCORERS.items():
+    if name not in analysis.scorers:
+        st.caption(f"No {name} score: {kind.missing}.")
 if analysis.embed_config:
     st.caption("Embedding: " + ", ".join(f"{k}={v}" for k, v in analysis.embed_config.items()))
 if analysis.skipped:

@@ -33,7 +33,7 @@ c1, c2, c3, c4 = st.columns([1.2, 1, 1, 1.3])
 method = c1.radio("Projection", list(ood_core.PROJECTION_TITLES), format_func=ood_core.PROJECTION_TITLES.get,
                   horizontal=True, key=METHOD_KEY, on_change=persistent(METHOD_KEY, "pca"))
 # A kept choice this dataset lacks (prediction scores, truth) falls back to the default.
-scorer = c2.selectbox("Score", analysis.scorers, format_func=ood_core.SCORERS.get, key=SCORER_KEY,
+scorer = c2.selectbox("Score", analysis.scorers, format_func=lambda s: ood_core.SCORERS[s].title, key=SCORER_KEY,
                       on_change=persistent(SCORER_KEY, "feature", options=analysis.scorers),
                       help="Flags the images (red rings) at its threshold on its score page and orders the "
                            "selection.")

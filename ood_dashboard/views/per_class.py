@@ -23,7 +23,7 @@ if np.any(fit_labels < 0) or len(np.unique(fit_labels)) < 2:
 
 predicted = analysis.predicted_classes()
 c1, c2, c3 = st.columns(3)
-scorer = c1.selectbox("Score", analysis.scorers, format_func=ood_core.SCORERS.get, key=page_key("per_class", "scorer"))
+scorer = c1.selectbox("Score", analysis.scorers, format_func=lambda s: ood_core.SCORERS[s].title, key=page_key("per_class", "scorer"))
 fit_scores, query_scores = analysis.scores(scorer)
 threshold = sync_threshold(analysis, scorer)
 # Start from the score page's percentile (its threshold's share of train scores when that is gone).
