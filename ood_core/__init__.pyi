@@ -4,8 +4,8 @@ each on first use. tests/test_public_api.py checks that the two list the same na
 # Public sub-modules.
 from . import (
     analysis as analysis, cache as cache, embedder as embedder, explain as explain, pred_probs as pred_probs,
-    review as review, scorers as scorers, shards as shards, sources as sources, thresholds as thresholds,
-    uploads as uploads, weights as weights,
+    reference as reference, review as review, scorers as scorers, shards as shards, sources as sources,
+    thresholds as thresholds, uploads as uploads, weights as weights,
 )
 
 # The front door.
@@ -17,6 +17,7 @@ from ._compare_models import (
 )
 from .analysis import Analysis as Analysis, ScoreConfig as ScoreConfig, ThresholdView as ThresholdView
 from .sources import open_source as open_source, list_sources as list_sources
+from .reference import Reference as Reference, BatchResult as BatchResult
 
 __all__ = [
     "analyze", "embed", "Embedding",
@@ -24,6 +25,7 @@ __all__ = [
     "compare_models", "ModelComparison", "DEFAULT_COMPARE_MODELS",
     "Analysis", "ScoreConfig", "ThresholdView",
     "open_source", "list_sources",
+    "Reference", "BatchResult",
 ]
 
 # Also importable from here, as before the sub-modules were the way in (the CLI and the dashboard
@@ -69,3 +71,4 @@ from .cache import default_cache_dir as default_cache_dir
 from .shards import FeatureShards as FeatureShards
 from .pred_probs import out_of_sample_pred_probs as out_of_sample_pred_probs
 from .uploads import save_upload as save_upload, discard_upload as discard_upload, UPLOAD_SUFFIXES as UPLOAD_SUFFIXES
+from .reference import ReferenceError as ReferenceError, flag_rate_interval as flag_rate_interval
