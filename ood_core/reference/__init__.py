@@ -14,9 +14,10 @@ Modules: ``_reference`` (:class:`Reference`), ``_result`` (:class:`BatchResult`)
 folder's layout, manifest and verification, :class:`ReferenceError`), ``_frozen`` (embedding as the
 reference did, the scorers and the classifier rebuilt from arrays).
 """
-from .._binomial import flag_rate_interval
+from .._binomial import expected_flag_rate, flag_rate_interval
 from ._folder import REFERENCE_FORMAT, ReferenceError
 from ._reference import Reference
-from ._result import BatchResult
+from ._result import BatchResult, read_history
 
-__all__ = ["BatchResult", "Reference", "ReferenceError", "REFERENCE_FORMAT", "flag_rate_interval"]
+__all__ = ["BatchResult", "Reference", "ReferenceError", "REFERENCE_FORMAT", "expected_flag_rate", "flag_rate_interval",
+           "read_history"]

@@ -22,7 +22,7 @@ from ._folder import (DEFAULT_LEVEL, REFERENCE_FORMAT, SETTINGS_FILE, ReferenceE
                       package_version, read_folder, write_folder)
 from ._frozen import (embed_frozen, fit_frozen_prediction, frozen_classifier, frozen_feature_scorer,
                       frozen_pred_scorer)
-from ._result import BatchResult
+from ._result import BatchResult, read_history
 
 class Reference:
     """In-distribution images, embedded and scored once, with both thresholds frozen; see the module
@@ -359,24 +359,9 @@ class Reference:
         return dataclasses.replace(result, history_id=row)
 
     def history(self) -> list[dict[str, Any]]:
-        """Every logged check of this (saved) reference, oldest first: ``id``, ``checked_at``,
-        ``batch_name``, ``batch_digest``, ``n``, ``alarm``, ``p_value``, ``alpha``, and per scorer
-        ``{scorer}_flagged_rate``, ``_expected_rate``, ``_interval`` ([lo, hi]), ``_p_value``,
-        ``_alarm``; ``card`` is the full :meth:`BatchResult.card`. Empty for an unsaved reference."""
-        if self.folder is None:
-            return []
-        out = []
-        for row_id, checked_at, batch_name, batch_digest, n, alarm, p_value, card_json in \
-                CheckHistory(self.folder / HISTORY_FILE).rows():
-            card = json.loads(card_json)
-            entry = {"id": row_id, "checked_at": checked_at, "batch_name": batch_name, "batch_digest": batch_digest,
-                     "n": n, "alarm": bool(alarm), "p_value": p_value, "alpha": card.get("alpha")}
-            for scorer, test in card.get("scorers", {}).items():
-                for key in ("flagged_rate", "expected_rate", "interval", "p_value", "alarm"):
-                    entry[f"{scorer}_{key}"] = test.get(key)
-            entry["card"] = card
-            out.append(entry)
-        return out
+        """Every logged check of this (saved) reference, oldest first (:func:`read_history`); empty for
+        an unsaved reference."""
+        return [] if self.folder is None else read_history(self.folder)
 
     # ------------------------------------------------------------------ helpers
     def _config(self):

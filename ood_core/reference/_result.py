@@ -2,16 +2,19 @@
 per predicted class) the flagged count tested against in-distribution batches."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .._binomial import RateTest
 from .._export import to_csv
+from .._reference_store import HISTORY_FILE, CheckHistory
 from ..analysis import SCORERS
 from ..sources import ImageSet
-from ._folder import CARD_FORMAT
+from ._folder import CARD_FORMAT, MANIFEST_FILE, ReferenceError
 
 @dataclass(frozen=True, eq=False)
 class BatchResult:
@@ -95,4 +98,28 @@ class BatchResult:
         }
 
 
-__all__ = ["BatchResult"]
+
+def read_history(folder: str | Path) -> list[dict[str, Any]]:
+    """Every logged check of the reference saved in ``folder``, oldest first: ``id``, ``checked_at``,
+    ``batch_name``, ``batch_digest``, ``n``, ``alarm``, ``p_value``, ``alpha``, and per scorer
+    ``{scorer}_flagged_rate``, ``_expected_rate``, ``_interval`` ([lo, hi]), ``_p_value``, ``_alarm``;
+    ``card`` is the full :meth:`BatchResult.card`. Reads the history only (the reference's arrays are
+    not verified); :class:`ReferenceError` when ``folder`` is not a saved reference."""
+    folder = Path(folder).expanduser()
+    if not (folder / MANIFEST_FILE).is_file():
+        raise ReferenceError(f"{folder / MANIFEST_FILE} is missing: {folder} is not a saved reference")
+    out = []
+    for row_id, checked_at, batch_name, batch_digest, n, alarm, p_value, card_json in \
+            CheckHistory(folder / HISTORY_FILE).rows():
+        card = json.loads(card_json)
+        entry = {"id": row_id, "checked_at": checked_at, "batch_name": batch_name, "batch_digest": batch_digest,
+                 "n": n, "alarm": bool(alarm), "p_value": p_value, "alpha": card.get("alpha")}
+        for scorer, test in card.get("scorers", {}).items():
+            for key in ("flagged_rate", "expected_rate", "interval", "p_value", "alarm"):
+                entry[f"{scorer}_{key}"] = test.get(key)
+        entry["card"] = card
+        out.append(entry)
+    return out
+
+
+__all__ = ["BatchResult", "read_history"]
