@@ -84,7 +84,7 @@ def _pct(rate: float | None) -> str:
 
 def run_fit(args) -> int:
     """``fit``: the reference fitted, saved, and its thresholds and expected rates printed."""
-    from ..reference import Reference, expected_flag_rate
+    from ..reference import Reference
 
     if args.backend not in ("auto", "torch"):
         print(f"note: a reference embeds with torch, so that every check embeds the same way; --backend "
@@ -116,7 +116,7 @@ def run_fit(args) -> int:
         print(f"prediction score: none ({settings.get('prediction_missing', 'no class labels')}); "
               "the feature score works without them")
     for scorer in ref.scorers:
-        expected = expected_flag_rate(ref.n_fit, ref.percentile, below=settings[scorer]["below"])
+        expected = ref.expected_flag_rate(scorer)
         print(f"\n{scorer} score: threshold {ref.thresholds[scorer]:.6f} (the {ref.percentile:g}th percentile of "
               f"the fit scores); expected flagged rate {_pct(ref.expected_rate(scorer))}")
         print(f"  {expected['text']}")

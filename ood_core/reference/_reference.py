@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._binomial import class_rate_beta, flag_rate_interval, rate_beta, rate_test
+from .._binomial import DEFAULT_BATCH, class_rate_beta, expected_flag_rate, flag_rate_interval, rate_beta, rate_test
 from .._progress import Progress, stage
 from .._reference_store import HISTORY_FILE, CheckHistory, HistoryError
 from ..analysis import ScoreConfig
@@ -115,6 +115,13 @@ class Reference:
         """The flagged rates ``level`` of in-distribution batches of ``batch_size`` fall in
         (:func:`~ood_core._binomial.flag_rate_interval` at this reference's threshold)."""
         return flag_rate_interval(self.n_fit, self.percentile, batch_size, level,
+                                  below=int(self._state(scorer)["below"]))
+
+    def expected_flag_rate(self, scorer: str, batch_size: int = DEFAULT_BATCH) -> dict[str, Any]:
+        """:meth:`interval` as a record with its sentence ("p = 5 of 300 fit images: 95% of
+        in-distribution batches of 1,000 will flag between 2.8% and 8.5%"), see
+        :func:`~ood_core._binomial.expected_flag_rate`."""
+        return expected_flag_rate(self.n_fit, self.percentile, batch_size, DEFAULT_LEVEL,
                                   below=int(self._state(scorer)["below"]))
 
     def fit_predicted_classes(self) -> np.ndarray | None:
