@@ -139,3 +139,16 @@ def test_a_reference_outside_the_roots_or_damaged_is_refused_by_name(at, data, t
         assert "fit\\_features.npy is damaged or was replaced" in at.error[0].value
     finally:
         shutil.rmtree(damaged)
+
+
+def test_the_score_pages_show_the_thresholds_interval(at):
+    """Issue 20.5: under the threshold, the range in-distribution batches the query set's size flag."""
+    for page, scorer in (("feature_scores", "feature"), ("prediction_scores", "prediction")):
+        at.switch_page(f"ood_dashboard/views/{page}.py").run()
+        assert not at.exception, [e.value for e in at.exception]
+        analysis = at.session_state["analysis"]
+        view = analysis.threshold_view(scorer, percentile=5)
+        lo, hi = flag_rate_interval(len(analysis.fit_index), 5, len(analysis.query_index), below=view.fit_flagged)
+        text = (f"p = 5 of {len(analysis.fit_index):,} fit images: 95% of in-distribution batches of "
+                f"{len(analysis.query_index):,} will flag between {lo:.1%} and {hi:.1%}.")
+        assert text in [c.value for c in at.caption], page
