@@ -26,7 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ood_core.reference import REFERENCE_FORMAT, Reference, _embedding_format, package_version  # noqa: E402
+from ood_core.reference import REFERENCE_FORMAT, Reference  # noqa: E402
+from ood_core.reference._folder import embedding_format as _embedding_format, package_version  # noqa: E402
 
 
 def synthetic_reference(n: int, d: int, k: int, classes: int, rng: np.random.Generator) -> Reference:
@@ -58,7 +59,7 @@ def synthetic_reference(n: int, d: int, k: int, classes: int, rng: np.random.Gen
                        "classifier": {"model": "LogisticRegression", "C": 0.001, "selected_by": "synthetic"}},
     }
     settings["feature"]["below"] = int(np.count_nonzero(feature_scores < settings["feature"]["threshold"]))
-    from ood_core.reference import _pred_scorer
+    from ood_core.reference._frozen import frozen_pred_scorer as _pred_scorer
 
     pred_scores = _pred_scorer(settings["prediction"], arrays).fit_scores_
     settings["prediction"]["threshold"] = float(np.percentile(pred_scores, 5))

@@ -9,7 +9,8 @@ The front door is :func:`analyze`: a source in, an immutable :class:`Analysis` o
 Front door (``__all__``): ``analyze``, ``embed``, ``embed_shards``, ``compare_models``,
 ``open_source``, ``list_sources`` and what they take and return (``RunConfig``, ``Analysis``,
 ``ScoreConfig``, ``ThresholdView``, ``Embedding``, ``ShardedEmbedding``, ``ModelComparison``,
-``DEFAULT_COMPARE_MODELS``).
+``DEFAULT_COMPARE_MODELS``), and ``Reference`` (a saved reference, new batches checked against its
+frozen thresholds).
 
 Everything else lives in a public sub-module, reachable as ``ood_core.<name>`` after
 ``import ood_core``:
@@ -20,6 +21,7 @@ Everything else lives in a public sub-module, reachable as ``ood_core.<name>`` a
 - ``scorers``: ``FeatureScorer`` (KNN), ``PredProbScorer``, the neighbour index settings
 - ``thresholds``: percentile thresholds, flags, rankings, ``ood_metrics``
 - ``explain``: neighbours, 2-D maps, comparing scores, per-class thresholds
+- ``reference``: saved references, checks of new batches (``BatchResult``, ``ReferenceError``, ``flag_rate_interval``)
 - ``review``: review marks and the precision they estimate
 - ``embedder``, ``weights``, ``cache``, ``shards``, ``pred_probs``: the machinery under ``embed``
 - ``uploads``: storing uploaded files (the dashboard's)
@@ -40,10 +42,12 @@ _FRONT_DOOR: dict[str, list[str]] = {
     ".analysis": ["Analysis", "ScoreConfig", "ThresholdView"],
     ".run_config": ["RunConfig"],
     ".sources": ["open_source", "list_sources"],
+    ".reference": ["Reference"],
 }
 
 # The public sub-modules.
-_SUBMODULES = ("analysis", "cache", "embedder", "explain", "pred_probs", "review", "run_config", "scorers", "shards",
+_SUBMODULES = ("analysis", "cache", "embedder", "explain", "pred_probs", "reference", "review", "run_config", "scorers",
+               "shards",
                "sources", "thresholds", "uploads", "weights")
 
 # Names also importable from ``ood_core``, by the public sub-module that is their home.
@@ -68,6 +72,7 @@ _ELSEWHERE: dict[str, list[str]] = {
     ".shards": ["FeatureShards"],
     ".pred_probs": ["out_of_sample_pred_probs"],
     ".uploads": ["save_upload", "discard_upload", "UPLOAD_SUFFIXES"],
+    ".reference": ["BatchResult", "ReferenceError", "flag_rate_interval"],
 }
 
 __all__ = [name for names in _FRONT_DOOR.values() for name in names]

@@ -4,8 +4,8 @@ each on first use. tests/test_public_api.py checks that the two list the same na
 # Public sub-modules.
 from . import (
     analysis as analysis, cache as cache, embedder as embedder, explain as explain, pred_probs as pred_probs,
-    review as review, run_config as run_config, scorers as scorers, shards as shards, sources as sources, thresholds as thresholds,
-    uploads as uploads, weights as weights,
+    reference as reference, review as review, run_config as run_config, scorers as scorers, shards as shards,
+    sources as sources, thresholds as thresholds, uploads as uploads, weights as weights,
 )
 
 # The front door.
@@ -18,6 +18,7 @@ from ._compare_models import (
 from .analysis import Analysis as Analysis, ScoreConfig as ScoreConfig, ThresholdView as ThresholdView
 from .run_config import RunConfig as RunConfig
 from .sources import open_source as open_source, list_sources as list_sources
+from .reference import Reference as Reference
 
 __all__ = [
     "analyze", "embed", "Embedding",
@@ -26,6 +27,7 @@ __all__ = [
     "Analysis", "ScoreConfig", "ThresholdView",
     "RunConfig",
     "open_source", "list_sources",
+    "Reference",
 ]
 
 # Also importable from here, as before the sub-modules were the way in (the CLI and the dashboard
@@ -71,3 +73,6 @@ from .cache import default_cache_dir as default_cache_dir
 from .shards import FeatureShards as FeatureShards
 from .pred_probs import out_of_sample_pred_probs as out_of_sample_pred_probs
 from .uploads import save_upload as save_upload, discard_upload as discard_upload, UPLOAD_SUFFIXES as UPLOAD_SUFFIXES
+from .reference import (
+    BatchResult as BatchResult, ReferenceError as ReferenceError, flag_rate_interval as flag_rate_interval,
+)

@@ -104,11 +104,28 @@ def flag_rate_interval(n_fit: int, percentile: float, batch_size: int, level: fl
     than ``lo * batch_size`` items, and at most as many flag more than ``hi * batch_size``.
     ``below``: the number of fit scores strictly below the threshold, when known (ties lower it).
 
-    Example: ``flag_rate_interval(5000, 5, 1000)`` is ``(0.037, 0.064)``: "p = 5 of 5,000 fit
-    images: 95% of in-distribution batches of 1,000 will flag between 3.7% and 6.4%".
+    Example: ``flag_rate_interval(5000, 5, 1000)`` is ``(0.036, 0.066)``: "p = 5 of 5,000 fit
+    images: 95% of in-distribution batches of 1,000 will flag between 3.6% and 6.6%" (the plain
+    binomial, ignoring the threshold's own uncertainty, would say 3.7% to 6.4%).
     """
     a, b = rate_beta(n_fit, percentile, below)
     return beta_binomial_interval(batch_size, a, b, level)
+
+
+DEFAULT_BATCH = 1000  # the batch size an interval is quoted for when there is no batch to quote it for
+
+
+def expected_flag_rate(n_fit: int, percentile: float, batch_size: int = DEFAULT_BATCH, level: float = 0.95, *,
+                       below: int | None = None) -> dict:
+    """:func:`flag_rate_interval` as a JSON-ready record with the sentence the score pages, the cards
+    and the CLI show: ``{"n_fit", "percentile", "batch_size", "level", "interval": [lo, hi], "text"}``,
+    e.g. "p = 5 of 5,000 fit images: 95% of in-distribution batches of 1,000 will flag between 3.6%
+    and 6.6%"."""
+    lo, hi = flag_rate_interval(n_fit, percentile, batch_size, level, below=below)
+    text = (f"p = {percentile:g} of {n_fit:,} fit images: {level:.0%} of in-distribution batches of "
+            f"{batch_size:,} will flag between {lo:.1%} and {hi:.1%}")
+    return {"n_fit": int(n_fit), "percentile": float(percentile), "batch_size": int(batch_size), "level": level,
+            "interval": [lo, hi], "text": text}
 
 
 def too_many_p_value(flagged: int, batch_size: int, n_fit: int, percentile: float, *,
@@ -159,5 +176,6 @@ def rate_test(flagged: int, n: int, beta: tuple[float, float] | None, expected_r
                     alarm=bool(p_value < alpha), n_fit=n_fit)
 
 
-__all__ = ["RateTest", "beta_binomial_interval", "beta_binomial_p_value", "class_rate_beta", "flag_rate_interval",
+__all__ = ["DEFAULT_BATCH", "RateTest", "beta_binomial_interval", "beta_binomial_p_value", "class_rate_beta",
+           "expected_flag_rate", "flag_rate_interval",
            "rate_beta", "rate_test", "threshold_position", "too_many_p_value"]

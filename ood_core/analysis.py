@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ._binomial import DEFAULT_BATCH, expected_flag_rate
 from ._export import to_csv
 from ._files import atomic_write, digest, open_npz  # digest: run ids, cache keys of derived views
 from ._index import INDEX_CHOICES
@@ -327,6 +328,16 @@ class Analysis:
         """:meth:`scores_table` as CSV text (scores with full float precision)."""
         return to_csv(self.scores_table(thresholds))
 
+    def expected_flag_rate(self, view: ThresholdView) -> dict[str, Any] | None:
+        """The flagged rates 95% of in-distribution batches fall in at ``view``'s threshold, a percentile
+        of the fit scores (``ood_core._binomial.expected_flag_rate``, with its sentence): for batches the
+        size of the query set, or of 1,000 when the query set is the fit set. None below 2 fit items."""
+        if view.fit_total < 2:
+            return None
+        batch = view.query_total if not self.same_set and view.query_total else DEFAULT_BATCH
+        return expected_flag_rate(view.fit_total, view.percentile, batch,
+                                  below=min(view.fit_flagged, view.fit_total - 1))
+
     def threshold_card(self, view: ThresholdView) -> dict[str, Any]:
         """A JSON-ready record of a threshold: what was scored, how, and what it flags."""
         scorer_params = SCORERS[view.scorer].card(self)
@@ -343,6 +354,9 @@ class Analysis:
             "fit": {"flagged": view.fit_flagged, "total": view.fit_total},
             "query": {"flagged": view.query_flagged, "total": view.query_total},
         }
+        expected = self.expected_flag_rate(view)
+        if expected is not None:
+            card["expected_flag_rate"] = expected
         caveats = self.caveats(view.scorer)
         if caveats:
             card["caveats"] = caveats

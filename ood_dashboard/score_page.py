@@ -117,6 +117,9 @@ def threshold_section(analysis: ood_core.Analysis, scorer: str) -> None:
     row[2].metric("Train (fit) flagged", f"{view.fit_flagged:,} ({view.fit_flagged_pct:.1f}%)")
     row[3].metric("Test (query) flagged", "same items" if analysis.same_set
                   else f"{view.query_flagged:,} ({view.query_flagged_pct:.1f}%)")
+    expected = analysis.expected_flag_rate(view)  # the threshold's own uncertainty (issue 20.5)
+    if expected is not None:
+        st.caption(f"{expected['text']}.")
     if error_key in st.session_state:
         st.error(st.session_state[error_key], icon=":material/error:")
     share_in_url(scorer)

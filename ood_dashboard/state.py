@@ -27,13 +27,14 @@ PERCENTILE_MEMO = "_percentile_thresholds"  # (scores_id, percentile) -> thresho
 ROC_FIGURES = "_roc_figures"  # ROC figures by scores, built once (only the operating point moves)
 HISTOGRAM_PENDING_DRAG = "_threshold_histogram_pending_drag"  # component key -> dragged x not yet returned
 HISTOGRAM_BASE_FIGURE = "_threshold_histogram_base_figure"  # component key -> the figure without its line
+BATCH_RESULT = "_batch_result"  # the Batches page's last check: (reference folder, its digest, BatchResult)
 
 # ---- scorer scope (session): the threshold every page shares, per scorer
 PERCENTILE, THRESHOLD, SCORES_ID = "percentile", "threshold", "scores_id"
 
 # ---- page scope: the prefixes of the pages' widget keys
 PAGE_SCOPES = ("data", "feature", "prediction", "neighbours", "table", "compare", "map", "per_class", "models",
-               "view")  # "view": the large view of one image (a dialog any page opens)
+               "batches", "view")  # "view": the large view of one image (a dialog any page opens)
 
 
 class _HasRunId(Protocol):

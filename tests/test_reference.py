@@ -371,3 +371,34 @@ def test_moved_reference_gives_the_same_csv(pets, tmp_path):
     assert after.card()["scorers"] == before.card()["scorers"]
     assert after.reference_digest == before.reference_digest
     assert [h["batch_name"] for h in Reference.load(moved).history()] == ["planes", "planes"]
+
+
+# ---------------------------------------------------------------------- the interval everywhere (20.5)
+def test_the_interval_sentence_in_cards_and_the_cli_report(tmp_path, capsys):
+    from ood_core import analyze
+    from ood_core.cli._common import report
+    from ood_core.reference import expected_flag_rate
+
+    assert expected_flag_rate(5000, 5)["text"] == ("p = 5 of 5,000 fit images: 95% of in-distribution batches of "
+                                                   "1,000 will flag between 3.6% and 6.6%")
+    assert expected_flag_rate(200, 2.5, 300)["interval"] == list(flag_rate_interval(200, 2.5, 300))
+    rng = np.random.default_rng(5)
+    X, y = two_blobs(rng, 400)
+    split = np.where(np.arange(400) < 300, "train", "test")
+    with_query = ArraySet(X, None, y, [f"i{i}" for i in range(400)], ["a", "b"], split, None, "blobs", "id-blobs")
+    analysis = analyze(with_query)
+    view = analysis.threshold_view("feature", percentile=5)
+    assert (view.fit_total, view.query_total) == (300, 100)
+    card = analysis.threshold_card(view)["expected_flag_rate"]
+    lo, hi = flag_rate_interval(300, 5, 100, below=view.fit_flagged)  # batches the query set's size
+    assert card["batch_size"] == 100 and card["interval"] == [lo, hi] and card["n_fit"] == 300
+    assert card["text"] == (f"p = 5 of 300 fit images: 95% of in-distribution batches of 100 will flag between "
+                            f"{lo:.1%} and {hi:.1%}")
+    report(analysis, 5, tmp_path / "scores.csv")
+    assert f"  {card['text']}\n" in capsys.readouterr().out
+    cards = json.loads((tmp_path / "scores.json").read_text())["cards"]
+    assert cards[0]["expected_flag_rate"] == card
+    same = analyze(arrays(X, "all", y, ["a", "b"]))  # no query set: quoted for batches of 1,000
+    view = same.threshold_view("feature", percentile=5)
+    assert same.same_set and same.expected_flag_rate(view)["interval"] == list(
+        flag_rate_interval(400, 5, 1000, below=view.fit_flagged))

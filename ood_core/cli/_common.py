@@ -237,6 +237,9 @@ def report(analysis, percentile: float, out: Path) -> None:
         print(f"  threshold at the {percentile:g}th percentile of fit scores: {v.threshold:.6f}")
         print(f"  flagged: fit {v.fit_flagged}/{v.fit_total} ({v.fit_flagged_pct:.1f}%), "
               f"query {v.query_flagged}/{v.query_total} ({v.query_flagged_pct:.1f}%)")
+        expected = analysis.expected_flag_rate(v)
+        if expected is not None:
+            print(f"  {expected['text']}")
         if v.metrics is not None:
             m = v.metrics
             print(f"  AUROC {m['auroc']:.4f}   FPR@95%TPR {m['fpr_at_95_tpr']:.4f}")
