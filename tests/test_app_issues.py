@@ -33,11 +33,9 @@ def _png(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-@pytest.fixture(scope="module")
-def planted(tmp_path_factory):
-    """A train/test folder of 2 classes with one exact copy from train into test (leakage), one
-    resized JPEG copy within train and 3 darkened images; returns (folder, {plant: relative path})."""
-    root = tmp_path_factory.mktemp("issues_app") / "data"
+def write_planted(root) -> dict[str, str]:
+    """Write a train/test folder of 2 classes with one exact copy from train into test (leakage), one
+    resized JPEG copy within train and 3 darkened images into ``root``; returns {plant: relative path}."""
     rng = np.random.default_rng(7)
     files: dict[str, bytes] = {}
     for c in ("red", "blue"):
@@ -53,7 +51,14 @@ def planted(tmp_path_factory):
     for rel, data in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)
-    return root, {"copy": "test/red/copy.png", "original": "train/red/03.png", "small": "train/blue/small.jpg"}
+    return {"copy": "test/red/copy.png", "original": "train/red/03.png", "small": "train/blue/small.jpg"}
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """The planted folder of :func:`write_planted` and its plants."""
+    root = tmp_path_factory.mktemp("issues_app") / "data"
+    return root, write_planted(root)
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ if asked is not None and asked != st.session_state.get(URL_ISSUE_TYPE):
         st.warning(f"The link's issue type {escape(asked)!r} is not scored on this data; the types are "
                    f"{escape(', '.join(names))}.")
 keep_type = persistent(type_key, names[0], options=names)
-issue = st.selectbox("Issue type", names, format_func=lambda n: get_issue_type(n).title, key=type_key)
+issue = st.columns([1, 2])[0].selectbox("Issue type", names, format_func=lambda n: get_issue_type(n).title, key=type_key)
 keep_type()  # kept for the next visit, however it was chosen (here or by a link)
 if st.query_params.get("type") != issue:
     st.query_params["type"] = issue

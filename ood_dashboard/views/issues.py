@@ -51,7 +51,12 @@ st.dataframe(overlap_table(flags, titles), hide_index=True, key=page_key("issues
 # ------------------------------------------------------------------ examples
 st.subheader("Examples")
 item_marks = review.marks(analysis)
+clean = [row["issue"] for row in rows if row["flagged"] == 0]
+if clean:
+    st.caption("None flagged at its threshold: " + escape(", ".join(clean)) + ".")
 for row, name in zip(rows, names):
+    if row["flagged"] == 0:
+        continue
     found = analysis.issue_scores(name)
     flagged = np.flatnonzero(found.flagged(row["threshold"]))
     head = st.columns([4, 1], vertical_alignment="bottom")
@@ -59,12 +64,9 @@ for row, name in zip(rows, names):
                      f"{escape(get_issue_type(name).description)}")
     head[1].page_link(page_path("issue_scores"), label="Open", icon=":material/arrow_forward:",
                       query_params={"type": name})
-    if len(flagged):
-        worst = flagged[np.argsort(found.scores[flagged], kind="stable")[:EXAMPLES]]
-        image_grid(analysis, worst, found.scores[worst], key=page_key("issues", f"examples_{name}"),
-                   item_marks=item_marks)
-    else:
-        st.caption("None flagged at this threshold.")
+    worst = flagged[np.argsort(found.scores[flagged], kind="stable")[:EXAMPLES]]  # the most severe first
+    image_grid(analysis, worst, found.scores[worst], key=page_key("issues", f"examples_{name}"),
+               item_marks=item_marks)
 
 # ------------------------------------------------------------------ duplicate sets
 if "exact_duplicate" in names:
@@ -75,7 +77,7 @@ if "exact_duplicate" in names:
             if "near_duplicate" in names else "")
     st.caption(f"{len(sets):,} sets of exact copies{near}; {len(leaks):,} of them have items in both train and "
                "test (leakage). Each row: the copy to keep first, then the others.")
-    c1, c2 = st.columns([1, 1], vertical_alignment="bottom")
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     only_key, size_key = page_key("issues", "leaks_only"), page_key("issues", "sets_shown")
     only = c1.toggle("Only sets in both train and test", key=only_key, on_change=persistent(only_key, False))
     shown = c2.number_input("Sets shown", min_value=1, max_value=200, step=5, key=size_key,
