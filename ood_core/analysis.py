@@ -265,7 +265,7 @@ class Analysis:
     def threshold_view(self, scorer: str, percentile: float | None = None,
                        threshold: float | None = None) -> ThresholdView:
         """Resolve a percentile of the fit scores (or a raw threshold value) into counts and metrics."""
-        fit_scores, query_scores = self.scores(scorer)
+        fit_scores, query_scores = self.scores(scorer)  # an issue type's unscored query items (NaN): not flagged
         if (percentile is None) == (threshold is None):
             raise ValueError("pass exactly one of percentile or threshold")
         if threshold is None:
@@ -277,7 +277,7 @@ class Analysis:
         return ThresholdView(
             scorer=scorer, percentile=float(percentile), threshold=float(threshold), reached=float(reached),
             fit_flagged=int(flag(fit_scores, threshold).sum()), fit_total=len(fit_scores),
-            query_flagged=int(flag(query_scores, threshold).sum()), query_total=len(query_scores),
+            query_flagged=int(np.count_nonzero(np.asarray(query_scores) < threshold)), query_total=len(query_scores),
             metrics=metrics,
         )
 

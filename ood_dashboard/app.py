@@ -21,8 +21,8 @@ import streamlit as st  # noqa: E402
 
 # Every helper module is imported here, before the first Streamlit call of a session's first run:
 # no page imports one for the first time mid-run (see tests/test_browser_first_loads.py).
-from ood_dashboard import (explain_views, figures, grid, groups, map_selection, markup, review, runs,  # noqa: E402,F401
-                           score_page, session, threshold_histogram, uploads)
+from ood_dashboard import (explain_views, figures, grid, groups, issue_views, map_selection, markup,  # noqa: E402,F401
+                           review, runs, score_page, session, threshold_histogram, uploads)
 from ood_dashboard.navigation import PAGES  # noqa: E402
 
 # The tab icon is drawn here (a histogram with a threshold line), not taken from a ":material/...:"

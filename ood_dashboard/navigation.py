@@ -38,6 +38,8 @@ PAGES = (  # in the sidebar's order; the first is the default page ("/")
     PageSpec("embedding_map", "Embedding map", ":material/scatter_plot:"),
     PageSpec("per_class", "Per class", ":material/category:"),
     PageSpec("models", "Which model?", ":material/model_training:"),
+    PageSpec("issues", "Data issues", ":material/report:"),
+    PageSpec("issue_scores", "Issue scores", ":material/troubleshoot:"),
     PageSpec("batches", "Batches", ":material/monitoring:"),
 )
 

@@ -13,6 +13,7 @@ import numpy as np
 import streamlit as st
 
 import ood_core
+from ood_core.issues import get_issue_type
 from ood_dashboard.figures import roc_figure
 from ood_dashboard.grid import image_grid, listing_page, ranking, review_codes, run_cached
 from ood_dashboard.groups import available_groupings, item_groups
@@ -130,11 +131,13 @@ def threshold_section(analysis: ood_core.Analysis, scorer: str) -> None:
     stack = st.segmented_control("Stack the test bars by", list(stacks), format_func=stacks.get, key=stack_key,
                                  on_change=keep_stack) or "none"
     groups = None if stack == "none" else stack_groups(analysis, stack, item_marks)
-    threshold_histogram(fit_scores, None if analysis.same_set else query_scores, threshold,
+    scored = np.isfinite(query_scores)  # an issue type leaves items it cannot score NaN: not drawn
+    drawn = query_scores if scored.all() else query_scores[scored]
+    names = None if groups is None else groups.names if scored.all() else list(np.asarray(groups.names)[scored])
+    threshold_histogram(fit_scores, None if analysis.same_set else drawn, threshold,
                         key=page_key(scorer, "histogram"), percentile=st.session_state[p_key],
                         labels=("train (fit)", "test (query)"), on_change=on_drag,
-                        query_groups=None if groups is None else groups.names,
-                        group_colors=None if groups is None else groups.colors)
+                        query_groups=names, group_colors=None if groups is None else groups.colors)
     if view.metrics is not None:
         evaluation(analysis, scorer, view.metrics)
     review.progress(analysis, scorer, threshold, item_marks)
@@ -199,7 +202,7 @@ def threshold_view(analysis: ood_core.Analysis, scorer: str) -> ood_core.Thresho
     if _percentile_threshold(analysis, scorer, percentile) != threshold:
         percentile = reached  # a dragged line: the percentile it reaches
     metrics = None
-    if analysis.is_ood is not None:
+    if analysis.is_ood is not None and scorer in ood_core.SCORERS:  # an issue type has no OOD truth to meet
         truth = np.asarray(analysis.is_ood).astype(bool, copy=False)
         counts = ood_core.flag_metrics(query.scores < float(threshold), truth)
         metrics = {**run_metrics(analysis, scorer), "threshold": float(threshold),
@@ -294,7 +297,13 @@ def export_payloads(analysis: ood_core.Analysis, scorer: str, threshold: float,
     view = (analysis.threshold_view(scorer, percentile=percentile) if percentile is not None
             else analysis.threshold_view(scorer, threshold=threshold))
     csv_text = analysis.scores_csv({scorer: view.threshold})
-    card = json.dumps(analysis.threshold_card(view), indent=2, default=str)
+    card = analysis.threshold_card(view)
+    if scorer not in ood_core.SCORERS:  # an issue type: its own default and findings, not a scorer's settings
+        spec, found = get_issue_type(scorer), analysis.issue_scores(scorer)
+        card["scorer_params"] = {"issue": spec.title, "default_threshold": found.threshold,
+                                 "default_threshold_reason": spec.reason,
+                                 **{k: v for k, v in found.info.items() if not isinstance(v, (list, dict))}}
+    card = json.dumps(card, indent=2, default=str)
     return csv_text, card
 
 

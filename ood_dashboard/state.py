@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from ood_core.issues import list_issue_types
+
 # ---- session scope
 ANALYSIS = "analysis"  # the current ood_core.Analysis
 RUN_SETTINGS = "run_settings"  # the RunSettings the current analysis came from
@@ -28,13 +30,18 @@ ROC_FIGURES = "_roc_figures"  # ROC figures by scores, built once (only the oper
 HISTOGRAM_PENDING_DRAG = "_threshold_histogram_pending_drag"  # component key -> dragged x not yet returned
 HISTOGRAM_BASE_FIGURE = "_threshold_histogram_base_figure"  # component key -> the figure without its line
 BATCH_RESULT = "_batch_result"  # the Batches page's last check: (reference folder, its digest, BatchResult)
+URL_ISSUE_TYPE = "_url_issue_type"  # the issue type last written to the issue page's link (?type=)
 
-# ---- scorer scope (session): the threshold every page shares, per scorer
+# ---- scorer scope (session): the threshold every page shares, per scorer (and per issue type,
+# whose score page is named by the type: ood_core.issues.list_issue_types())
 PERCENTILE, THRESHOLD, SCORES_ID = "percentile", "threshold", "scores_id"
 
 # ---- page scope: the prefixes of the pages' widget keys
 PAGE_SCOPES = ("data", "feature", "prediction", "neighbours", "table", "compare", "map", "per_class", "models",
-               "batches", "view")  # "view": the large view of one image (a dialog any page opens)
+               "batches",
+               "view",  # "view": the large view of one image (a dialog any page opens)
+               "issues",  # the Issues overview and the issue score page's own widgets (its type selector)
+               *list_issue_types())  # an issue type's score page (shared body of score_page), as a scorer's
 
 
 class _HasRunId(Protocol):
