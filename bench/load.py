@@ -16,7 +16,8 @@ appears (the image grids, the chart) is counted with the change that caused it.
 Reported per run (one markdown row): browser-side p50 / p95 / max of a threshold change and of a
 page switch; the server's CPU-seconds per change and per switch; its peak RSS (``VmHWM``); the
 bytes the server sent over the websocket per change; and stalls: inputs that could not be filled
-(not visible or not editable) within ``--stall`` seconds.
+(not visible or not editable) or given Enter within ``--stall`` seconds (``LOAD_DEBUG=1`` prints
+each fill's wait).
 
     python bench/load.py                          # 1 and 8 sessions, 40 changes each
     python bench/load.py --sessions 1 --changes 24
@@ -161,9 +162,15 @@ def run_session(index: int, url: str, changes: int, stall: float, phases: Phases
                         result.stalls += 1
                         box.fill(f"{p:g}")  # goes on once it can (or fails the session)
                     result.fill_waits.append(time.perf_counter() - t)
+                    if os.environ.get("LOAD_DEBUG"):
+                        print(f"session {index} change {len(result.changes)} fill {result.fill_waits[-1]:.2f} s", file=sys.stderr)
                     received[0] = 0
                     t = time.perf_counter()
-                    box.press("Enter")
+                    try:
+                        box.press("Enter", timeout=stall * 1000)
+                    except PlaywrightError:  # not actionable (e.g. redrawn away) for --stall seconds
+                        result.stalls += 1
+                        box.press("Enter")
                     page.wait_for_function(f"prev => ({COUNT_JS})() !== prev && ({COUNT_JS})() !== ''", arg=before,
                                            polling=10)
                     result.changes.append(time.perf_counter() - t)
