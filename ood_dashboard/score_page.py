@@ -103,11 +103,16 @@ def threshold_section(analysis: ood_core.Analysis, scorer: str) -> None:
         st.session_state.pop(error_key, None)
         set_percentile(scorer, fit_sorted, typed)
         _remember_percentile(analysis, scorer, typed, st.session_state[threshold_keys(scorer)[1]])
+        _threshold_moved(scorer)
 
     def on_drag(x: float) -> None:
         st.session_state.pop(error_key, None)
         set_threshold(scorer, fit_sorted, x)
         st.session_state[input_key] = st.session_state[p_key]
+        _threshold_moved(scorer)
+
+    if st.session_state.pop(page_key(scorer, "grid_stale"), False):
+        st.rerun()  # the borderline grid (its own fragment, below) follows the threshold: redraw the page
 
     row = st.columns([1.4, 0.8, 1.2, 1.2], vertical_alignment="bottom")  # room for "1,347 (100.0%)"
     row[0].number_input("Percentile of the train (fit) scores", step=0.5, format="%.2f", key=input_key,
@@ -149,9 +154,25 @@ def threshold_section(analysis: ood_core.Analysis, scorer: str) -> None:
                      "describe the reviewed images only."):
             evaluation(analysis, scorer, ood_core.ood_metrics(query_scores[rows], truth, threshold),
                        scores=query_scores[rows], truth=truth, title="Evaluation against your marks")
-    grids(analysis, scorer, fit_scores, query_scores, threshold, item_marks)
     export(analysis, scorer, view)
     review.export_panel(analysis, scorer, threshold, item_marks)
+
+
+def _threshold_moved(scorer: str) -> None:
+    """A threshold callback: when the grids show the borderline listing (which follows the threshold),
+    the next run of the threshold fragment asks for a whole-page run, so the grids' fragment redraws."""
+    if st.session_state.get(page_key(scorer, "listing")) == "Borderline":
+        st.session_state[page_key(scorer, "grid_stale")] = True
+
+
+@st.fragment
+def grid_section(analysis: ood_core.Analysis, scorer: str) -> None:
+    """The image grids in their own fragment: a threshold change reruns only :func:`threshold_section`
+    (32 thumbnails and 64 buttons are most of a page's elements), except under the borderline
+    listing, the one that depends on the threshold (:func:`_threshold_moved`)."""
+    fit_scores, query_scores = analysis.scores(scorer)
+    threshold = sync_threshold(analysis, scorer)
+    grids(analysis, scorer, fit_scores, query_scores, threshold, review.marks(analysis))
 
 
 def stack_groups(analysis: ood_core.Analysis, stack: str, item_marks: dict):
@@ -340,3 +361,4 @@ def render(scorer: str, intro: str) -> None:
     for caveat in analysis.caveats(scorer):  # of the scorer as fitted now, settings included
         st.warning(caveat, icon=":material/warning:")
     threshold_section(analysis, scorer)
+    grid_section(analysis, scorer)
