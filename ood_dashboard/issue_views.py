@@ -81,7 +81,7 @@ def flag_matrix(analysis: ood_core.Analysis, names: Sequence[str]) -> dict[str, 
     flags = {}
     for scorer in analysis.scorers:
         with np.errstate(invalid="ignore"):
-            flags[ood_core.SCORERS[scorer]] = analysis.item_scores(scorer) < sync_threshold(analysis, scorer)
+            flags[ood_core.SCORERS[scorer].title] = analysis.item_scores(scorer) < sync_threshold(analysis, scorer)
     for name in names:
         flags[get_issue_type(name).title] = analysis.issue_scores(name).flagged(issue_threshold(analysis, name))
     return flags

@@ -131,7 +131,7 @@ if result is not None:
                     f"{test.n:,} flag {lo:.1%} to {hi:.1%}; p = {test.p_value:.3g}"
                     + (" (too many)" if test.alarm else ""))
 
-    scorer = st.selectbox("Score", result.scorers, format_func=ood_core.SCORERS.get, key=page_key("batches", "scorer"))
+    scorer = st.selectbox("Score", result.scorers, format_func=lambda name: ood_core.SCORERS[name].title, key=page_key("batches", "scorer"))
     st.plotly_chart(score_histogram_figure(
         ref.fit_scores(scorer), result.scores[scorer], ref.thresholds[scorer], percentile=ref.percentile,
         labels=("reference (fit)", "this batch")), key=page_key("batches", "histogram"),
@@ -167,7 +167,7 @@ if not history:
     st.info("No batch has been checked against this reference yet.")
     st.stop()
 if result is None:
-    scorer = st.selectbox("Score", ref.scorers, format_func=ood_core.SCORERS.get,
+    scorer = st.selectbox("Score", ref.scorers, format_func=lambda name: ood_core.SCORERS[name].title,
                           key=page_key("batches", "history_scorer"))
 st.plotly_chart(batch_history_figure(history, scorer), key=page_key("batches", "history"),
                 config={"displayModeBar": False})
