@@ -8,7 +8,7 @@ settings, reusing the features and the out-of-sample pred_probs.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Any
 
@@ -48,8 +48,10 @@ class ScoreConfig:
             raise ValueError(f"index must be one of {INDEX_CHOICES}; got {self.index!r}")
 
     def of(self, scorer: str) -> tuple:
-        """The settings that ``scorer`` depends on (its :class:`ScorerKind`'s ``settings``)."""
-        return tuple(getattr(self, name) for name in SCORERS[scorer].settings)
+        """The settings that ``scorer`` depends on (its :class:`ScorerKind`'s ``settings``; an issue type
+        of :mod:`ood_core.issues` reads the neighbours and the pred_probs, so it depends on all of them)."""
+        names = SCORERS[scorer].settings if scorer in SCORERS else [f.name for f in fields(self)]
+        return tuple(getattr(self, name) for name in names)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """One issue type's score page (``/issue_scores?type=dark``): the outlier score pages' body
-(``score_page.threshold_section``: histogram with the draggable line, counts, grids, large view,
+(``score_page.threshold_section`` and ``grid_section``: histogram with the draggable line, counts, grids, large view,
 review marks, CSV) on the type's scores, which start at the type's default threshold."""
 import numpy as np
 import streamlit as st
@@ -8,7 +8,7 @@ from ood_core.issues import get_issue_type
 from ood_dashboard.issue_views import DUPLICATE_TYPES, compute_issues, issue_threshold
 from ood_dashboard.markup import escape
 from ood_dashboard.navigation import page_path
-from ood_dashboard.score_page import threshold_section
+from ood_dashboard.score_page import grid_section, threshold_section
 from ood_dashboard.session import persistent, require_analysis
 from ood_dashboard.state import URL_ISSUE_TYPE, page_key
 
@@ -56,6 +56,7 @@ if np.isnan(analysis.scores(issue)[0]).any():
     st.stop()
 
 threshold_section(analysis, issue)
+grid_section(analysis, issue)
 
 # why the most severe items score as they do (independent of the threshold, which the section above moves alone)
 st.subheader("Most severe items and why")
