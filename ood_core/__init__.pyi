@@ -3,7 +3,8 @@ each on first use. tests/test_public_api.py checks that the two list the same na
 
 # Public sub-modules.
 from . import (
-    analysis as analysis, cache as cache, embedder as embedder, explain as explain, pred_probs as pred_probs,
+    analysis as analysis, cache as cache, embedder as embedder, explain as explain, issues as issues,
+    pred_probs as pred_probs,
     review as review, scorers as scorers, shards as shards, sources as sources, thresholds as thresholds,
     uploads as uploads, weights as weights,
 )

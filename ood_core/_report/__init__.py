@@ -104,12 +104,14 @@ def _duplicate_sets_section(analysis, card: dict[str, Any], top: int) -> str:
     fit = set(np.asarray(analysis.fit_index).tolist())
     for s in sets[:top]:
         cards = []
-        for m in s.members:
+        shown = [s.representative] + [m for m in s.members if m != s.representative][:top - 1]
+        for m in shown:
             where = "fit" if m in fit else "query"
             cards.append(item_card(analysis, m, [analysis.class_name(m), where],
                                    badge="kept" if m == s.representative else "", badge_class="kept"))
         label = ("exact copies" if s.exact else "near duplicates") + (" — in fit and query" if s.in_fit_and_query else "")
-        out.append(f'<div class="set"><div class="note">{esc(label)}</div>{"".join(cards)}</div>')
+        more = f'<div class="note">and {len(s.members) - len(shown)} more</div>' if len(s.members) > len(shown) else ""
+        out.append(f'<div class="set"><div class="note">{len(s.members)} {esc(label)}</div>{"".join(cards)}{more}</div>')
     if len(sets) > top:
         out.append(f'<p class="note">{len(sets) - top} more sets in the issues CSV (ood-explorer issues).</p>')
     return "".join(out)

@@ -22,11 +22,13 @@ padding:0 16px}
 h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:4px}h3{margin-top:1.5em}
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;
 vertical-align:top}th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}
-.items{display:flex;flex-wrap:wrap;gap:10px}.item{width:150px;margin:0;font-size:12px;word-break:break-all}
+.items{display:flex;flex-wrap:wrap;gap:10px}.item{flex:0 0 120px;width:120px;margin:0;font-size:12px;
+word-break:break-all}
 .item img,.item .noimg{width:96px;height:96px;object-fit:contain;background:#eee;display:block;
 image-rendering:pixelated}
 .noimg{display:flex;align-items:center;justify-content:center;color:#888}
-.set{display:flex;gap:10px;align-items:flex-start;border:1px solid #eee;padding:6px;margin:6px 0}
+.set{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start;border:1px solid #eee;padding:6px;margin:6px 0}
+.set>.note{flex:0 0 110px}
 .badge{background:#d62728;color:#fff;border-radius:3px;padding:0 4px;font-size:11px}
 .kept{background:#2ca02c}.note{color:#555;font-size:13px}.reason{color:#555;font-size:13px;max-width:900px}
 """
