@@ -119,7 +119,8 @@ def cached_embed(
         if progress is not None:
             progress(len(images), len(images))
         return features, True
-    features = embedder.embed(images, progress=progress, collector=collector)
+    features = (embedder.embed(images, progress=progress) if collector is None
+                else embedder.embed(images, progress=progress, collector=collector))
     if embedder.config_for(images) != config:  # the backend fell back to torch: key what computed them
         config = embedder.config_for(images)
         key, path = cache_key(config, images), cache_path(cache_key(config, images), cache_dir)
