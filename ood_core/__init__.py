@@ -23,6 +23,7 @@ Everything else lives in a public sub-module, reachable as ``ood_core.<name>`` a
 - ``explain``: neighbours, 2-D maps, comparing scores, per-class thresholds
 - ``reference``: saved references, checks of new batches (``BatchResult``, ``ReferenceError``, ``flag_rate_interval``)
 - ``review``: review marks and the precision they estimate
+- ``issues``: data issues beyond outliers (duplicates, label issues, image properties)
 - ``embedder``, ``weights``, ``cache``, ``shards``, ``pred_probs``: the machinery under ``embed``
 - ``uploads``: storing uploaded files (the dashboard's)
 
@@ -46,9 +47,8 @@ _FRONT_DOOR: dict[str, list[str]] = {
 }
 
 # The public sub-modules.
-_SUBMODULES = ("analysis", "cache", "embedder", "explain", "pred_probs", "reference", "review", "run_config", "scorers",
-               "shards",
-               "sources", "thresholds", "uploads", "weights")
+_SUBMODULES = ("analysis", "cache", "embedder", "explain", "issues", "pred_probs", "reference", "review", "run_config",
+               "scorers", "shards", "sources", "thresholds", "uploads", "weights")
 
 # Names also importable from ``ood_core``, by the public sub-module that is their home.
 _ELSEWHERE: dict[str, list[str]] = {

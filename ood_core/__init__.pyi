@@ -3,9 +3,9 @@ each on first use. tests/test_public_api.py checks that the two list the same na
 
 # Public sub-modules.
 from . import (
-    analysis as analysis, cache as cache, embedder as embedder, explain as explain, pred_probs as pred_probs,
-    reference as reference, review as review, run_config as run_config, scorers as scorers, shards as shards,
-    sources as sources, thresholds as thresholds, uploads as uploads, weights as weights,
+    analysis as analysis, cache as cache, embedder as embedder, explain as explain, issues as issues,
+    pred_probs as pred_probs, reference as reference, review as review, run_config as run_config, scorers as scorers,
+    shards as shards, sources as sources, thresholds as thresholds, uploads as uploads, weights as weights,
 )
 
 # The front door.

@@ -48,6 +48,8 @@ def embed(
     ``batch_size``, ``backend`` (see :class:`~ood_core.embedder.Embedder`)."""
     from .cache import cached_embed
     from .embedder import Embedder, drop_failed
+    from .issues._image_pass import ImageStatsCollector
+    from .issues._run import keep_image_stats
 
     settings = RunConfig.resolve(settings, "embed", EMBEDDING_FIELDS, **overrides)
     images = _open(source, name)
@@ -57,8 +59,17 @@ def embed(
         raise ValueError(f"the source has {len(images)} readable image(s) ({len(images.skipped)} skipped"
                          f"{_first_reasons(images.skipped)}); at least 2 are needed")
     embedder = Embedder(**settings.embedding())
-    features, hit = cached_embed(embedder, images, cache_dir=cache_dir, progress=stage(progress, "embed"))
+    # the image statistics of ood_core.issues, gathered in the decoding pass (only when embedding runs)
+    collector = ImageStatsCollector(len(images), pixel_digests=getattr(images, "item_digests", None) is None)
+    features, hit = cached_embed(embedder, images, cache_dir=cache_dir, progress=stage(progress, "embed"),
+                                 collector=collector)
+    decoded = None if hit else np.isfinite(features).all(axis=1)
     kept, features = drop_failed(images, features, embedder.failures_)
+    if decoded is not None and len(kept) >= 2:
+        try:
+            keep_image_stats(kept, collector.result().rows(decoded), cache_dir)
+        except ValueError as exc:  # costs only the reuse: Analysis.image_stats() reads the images again
+            logger.warning("image statistics from the embedding not kept (%s)", exc)
     if len(kept) < 2:
         raise ValueError(f"only {len(kept)} of {len(images)} image(s) could be decoded"
                          f"{_first_reasons(kept.skipped)}; at least 2 are needed")

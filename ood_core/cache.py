@@ -101,8 +101,10 @@ def cached_embed(
     images: ImageSet,
     cache_dir: str | os.PathLike | None = None,
     progress: StepProgress | None = None,
+    collector=None,
 ) -> tuple[np.ndarray, bool]:
     """``embedder.embed(images)`` through the disk cache: returns (features, hit).
+    ``collector`` is passed to ``embed`` (it hears of every image only on a miss: a hit decodes none).
 
     On a hit ``embedder.failures_`` is restored from the cache file, so
     :func:`~ood_core.embedder.drop_failed` works the same either way. A cache
@@ -117,7 +119,8 @@ def cached_embed(
         if progress is not None:
             progress(len(images), len(images))
         return features, True
-    features = embedder.embed(images, progress=progress)
+    features = (embedder.embed(images, progress=progress) if collector is None
+                else embedder.embed(images, progress=progress, collector=collector))
     if embedder.config_for(images) != config:  # the backend fell back to torch: key what computed them
         config = embedder.config_for(images)
         key, path = cache_key(config, images), cache_path(cache_key(config, images), cache_dir)

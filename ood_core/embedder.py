@@ -9,6 +9,7 @@ built from it; see :mod:`ood_core._embed_config` for the automatic input size).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import threading
@@ -28,6 +29,8 @@ from ood_core._progress import StepProgress
 from ood_core.sources._io import describe_error
 from ood_core.sources import ImageSet
 from ood_core.weights import DEFAULT_MODEL, DEFAULT_NETWORK, load_model
+
+logger = logging.getLogger(__name__)
 
 
 def _prepare(img: Image.Image, size: int, crop_pct: float, resample) -> np.ndarray:
@@ -142,11 +145,14 @@ class Embedder:
         """Width D of the pooled features of :attr:`network`."""
         return int(self.network.num_features)
 
-    def embed(self, images: ImageSet, progress: StepProgress | None = None) -> np.ndarray:
+    def embed(self, images: ImageSet, progress: StepProgress | None = None, collector=None) -> np.ndarray:
         """Features of every image: float32 (N, D); NaN rows for undecodable images.
 
         A network gives its pooled pre-logits features; a pixel model the pixels
-        (``pixels`` centred on the mean of the set's fit rows, see :mod:`ood_core._pixels`)."""
+        (``pixels`` centred on the mean of the set's fit rows, see :mod:`ood_core._pixels`).
+        ``collector`` (e.g. an :class:`~ood_core.issues.ImageStatsCollector`): its ``add(i, img)``
+        gets each image as decoded, before it is resized for the model, and ``fail(i)`` each
+        image that could not be decoded, so image statistics cost no second read of the files."""
         if not isinstance(images, ImageSet):
             raise TypeError(f"images must be an ImageSet (see ood_core.sources), got {type(images).__name__}")
         cfg = self.config_for(images)
@@ -161,7 +167,7 @@ class Embedder:
             progress(0, n)
         if n == 0:
             return out
-        for start, stop, buf, bad in self._decoded_batches(images, cfg):
+        for start, stop, buf, bad in self._decoded_batches(images, cfg, collector):
             out[start:stop] = forward(buf)
             for i, path, reason in bad:
                 out[i] = np.nan
@@ -234,9 +240,10 @@ class Embedder:
 
         return forward
 
-    def _decoded_batches(self, images: ImageSet, cfg: EmbedConfig):
+    def _decoded_batches(self, images: ImageSet, cfg: EmbedConfig, collector=None):
         """Yield ``(start, stop, uint8 NHWC batch, failures)`` in order, decoded by a pool of
-        threads running ``num_workers`` batches ahead of the model."""
+        threads running ``num_workers`` batches ahead of the model (each decoded image also
+        passed to ``collector``, see :meth:`embed`)."""
         n, bs, size = len(images), self.batch_size, cfg.image_size
         resample = RESAMPLE[cfg.interpolation]
         draft = math.floor(size / cfg.crop_pct)
@@ -247,8 +254,13 @@ class Embedder:
             bad = []
             for j, i in enumerate(range(start, stop)):
                 try:
-                    buf[j] = _prepare(images._load(i, draft), size, cfg.crop_pct, resample)
+                    img = images._load(i, draft)
+                    if collector is not None:
+                        _collect(collector, i, img)
+                    buf[j] = _prepare(img, size, cfg.crop_pct, resample)
                 except Exception as exc:  # noqa: BLE001 - one bad image must not stop the run
+                    if collector is not None:
+                        collector.fail(i)
                     bad.append((i, images.paths[i], describe_error(exc)))
             return start, stop, buf, bad
 
@@ -263,6 +275,15 @@ class Embedder:
                     pending.append(pool.submit(decode, starts[queued]))
                     queued += 1
                 yield batch
+
+
+def _collect(collector, i: int, img: Image.Image) -> None:
+    """``collector.add(i, img)``; statistics that cannot be computed never cost the image its features."""
+    try:
+        collector.add(i, img)
+    except Exception as exc:  # noqa: BLE001 - logged; the item's statistics stay missing
+        logger.warning("image statistics of item %d could not be computed (%s)", i, exc)
+        collector.fail(i)
 
 
 def drop_failed(images: ImageSet, features: np.ndarray,

@@ -1,8 +1,8 @@
 """Command line: ``python -m ood_core COMMAND`` (installed as ``ood-explorer``).
 
 One module per command group (``embed``, ``scoring``: score/run/demo, ``reference``: fit/check/history,
-``compare``: compare-models, ``review``: export-review/copy-items, ``app``, ``config``), each with
-``add_parsers(sub)`` that registers its commands and the function each runs; ``_common`` holds what they share. Every flag is checked before any
+``issues``, ``report``, ``compare``: compare-models, ``review``: export-review/copy-items, ``app``, ``config``),
+each with ``add_parsers(sub)`` that registers its commands and the function each runs; ``_common`` holds what they share. Every flag is checked before any
 work starts; the heavy modules (torch, timm, scikit-learn) are imported only when a command runs, so
 ``--help`` answers at once.
 """
@@ -14,9 +14,9 @@ import sys
 import warnings
 from typing import Sequence
 
-from . import app, compare, config, embed, reference, review, scoring
+from . import app, compare, config, embed, issues, reference, report, review, scoring
 
-_GROUPS = (embed, scoring, reference, review, compare, app, config)
+_GROUPS = (embed, scoring, reference, issues, report, review, compare, app, config)
 DISTRIBUTION = "ood-explorer"
 
 

@@ -139,7 +139,9 @@ def add_embed_args(p: argparse.ArgumentParser, model: bool = True) -> None:
                         "see `ood-explorer config`)")
 
 
-def add_score_args(p: argparse.ArgumentParser) -> None:
+def add_score_args(p: argparse.ArgumentParser, percentile_flag: bool = True) -> None:
+    """The scorers' flags; ``percentile_flag=False`` leaves out ``--percentile`` (a command that sets no
+    outlier threshold)."""
     from .. import PRED_SCORE_METHODS
 
     g = p.add_argument_group("scoring")
@@ -152,8 +154,9 @@ def add_score_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--method", choices=PRED_SCORE_METHODS, default=DEFAULT_PRED_METHOD,
                    help=f"prediction score (default: {DEFAULT_PRED_METHOD})")
     g.add_argument("--no-adjust", action="store_true", help="do not subtract per-class confident thresholds")
-    g.add_argument("--percentile", type=percentile, default=DEFAULT_PERCENTILE,
-                   help=f"flag items scoring below this percentile of the fit scores (default: {DEFAULT_PERCENTILE:g})")
+    if percentile_flag:
+        g.add_argument("--percentile", type=percentile, default=DEFAULT_PERCENTILE,
+                       help=f"flag items scoring below this percentile of the fit scores (default: {DEFAULT_PERCENTILE:g})")
 
 
 def add_class_args(p: argparse.ArgumentParser, default_help: str) -> None:

@@ -130,6 +130,11 @@ class ImageStats:
     def __len__(self) -> int:
         return len(self.ok)
 
+    def rows(self, index) -> "ImageStats":
+        """The statistics of the items ``index`` selects (a boolean mask or positions), in its order."""
+        return ImageStats(self.properties[index], self.phash[index], self.dhash[index], self.pixel_digest[index],
+                          self.ok[index])
+
 
 class ImageStatsCollector:
     """Collects :func:`image_record` of each image of a set as it is decoded.

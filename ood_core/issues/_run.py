@@ -37,16 +37,31 @@ def _keep(path, arrays: dict[str, Any]) -> None:
         logger.warning("could not keep %s (%s)", path, exc)
 
 
-def image_stats(analysis, progress: Progress | None = None) -> ImageStats | None:
-    """The :class:`ImageStats` of ``analysis.items`` (None for precomputed features), from the disk
-    when kept, else by a pass through the images (then kept)."""
+def _stats_path(items, cache_dir=None):
     from ..cache import run_file
 
+    return run_file(_digest([STATS_FORMAT, items.identity, len(items)]), cache_dir)
+
+
+def keep_image_stats(items, stats: ImageStats, cache_dir=None) -> None:
+    """Keep ``stats`` (row ``i`` = item ``i`` of the image set ``items``) where :func:`image_stats`
+    reads them: ``ood_core.embed`` stores what the embedder's decoding pass collected, so no second
+    read of the files is needed."""
+    if len(stats) != len(items):
+        raise ValueError(f"stats hold {len(stats)} images, the image set {len(items)}")
+    _keep(_stats_path(items, cache_dir), {"format": np.array(STATS_FORMAT), "properties": stats.properties,
+                                          "phash": stats.phash, "dhash": stats.dhash,
+                                          "pixel_digest": stats.pixel_digest, "ok": stats.ok})
+
+
+def image_stats(analysis, progress: Progress | None = None) -> ImageStats | None:
+    """The :class:`ImageStats` of ``analysis.items`` (None for precomputed features), from the disk
+    when kept (by the embedding, or an earlier pass), else by a pass through the images (then kept)."""
     items = analysis.items
     if items is None:
         return None
     n = len(items)
-    path = run_file(_digest([STATS_FORMAT, items.identity, n]))
+    path = _stats_path(items, analysis.cache_dir)
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as kept:
@@ -62,8 +77,7 @@ def image_stats(analysis, progress: Progress | None = None) -> ImageStats | None
         except Exception as exc:  # noqa: BLE001 - truncated, foreign or tampered: recompute
             warnings.warn(f"ignoring the kept image statistics {path} ({exc}); computing them again", stacklevel=3)
     stats = collect_image_stats(items, progress=stage(progress, "image statistics"))
-    _keep(path, {"format": np.array(STATS_FORMAT), "properties": stats.properties, "phash": stats.phash,
-                 "dhash": stats.dhash, "pixel_digest": stats.pixel_digest, "ok": stats.ok})
+    keep_image_stats(items, stats, analysis.cache_dir)
     return stats
 
 
@@ -102,7 +116,8 @@ def family_scores(analysis, family: str, progress: Progress | None = None) -> di
 
     n = len(analysis.ids)
     names = [t for t, spec in ISSUE_TYPES.items() if spec.family == family]
-    path = run_file(_digest([ISSUES_FORMAT, analysis.run_id, family, _family_key(analysis, family)]))
+    path = run_file(_digest([ISSUES_FORMAT, analysis.run_id, family, _family_key(analysis, family)]),
+                    analysis.cache_dir)
     kept = _read_family(path, names, n)
     if kept is not None:
         return kept
