@@ -129,7 +129,7 @@ def render_report(analysis, card: dict[str, Any], percentile: float = DEFAULT_PE
             "severe; an item is flagged when its score is below the threshold.</p>",
             _settings(analysis, percentile), "<h2>Outlier scores</h2>"]
     for name in analysis.scorers:
-        body.append(_outlier_section(analysis, name, SCORERS[name], percentile, top))
+        body.append(_outlier_section(analysis, name, SCORERS[name].title, percentile, top))
     if "prediction" not in analysis.scorers:
         body.append(f"<p>No prediction score: {esc(NO_PREDICTION_REASON)}.</p>")
     body.append("<h2>Data issues</h2>")

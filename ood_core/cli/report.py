@@ -32,7 +32,7 @@ def run_report(args) -> int:
     print(f"source: {analysis.source}")
     for name in analysis.scorers:
         v = analysis.threshold_view(name, percentile=args.percentile)
-        print(f"{SCORERS[name]}: threshold {v.threshold:.6f} (the {args.percentile:g}th percentile of fit scores); "
+        print(f"{SCORERS[name].title}: threshold {v.threshold:.6f} (the {args.percentile:g}th percentile of fit scores); "
               f"flagged fit {v.fit_flagged}/{v.fit_total}" + ("" if analysis.same_set else
                                                               f", query {v.query_flagged}/{v.query_total}"))
     print("\n".join(summary_lines(card)))
