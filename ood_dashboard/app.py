@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     session.ensure_default_analysis(source)
     session.adopt_finished_run()
     session.sidebar_summary()
+    review.mark_error_notice()  # a mark that could not be saved, until dismissed or a mark is saved
     navigation.run()
 
 

@@ -27,6 +27,9 @@ PERCENTILE_MEMO = "_percentile_thresholds"  # (scores_id, percentile) -> thresho
 ROC_FIGURES = "_roc_figures"  # ROC figures by scores, built once (only the operating point moves)
 HISTOGRAM_PENDING_DRAG = "_threshold_histogram_pending_drag"  # component key -> dragged x not yet returned
 HISTOGRAM_BASE_FIGURE = "_threshold_histogram_base_figure"  # component key -> the figure without its line
+MARK_ERROR = "_mark_error"  # why the last mark could not be saved: shown atop every page until dismissed or a
+#                              mark is saved (a failed mark is never shown as saved, issue 18.5)
+MARK_ERROR_DISMISS = "mark_error_dismiss"  # the button that dismisses it
 
 # ---- scorer scope (session): the threshold every page shares, per scorer
 PERCENTILE, THRESHOLD, SCORES_ID = "percentile", "threshold", "scores_id"

@@ -91,7 +91,7 @@ def expected_captions(analysis, which: str, n: int, threshold: float) -> list[st
 def test_the_app_and_every_page_run_on_the_digits_default(at):
     assert {"ood_dashboard/views/data.py", "ood_dashboard/views/feature_scores.py", "ood_dashboard/views/prediction_scores.py"} <= set(PAGES)
     assert [t.value for t in at.title] == ["Data & model"]
-    assert at.session_state["analysis"].source.startswith("scikit-learn digits (450 fit / 1347 query")
+    assert at.session_state["analysis"].source.startswith("scikit-learn digits (450 fit / 1,347 query")
     assert metrics(at)["Train (fit) items"] == "450"
     for page in PAGES:
         at.switch_page(page).run()
