@@ -19,11 +19,15 @@ from ood_dashboard.state import EXPLAIN_POSITION, grid_key, part_key
 from ood_dashboard.thumbnails import grid_thumbnail
 
 # Page CSS (app.py injects it once per run): thumbnails stay crisp when the browser scales them,
-# and each grid cell is compact (image, caption, small "View" and "Why?" links).
+# and each grid cell is compact (image, caption, small "View" and "Why?" links). A thumbnail never
+# grows past its column (8 columns at 1280 px are narrower than 128 px), and the buttons sit at the
+# foot of each cell, so a caption with a review badge (a line more) does not push its buttons out of line.
 GRID_CSS = """<style>
 [data-testid='stImage'] img {image-rendering: pixelated;}
 [class*='st-key-thumbgrid'] [data-testid='stColumn'] [data-testid='stVerticalBlock'] {gap: 0;}
 [class*='st-key-thumbgrid'] [data-testid='stImageCaption'] {white-space: pre-line; line-height: 1.3;}
+[class*='st-key-thumbgrid'] [data-testid='stImageContainer'] {max-width: 100%; min-width: 0;}
+[class*='st-key-thumbgrid'] [class*='_view_'] {margin-top: auto;}
 [class*='st-key-thumbgrid'] [class*='_why_'], [class*='st-key-thumbgrid'] [class*='_view_'] {align-self: center;}
 [class*='st-key-thumbgrid'] [data-testid='stBaseButton-tertiary'] {min-height: 0; padding: 0 0 0.25rem 0;}
 [class*='st-key-thumbgrid'] [data-testid='stBaseButton-tertiary'] p {font-size: 0.8rem;}
