@@ -27,7 +27,7 @@ GRID_CSS = """<style>
 [class*='st-key-thumbgrid'] [data-testid='stColumn'] [data-testid='stVerticalBlock'] {gap: 0;}
 [class*='st-key-thumbgrid'] [data-testid='stImageCaption'] {white-space: pre-line; line-height: 1.3;}
 [class*='st-key-thumbgrid'] [data-testid='stImageContainer'] {max-width: 100%; min-width: 0;}
-[class*='st-key-thumbgrid'] [class*='_view_'] {margin-top: auto;}
+[class*='st-key-thumbgrid'] [data-testid='stElementContainer'][class*='_view_'] {margin-top: auto;}
 [class*='st-key-thumbgrid'] [class*='_why_'], [class*='st-key-thumbgrid'] [class*='_view_'] {align-self: center;}
 [class*='st-key-thumbgrid'] [data-testid='stBaseButton-tertiary'] {min-height: 0; padding: 0 0 0.25rem 0;}
 [class*='st-key-thumbgrid'] [data-testid='stBaseButton-tertiary'] p {font-size: 0.8rem;}
