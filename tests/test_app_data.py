@@ -151,6 +151,19 @@ def test_opening_a_link_with_a_percentile_shows_it(app_cache):
     assert shared.session_state["feature_threshold"] == percentile_threshold(fit, 12.5)
 
 
+def test_a_links_bad_percentile_is_echoed_as_typed(app_cache):
+    """Issue 18.10: ``?p=<script>`` is said back as ``<script>``, without the backslashes a repr of
+    the escaped text showed."""
+    shared = AppTest.from_file(str(APP), default_timeout=240)
+    shared.query_params["source"] = "digits"
+    shared.query_params["p"] = "<script>"
+    shared.switch_page("ood_dashboard/views/feature_scores.py").run()
+    assert not shared.exception
+    (warning,) = [w.value for w in shared.warning if "link's percentile" in w.value]
+    assert markdown_text(warning) == ("The link's percentile “<script>” is not a number from 0 to 100; the "
+                                      "threshold stays where it was.")
+
+
 def test_a_link_to_a_folder_outside_the_allowed_roots_falls_back_to_the_digits(app_cache, tmp_path, monkeypatch):
     monkeypatch.setenv("OOD_DATA_ROOTS", str(tmp_path / "allowed"))
     shared = AppTest.from_file(str(APP), default_timeout=240)

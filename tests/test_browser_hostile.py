@@ -1,6 +1,7 @@
 """Issue 18.4 and 18.10 in a real browser (1280x720): hostile file and class names never become a
 link in the DOM (the grid, the large view, "Why this one?", the map), the 8-wide grid stays inside
-the content and its buttons in line under a badge, and an oversize upload says why as text."""
+the content and its buttons in line under a badge, the in-classes placeholder is not cut off, and an
+oversize upload says why as text."""
 from __future__ import annotations
 
 import re
@@ -8,7 +9,7 @@ import sys
 import urllib.parse
 
 import pytest
-from browser_support import (ROOT, SCREENSHOTS, chromium, free_port, open_app_page, server, settle,
+from browser_support import (CUT_OFF_TEXT_JS, ROOT, SCREENSHOTS, chromium, free_port, open_app_page, server, settle,
                              skip_without_browser, wait_for)
 
 pytestmark = pytest.mark.browser
@@ -23,6 +24,15 @@ LINKS_JS = """() => [...document.querySelectorAll('a')]
 # Strong/emphasis/code elements whose text comes from the hostile names.
 MARKUP_JS = """() => [...document.querySelectorAll('[data-testid=stMain] :is(strong, em, b, code, del)')]
   .map(e => e.innerText).filter(t => /^(b|bold|x|a|n)$/.test(t.trim()))"""
+
+# Inputs whose placeholder is wider than the room the input gives it (the browser cuts it off).
+CUT_OFF_PLACEHOLDERS_JS = """() => [...document.querySelectorAll('[data-testid=stMain] input[placeholder]')]
+  .filter(i => i.placeholder && i.offsetParent).map(i => {
+    const cs = getComputedStyle(i), ctx = document.createElement('canvas').getContext('2d');
+    ctx.font = cs.font;
+    return {placeholder: i.placeholder, text_px: ctx.measureText(i.placeholder).width,
+            box_px: i.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight)};
+  }).filter(p => p.text_px > p.box_px)"""
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +110,7 @@ def test_hostile_names_are_text_in_the_dom_and_the_grid_fits_at_1280(hostile_app
         no_live_links(page, "map hover")
 
 
-def test_an_oversize_upload_says_why_as_text(hostile_app):
+def test_the_data_page_says_everything_whole_and_an_oversize_upload_says_why(hostile_app):
     url, _, base = hostile_app
     big = base / "big.zip"
     big.write_bytes(b"PK" + bytes(1_100_000))
@@ -109,6 +119,14 @@ def test_an_oversize_upload_says_why_as_text(hostile_app):
         page.set_default_timeout(180_000)
         page.goto(url)
         settle(page, 180)
+        page.get_by_text("Image folder on this machine").click()  # the in-classes box and its placeholder
+        settle(page)
+        page.get_by_label("Folder path").fill(str(base / "images" / "train"))
+        page.keyboard.press("Enter")
+        settle(page)
+        page.get_by_test_id("stMultiSelect").wait_for()
+        assert page.evaluate(CUT_OFF_TEXT_JS) == []  # nothing ends in an ellipsis
+        assert page.evaluate(CUT_OFF_PLACEHOLDERS_JS) == []  # nor an input's placeholder (the in-classes box's)
         page.get_by_text("Upload a zip of images").click()
         settle(page)
         assert "Files up to 1 MB" in page.locator("[data-testid=stMain]").inner_text()
