@@ -12,7 +12,7 @@ from typing import Any, Unpack
 import numpy as np
 
 from ._progress import Progress, stage
-from ._files import atomic_write, open_npz
+from ._files import atomic_write, read_kept
 from .analysis import Analysis, ClassifierInfo, ScoreConfig, digest, fit_feature, fit_prediction
 from .pred_probs import out_of_sample_pred_probs
 from .run_config import EMBEDDING_FIELDS, EmbeddingKeywords, RunConfig, RunKeywords
@@ -270,19 +270,18 @@ def _classify(features, fit_index, query_index, local, n_splits: int, same_set: 
 
 
 def _read_pred_probs(path: Path, n_fit: int, n_query: int, n_classes: int) -> dict[str, Any] | None:
-    """The cached pred_probs at ``path`` when the file is there and holds what this run expects."""
-    if not path.is_file():
+    """The kept pred_probs at ``path`` when the file is there and holds what this run expects; a damaged
+    or inconsistent one gives a warning (``read_kept``) and None (computed again)."""
+    def check(kept: dict[str, np.ndarray]) -> None:
+        if str(kept["format"]) != PRED_PROBS_FORMAT:
+            raise ValueError(f"format {str(kept['format'])!r}, expected {PRED_PROBS_FORMAT!r}")
+        for name, n in (("fit", n_fit), ("query", n_query)):
+            if kept[name].shape != (n, n_classes) or not np.isfinite(kept[name]).all():
+                raise ValueError(f"{name} pred_probs of shape {kept[name].shape}, expected finite ({n}, {n_classes})")
+        float(kept["C"]), str(kept["selected_by"])  # present (a KeyError otherwise)
+
+    kept = read_kept(path, "pred_probs", check)
+    if kept is None:
         return None
-    try:
-        with open_npz(path) as data:
-            if str(data["format"]) != PRED_PROBS_FORMAT:
-                return None
-            fit, query = np.asarray(data["fit"]), np.asarray(data["query"])
-            info = ClassifierInfo(model="LogisticRegression", C=float(data["C"]),
-                                  selected_by=str(data["selected_by"]))
-    except Exception as exc:  # noqa: BLE001 - truncated or foreign: recompute
-        logger.warning("ignoring the cached pred_probs %s (%s)", path, exc)
-        return None
-    if fit.shape != (n_fit, n_classes) or query.shape != (n_query, n_classes):
-        return None
-    return {"fit_pred_probs": fit, "query_pred_probs": query, "classifier": info}
+    info = ClassifierInfo(model="LogisticRegression", C=float(kept["C"]), selected_by=str(kept["selected_by"]))
+    return {"fit_pred_probs": kept["fit"], "query_pred_probs": kept["query"], "classifier": info}

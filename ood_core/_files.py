@@ -57,3 +57,28 @@ def open_npz(path: str | os.PathLike) -> Iterator[Any]:
 
     with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
         yield data
+
+
+def read_kept(path: str | os.PathLike, what: str, check: Callable[[dict[str, Any]], None]) -> dict[str, Any] | None:
+    """The arrays of a ``.npz`` a run kept to reuse (a map, pred_probs: ``cache.run_file``), or None
+    when there is none. A file that cannot be read (truncated, not a zip, an array missing or pickled)
+    or that ``check`` refuses (it raises ``ValueError``, e.g. rows that disagree with the run) gives a
+    ``RuntimeWarning`` naming the file and ``what`` it held, and None: the caller computes it again and
+    writes it over the damaged one."""
+    import warnings
+    import zipfile
+
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with open_npz(path) as data:
+            arrays = {name: np.asarray(data[name]) for name in data.files}
+        check(arrays)
+    except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        warnings.warn(f"the kept {what} {path} is unreadable or does not match this run "
+                      f"({type(exc).__name__}: {exc}); computing it again", RuntimeWarning, stacklevel=2)
+        return None
+    return arrays

@@ -16,7 +16,7 @@ import numpy as np
 
 from ._binomial import DEFAULT_BATCH, expected_flag_rate
 from ._export import to_csv
-from ._files import atomic_write, digest, open_npz  # digest: run ids, cache keys of derived views
+from ._files import atomic_write, digest, open_npz, read_kept  # digest: run ids, cache keys of derived views
 from ._index import INDEX_CHOICES
 from ._progress import Progress
 from ._validation import check_int
@@ -208,12 +208,21 @@ class Analysis:
         from .explain.projection import project_2d
 
         path = run_file(digest([PROJECTION_FORMAT, self.run_id, method, max_points]), self.cache_dir)
-        try:
-            with open_npz(path) as kept:
-                return np.asarray(kept["coords"]), np.asarray(kept["positions"])
-        except (OSError, KeyError, ValueError):  # absent, or not ours: compute it
-            pass
         items = np.union1d(self.fit_index, self.query_index)
+
+        def check(kept: dict[str, np.ndarray]) -> None:  # one row per drawn item, each an item of this run
+            coords, positions = kept["coords"], kept["positions"]
+            if coords.ndim != 2 or coords.shape[1] != 2 or not np.isfinite(coords).all():
+                raise ValueError(f"coords of shape {coords.shape} are not finite (n, 2) coordinates")
+            if positions.shape != (len(coords),) or positions.dtype.kind not in "iu":
+                raise ValueError(f"{len(coords)} coordinates but positions of shape {positions.shape} "
+                                 f"({positions.dtype})")
+            if len(positions) > min(len(items), max_points or len(items)) or not np.isin(positions, items).all():
+                raise ValueError("positions that are not this run's items")
+
+        kept = read_kept(path, f"{method} map", check)  # absent: None; damaged: None, with a warning
+        if kept is not None:
+            return kept["coords"], kept["positions"]
         coords, drawn = project_2d(self.features[items], method=method, max_points=max_points,
                                    normalize=self.feature_scorer.metric_ == "cosine", progress=progress)
         try:

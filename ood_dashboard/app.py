@@ -34,8 +34,10 @@ FAVICON_SVG = """<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24">
 <rect x="20" y="11" width="3" height="11" rx="1" fill="#4c78a8"/>
 <rect x="6.5" y="1" width="1.5" height="22" fill="#d6336c"/>
 </svg>"""
-# Page layout: narrower side margins than Streamlit's wide default (more room at 1280 px), and
-# metric labels and values that wrap onto a second line rather than end in an ellipsis.
+# Page layout: narrower side margins than Streamlit's wide default (more room at 1280 px), metric
+# labels and values that wrap onto a second line rather than end in an ellipsis, and the reason an
+# upload was refused (over server.maxUploadSize: the browser refuses it, Python never sees it) shown
+# under the file's name, not only in a tooltip (Streamlit keeps it in a visually hidden alert).
 PAGE_CSS = """<style>
 @media (min-width: 640px) {
   [data-testid='stMainBlockContainer'] {padding-left: 3rem; padding-right: 3rem; padding-top: 4rem;}
@@ -43,6 +45,9 @@ PAGE_CSS = """<style>
 [data-testid='stMetricValue'] {font-size: 2rem;}
 [data-testid='stMetricValue'] :is(div, p),
 [data-testid='stMetricLabel'] :is(div, p) {white-space: normal; overflow: visible; text-overflow: clip;}
+[data-testid='stFileChip']:has([role='alert']) {flex-wrap: wrap; height: auto; max-width: 100%;}
+[data-testid='stFileChip'] [role='alert'] {position: static; width: auto; height: auto; clip: auto; clip-path: none;
+  overflow: visible; white-space: normal; margin: 0; flex-basis: 100%; color: #bd4043; font-size: 0.8rem;}
 </style>"""
 
 
@@ -106,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     session.ensure_default_analysis(source)
     session.adopt_finished_run()
     session.sidebar_summary()
+    review.mark_error_notice()  # a mark that could not be saved, until dismissed or a mark is saved
     navigation.run()
 
 

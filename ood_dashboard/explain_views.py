@@ -16,6 +16,7 @@ from plotly.subplots import make_subplots
 from ood_dashboard.figures import _MARGIN, _SET_COLORS, _THRESHOLD_COLOR, _scores_1d
 from ood_dashboard.groups import DEFAULT_GROUP_COLORS, group_order
 from ood_dashboard.groups import group_colors as fill_group_colors
+from ood_dashboard.markup import plotly_text
 
 __all__ = [
     "MAX_MAP_POINTS",
@@ -23,7 +24,6 @@ __all__ = [
     "class_histograms_figure",
     "embedding_map_figure",
     "neighbour_distance_figure",
-    "plain_hover",
     "score_scatter_figure",
     "selection_positions",
     "verdict",
@@ -84,7 +84,7 @@ def neighbour_distance_figure(distances, mean_distance: float, threshold_distanc
     k_score = len(d) if k_score is None else int(k_score)
     colors = np.where(ranks <= k_score, _IN_COLOR, "rgba(76, 120, 168, 0.35)")
     fig = go.Figure(go.Bar(x=ranks, y=d, marker_color=colors.tolist(), name="distance",
-                           text=None if labels is None else list(labels),
+                           text=None if labels is None else [plotly_text(t) for t in labels],
                            hovertemplate="neighbour %{x}: distance %{y:.4f}<extra></extra>"))
     fig.add_hline(y=float(mean_distance), line=dict(color=_IN_COLOR, width=2),
                   annotation_text=f"its mean distance (k={k_score}): {mean_distance:.4f}",
@@ -154,12 +154,6 @@ def score_scatter_figure(
 
 
 # ---------------------------------------------------------------- embedding map
-def plain_hover(text: str) -> str:
-    """``text`` (a file or class name) as plotly hover text shows it: its ``&``, ``<`` and ``>`` as
-    entities, so none of it is read as plotly's tags (``<b>``, ``<a href=...>``)."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def embedding_map_figure(coords, scores, positions, threshold: float, *, score_label: str = "score",
                          method_title: str = "PCA", groups: Sequence[str] | None = None,
                          group_colors: Mapping[str, str] | None = None, background: Sequence[str] = (),
@@ -188,7 +182,7 @@ def embedding_map_figure(coords, scores, positions, threshold: float, *, score_l
         if values is not None and len(values) != len(pos):
             raise ValueError(f"{name} has {len(values)} entries but there are {len(pos)} points; give one per point")
     flagged = s < float(threshold)
-    label = None if hover is None else np.array([plain_hover(h) for h in hover], dtype=object)
+    label = None if hover is None else np.array([plotly_text(h) for h in hover], dtype=object)
     first = "#%{customdata}" + ("" if label is None else " · %{text}")
     fig = go.Figure()
 
@@ -232,7 +226,7 @@ def embedding_map_figure(coords, scores, positions, threshold: float, *, score_l
             mask = names == group
             faint = group in background
             marker = dict(size=5 if faint else 7, opacity=0.35 if faint else 0.9, color=colors[group])
-            fig.add_trace(points(mask, f"{group} ({int(mask.sum()):,})", marker, text, 0.1 if faint else 0.3,
+            fig.add_trace(points(mask, f"{plotly_text(group)} ({int(mask.sum()):,})", marker, text, 0.1 if faint else 0.3,
                                  hovertemplate=template, legendrank=order.index(group) + 1))
         ring = dict(size=11, symbol="diamond-open", color=_THRESHOLD_COLOR, opacity=0.6, line=dict(width=1))
         fig.add_trace(points(flagged, f"flagged ({int(flagged.sum()):,})", ring, text, 0.15,
@@ -288,7 +282,7 @@ def class_histograms_figure(classes: Sequence[Mapping[str, Any]], global_thresho
     rows = -(-len(classes) // columns)
     fig = make_subplots(rows=rows, cols=columns, shared_xaxes=True, vertical_spacing=0.12 if rows > 1 else 0.1,
                         horizontal_spacing=0.05,
-                        subplot_titles=[f"{c['name']} ({len(c['fit_scores'])} train, {len(c['query_scores'])} test)"
+                        subplot_titles=[f"{plotly_text(c['name'])} ({len(c['fit_scores'])} train, {len(c['query_scores'])} test)"
                                         for c in classes])
     for i, c in enumerate(classes):
         r, col = i // columns + 1, i % columns + 1

@@ -13,16 +13,21 @@ import streamlit as st
 
 import ood_core
 from ood_dashboard import review
+from ood_dashboard.markup import escape
 from ood_dashboard.navigation import page_path
 from ood_dashboard.state import EXPLAIN_POSITION, grid_key, part_key
 from ood_dashboard.thumbnails import grid_thumbnail
 
 # Page CSS (app.py injects it once per run): thumbnails stay crisp when the browser scales them,
-# and each grid cell is compact (image, caption, small "View" and "Why?" links).
+# and each grid cell is compact (image, caption, small "View" and "Why?" links). A thumbnail never
+# grows past its column (8 columns at 1280 px are narrower than 128 px), and the buttons sit at the
+# foot of each cell, so a caption with a review badge (a line more) does not push its buttons out of line.
 GRID_CSS = """<style>
 [data-testid='stImage'] img {image-rendering: pixelated;}
 [class*='st-key-thumbgrid'] [data-testid='stColumn'] [data-testid='stVerticalBlock'] {gap: 0;}
 [class*='st-key-thumbgrid'] [data-testid='stImageCaption'] {white-space: pre-line; line-height: 1.3;}
+[class*='st-key-thumbgrid'] [data-testid='stImageContainer'] {max-width: 100%; min-width: 0;}
+[class*='st-key-thumbgrid'] [data-testid='stElementContainer'][class*='_view_'] {margin-top: auto;}
 [class*='st-key-thumbgrid'] [class*='_why_'], [class*='st-key-thumbgrid'] [class*='_view_'] {align-self: center;}
 [class*='st-key-thumbgrid'] [data-testid='stBaseButton-tertiary'] {min-height: 0; padding: 0 0 0.25rem 0;}
 [class*='st-key-thumbgrid'] [data-testid='stBaseButton-tertiary'] p {font-size: 0.8rem;}
@@ -31,8 +36,9 @@ GRID_CSS = """<style>
 
 
 def caption(analysis: ood_core.Analysis, position: int, score: float, badge: str = "") -> str:
-    """``#position · score``, then the class (left out when unknown), then the review badge (if any)."""
-    lines = [f"#{position} · {score:.3f}", analysis.class_name(position), badge]
+    """``#position · score``, then the class (left out when unknown), then the review badge (if any), as
+    Markdown (an image caption renders it): the class name escaped (``markup.escape``)."""
+    lines = [f"#{position} · {score:.3f}", escape(analysis.class_name(position)), badge]
     return "\n".join(line for line in lines if line)
 
 
@@ -74,10 +80,10 @@ def image_grid(analysis: ood_core.Analysis, positions: Sequence[int], scores: Se
                 st.image(png, width=width, output_format="PNG",  # the browser enlarges small ones, pixelated
                          caption=caption(analysis, pos, float(score), review.badge(item_marks, analysis.ids[pos])))
                 if st.button("View", key=part_key(key, f"view_{pos}"), type="tertiary", icon=":material/open_in_full:",
-                             help=f"#{pos} ({analysis.ids[pos]}) large, with its metadata and the mark buttons"):
+                             help=f"#{pos} ({escape(analysis.ids[pos])}) large, with its metadata and the mark buttons"):
                     viewed = int(pos)
                 if st.button("Why?", key=part_key(key, f"why_{pos}"), type="tertiary", icon=":material/manage_search:",
-                                     help=f"Open #{pos} ({analysis.ids[pos]}) beside its nearest train images"):
+                                     help=f"Open #{pos} ({escape(analysis.ids[pos])}) beside its nearest train images"):
                     chosen = int(pos)
     if chosen is not None:
         open_explanation(chosen)

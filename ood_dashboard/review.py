@@ -14,7 +14,7 @@ import streamlit as st
 import ood_core
 from ood_core.review import split_key
 from ood_dashboard.markup import escape
-from ood_dashboard.state import page_key, part_key
+from ood_dashboard.state import MARK_ERROR, MARK_ERROR_DISMISS, page_key, part_key
 from ood_dashboard.thumbnails import thumbnail, upscale
 from ood_dashboard.uploads import check_destination
 
@@ -39,19 +39,39 @@ def marks(analysis: ood_core.Analysis) -> dict[str, ood_core.Mark]:
         return {}
 
 
-def mark(analysis: ood_core.Analysis, positions: Sequence[int], verdict: str | None, note: str | None = None) -> None:
-    """Mark the items at ``positions`` (one transaction); ``verdict=None`` clears their marks."""
+def mark(analysis: ood_core.Analysis, positions: Sequence[int], verdict: str | None, note: str | None = None) -> bool:
+    """Mark the items at ``positions`` (one transaction); ``verdict=None`` clears their marks. Whether it
+    was saved: when not, the error is shown here and kept (``state.MARK_ERROR``) so that
+    :func:`mark_error_notice` shows it atop every page after a rerun, until dismissed or a mark is saved."""
     ids = [analysis.ids[int(p)] for p in positions]
     if not ids:
-        return
+        return True
     key = ood_core.dataset_key(analysis)
     try:
         if verdict is None:
             store().clear(key, ids)
         else:
             store().mark(key, ids, verdict, note, label=analysis.source, split=split_key(analysis))
-    except ood_core.ReviewStoreError as exc:
-        st.error(f"Could not save the mark: {escape(str(exc))}", icon=":material/error:")
+    except (ood_core.ReviewStoreError, OSError) as exc:  # OSError: a full disk, a read-only data folder
+        what = f"clear the marks of {len(ids):,} image(s)" if verdict is None else \
+            f"mark {len(ids):,} image(s) {verdict}"
+        st.session_state[MARK_ERROR] = (f"Could not {what}: nothing was saved ({escape(str(exc))}). The badges show "
+                                        "the marks that are saved.")
+        st.error(st.session_state[MARK_ERROR], icon=":material/error:")
+        return False
+    st.session_state.pop(MARK_ERROR, None)
+    return True
+
+
+def mark_error_notice() -> None:
+    """The last failed mark (:func:`mark`), until dismissed or a mark is saved; drawn atop every page."""
+    message = st.session_state.get(MARK_ERROR)
+    if message is None:
+        return
+    text, button = st.columns([6, 1], vertical_alignment="center")
+    text.error(message, icon=":material/error:")
+    button.button("Dismiss", key=MARK_ERROR_DISMISS, icon=":material/close:",
+                  on_click=lambda: st.session_state.pop(MARK_ERROR, None))
 
 
 def badge(item_marks: Mapping[str, ood_core.Mark], item_id: str) -> str:
@@ -77,12 +97,12 @@ def bulk_buttons(analysis: ood_core.Analysis, positions: Sequence[int], key: str
     cols[0].caption(f"Mark all {len(positions):,} {what} as")
     for col, verdict in zip(cols[1:], ood_core.VERDICTS):
         if col.button(verdict, key=part_key(key, f"bulk_{verdict}"), icon=ICONS[verdict], width="stretch"):
-            mark(analysis, positions, verdict)
-            st.toast(f"Marked {len(positions):,} images {verdict}", icon=ICONS[verdict])
-            st.rerun()  # the grids above were drawn before the click: redraw them with their badges
+            if mark(analysis, positions, verdict):  # else its error shows here, and atop the page from now on
+                st.toast(f"Marked {len(positions):,} images {verdict}", icon=ICONS[verdict])
+                st.rerun()  # the grids above were drawn before the click: redraw them with their badges
     if cols[4].button("clear", key=part_key(key, "bulk_clear"), icon=":material/backspace:", width="stretch"):
-        mark(analysis, positions, None)
-        st.rerun()
+        if mark(analysis, positions, None):
+            st.rerun()
 
 
 @st.dialog("Image", width="large")
@@ -100,8 +120,9 @@ def item_view(analysis: ood_core.Analysis, position: int) -> None:
         st.markdown(f"**{escape(item_id)}**")
         sets = [name for name, index in (("train (fit)", analysis.fit_index), ("test (query)", analysis.query_index))
                 if position in index]
-        facts = {"position": f"#{position}", "path": analysis.paths[position],
-                 "class": analysis.class_name(position) or "unknown", "set": " and ".join(sets)}
+        # st.table renders each cell as Markdown: every text from the data is escaped
+        facts = {"position": f"#{position}", "path": escape(analysis.paths[position]),
+                 "class": escape(analysis.class_name(position)) or "unknown", "set": " and ".join(sets)}
         query_row = np.flatnonzero(analysis.query_index == position)
         if len(query_row) and analysis.is_ood is not None:
             facts["known truth"] = "out of distribution" if analysis.is_ood[query_row[0]] else "in distribution"
@@ -109,7 +130,7 @@ def item_view(analysis: ood_core.Analysis, position: int) -> None:
             score = float(analysis.item_scores(scorer)[position])
             reached = ood_core.percentile_of(analysis.scores(scorer)[0], score)
             facts[ood_core.SCORERS[scorer].title] = f"{score:.4f} (higher than {reached:.1f}% of train)"
-        facts["review"] = (f"{current.verdict}" + (f": {current.note}" if current.note else "")
+        facts["review"] = (f"{current.verdict}" + (f": {escape(current.note)}" if current.note else "")
                            + f" ({current.updated_at:%Y-%m-%d %H:%M} UTC)") if current else "not reviewed"
         st.table({"": list(facts), "value": list(facts.values())}, border="horizontal", hide_index=True,
                  hide_header=True)
@@ -118,12 +139,12 @@ def item_view(analysis: ood_core.Analysis, position: int) -> None:
         for col, verdict in zip(cols, ood_core.VERDICTS):
             if col.button(verdict, key=page_key("view", f"mark_{verdict}"), icon=ICONS[verdict], width="stretch",
                           type="primary" if current and current.verdict == verdict else "secondary"):
-                mark(analysis, [position], verdict, note)
-                st.rerun()
+                if mark(analysis, [position], verdict, note):  # else the dialog stays open, saying why
+                    st.rerun()
         if cols[3].button("clear", key=page_key("view", "mark_clear"), icon=":material/backspace:", width="stretch",
                           disabled=current is None):
-            mark(analysis, [position], None)
-            st.rerun()
+            if mark(analysis, [position], None):
+                st.rerun()
     result = analysis.explain(position, k=min(8, len(analysis.fit_index) - 1))
     st.caption(f"Its {len(result['positions'])} nearest train (fit) images (mean distance "
                f"{result['mean_distance']:.4f}):")

@@ -154,8 +154,8 @@ def adopt_url_percentile(analysis: ood_core.Analysis, scorer: str) -> None:
     except ValueError:
         percentile = float("nan")
     if not 0 <= percentile <= 100:
-        st.warning(f"The link's percentile {escape(text)!r} is not a number from 0 to 100; the threshold stays where "
-                   "it was.")
+        st.warning(f"The link's percentile “{escape(text)}” is not a number from 0 to 100; the threshold stays "
+                   "where it was.")  # not !r: the repr of the escaped text doubles its backslashes
         return
     set_percentile(scorer, analysis.scores(scorer)[0], percentile)
 

@@ -31,6 +31,9 @@ HISTOGRAM_PENDING_DRAG = "_threshold_histogram_pending_drag"  # component key ->
 HISTOGRAM_BASE_FIGURE = "_threshold_histogram_base_figure"  # component key -> the figure without its line
 BATCH_RESULT = "_batch_result"  # the Batches page's last check: (reference folder, its digest, BatchResult)
 URL_ISSUE_TYPE = "_url_issue_type"  # the issue type last written to the issue page's link (?type=)
+MARK_ERROR = "_mark_error"  # why the last mark could not be saved: shown atop every page until dismissed or a
+#                              mark is saved (a failed mark is never shown as saved, issue 18.5)
+MARK_ERROR_DISMISS = "mark_error_dismiss"  # the button that dismisses it
 
 # ---- scorer scope (session): the threshold every page shares, per scorer (and per issue type,
 # whose score page is named by the type: ood_core.issues.list_issue_types())

@@ -2,6 +2,7 @@
 import csv
 import io
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -158,3 +159,50 @@ def test_a_map_is_computed_once_per_run_and_kept_on_disk(tmp_path, monkeypatch):
     again = analyze(_arrays()).projection("pca")  # a new Analysis of the same run, as after a restart
     np.testing.assert_array_equal(again[0], coords)
     np.testing.assert_array_equal(again[1], positions)
+
+
+# ------------------------------------------------------------------ issue 18.6: damaged kept artifacts
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def _fewer_coords(path):
+    with np.load(path) as kept:
+        coords, positions = kept["coords"], kept["positions"]
+    np.savez(path, coords=coords[:-3], positions=positions)  # rows that disagree with the positions
+
+
+def _wrong_shape_pred_probs(path):
+    with np.load(path) as kept:
+        arrays = dict(kept)
+    arrays["query"] = arrays["query"][:5]
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("damage", [_truncate, _fewer_coords, lambda p: p.write_bytes(b"not a zip")])
+def test_a_damaged_kept_map_is_computed_again_with_a_warning(tmp_path, monkeypatch, damage):
+    monkeypatch.setenv("OOD_CACHE_DIR", str(tmp_path / "cache"))
+    coords, positions = analyze(_arrays()).projection("pca")
+    before = set((tmp_path / "cache" / "runs").glob("*.npz"))
+    (kept,) = [p for p in before if "coords" in np.load(p).files]
+    damage(kept)
+    with pytest.warns(RuntimeWarning, match=f"the kept pca map {kept} is unreadable or does not match this run"):
+        again = analyze(_arrays()).projection("pca")
+    np.testing.assert_array_equal(again[0], coords)
+    np.testing.assert_array_equal(again[1], positions)
+    with np.load(kept) as rewritten:  # written over the damaged one
+        assert rewritten["coords"].shape == coords.shape
+
+
+@pytest.mark.parametrize("damage", [_truncate, _wrong_shape_pred_probs])
+def test_damaged_kept_pred_probs_are_computed_again_with_a_warning(tmp_path, monkeypatch, damage):
+    monkeypatch.setenv("OOD_CACHE_DIR", str(tmp_path / "cache"))
+    first = analyze(_arrays())
+    (kept,) = (tmp_path / "cache" / "runs").glob("*.npz")
+    damage(kept)
+    with pytest.warns(RuntimeWarning, match=f"the kept pred_probs {kept} is unreadable or does not match this run"):
+        again = analyze(_arrays())
+    np.testing.assert_allclose(again.query_pred_probs, first.query_pred_probs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        analyze(_arrays())  # rewritten: read back without a warning

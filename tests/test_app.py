@@ -26,6 +26,8 @@ import ood_core._analyze  # noqa: E402
 from ood_core import FeatureScorer, percentile_of, percentile_threshold, rank_outliers  # noqa: E402
 from ood_core.embedder import Embedder  # noqa: E402
 from ood_dashboard.navigation import PAGES as NAVIGATION  # noqa: E402
+from ood_dashboard.markup import escape  # noqa: E402
+from tests.conftest import markdown_text  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "app.py"
@@ -91,14 +93,14 @@ def expected_captions(analysis, which: str, n: int, threshold: float) -> list[st
 def test_the_app_and_every_page_run_on_the_digits_default(at):
     assert {"ood_dashboard/views/data.py", "ood_dashboard/views/feature_scores.py", "ood_dashboard/views/prediction_scores.py"} <= set(PAGES)
     assert [t.value for t in at.title] == ["Data & model"]
-    assert at.session_state["analysis"].source.startswith("scikit-learn digits (450 fit / 1347 query")
+    assert at.session_state["analysis"].source.startswith("scikit-learn digits (450 fit / 1,347 query")
     assert metrics(at)["Train (fit) items"] == "450"
     for page in PAGES:
         at.switch_page(page).run()
         assert not at.exception, (page, [e.value for e in at.exception])
         assert not at.error, (page, [e.value for e in at.error])
         assert at.title, page
-        assert at.sidebar.caption[0].value.startswith("**Loaded:** scikit-learn digits"), page  # app.py ran
+        assert at.sidebar.caption[0].value.startswith("**Loaded:** " + escape("scikit-learn digits")), page  # app.py ran
     at.switch_page("ood_dashboard/views/prediction_scores.py").run()
     assert at.title[0].value == "Prediction score (pred_probs)"
     analysis = at.session_state["analysis"]
@@ -275,7 +277,7 @@ def test_why_button_opens_the_item_on_the_neighbours_page(at):
     assert not at.exception, [e.value for e in at.exception]
     assert at.title[0].value != "Feature score (KNN)"  # we left the score page...
     assert "explain_position" not in at.session_state  # ...and the neighbours page took the item
-    assert any(f"#{position}" in c or analysis.ids[position] in c for c in captions(at))
+    assert any(f"#{position}" in c or analysis.ids[position] in markdown_text(c) for c in captions(at))
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -322,7 +324,7 @@ def test_a_zip_with_a_non_image_and_a_corrupt_jpeg_lists_them_and_scores_the_res
     assert not at.button(key="data_run").disabled
     at.button(key="data_run").click().run()
     assert "my images.zip" in at.session_state["analysis"].source
-    assert "my images.zip" in at.sidebar.caption[0].value  # the whole app shows the new run
+    assert "my images.zip" in markdown_text(at.sidebar.caption[0].value)  # the whole app shows the new run
     assert_skipped_listed_and_rest_scored(at, 8, sorted(BAD_FILES), "file(s) were skipped")
 
 

@@ -15,6 +15,7 @@ from tests.test_cifar_download import fake, server  # noqa: F401
 from ood_core import percentile_threshold
 from ood_core.uploads import upload_dir
 from ood_dashboard.markup import escape
+from tests.conftest import markdown_text
 
 
 def test_a_percentile_outside_0_to_100_is_refused_with_a_message(at):
@@ -42,7 +43,7 @@ def test_an_upload_name_with_markup_is_shown_as_text(at):
     at.button(key="data_run").click().run()
     source = at.session_state["analysis"].source
     assert name in source
-    shown = [m.value for m in at.markdown if "example.com" in m.value]
+    shown = [m.value for m in at.markdown if "example.com" in markdown_text(m.value)]
     assert len(shown) == 1 and shown[0].startswith(f"**{escape(source)}**")
     assert "\\<b\\>" in shown[0] and "\\[click\\]" in shown[0]
     assert escape(source) in at.sidebar.caption[0].value
@@ -53,7 +54,7 @@ def test_a_refused_upload_is_not_kept(at):
     at.radio(key="data_source_choice").set_value(ZIP).run()
     at.file_uploader(key="data_zip_upload").set_value(("broken.zip", b"PK\x03\x04 not really a zip",
                                                        "application/zip")).run()
-    assert at.error[-1].value.startswith("Cannot read this dataset: ") and "broken.zip" in at.error[-1].value
+    assert at.error[-1].value.startswith("Cannot read this dataset: ") and "broken.zip" in markdown_text(at.error[-1].value)
     assert at.button(key="data_run").disabled
     assert set(upload_dir().glob("*")) == before
 
@@ -150,13 +151,26 @@ def test_opening_a_link_with_a_percentile_shows_it(app_cache):
     assert shared.session_state["feature_threshold"] == percentile_threshold(fit, 12.5)
 
 
+def test_a_links_bad_percentile_is_echoed_as_typed(app_cache):
+    """Issue 18.10: ``?p=<script>`` is said back as ``<script>``, without the backslashes a repr of
+    the escaped text showed."""
+    shared = AppTest.from_file(str(APP), default_timeout=240)
+    shared.query_params["source"] = "digits"
+    shared.query_params["p"] = "<script>"
+    shared.switch_page("ood_dashboard/views/feature_scores.py").run()
+    assert not shared.exception
+    (warning,) = [w.value for w in shared.warning if "link's percentile" in w.value]
+    assert markdown_text(warning) == ("The link's percentile “<script>” is not a number from 0 to 100; the "
+                                      "threshold stays where it was.")
+
+
 def test_a_link_to_a_folder_outside_the_allowed_roots_falls_back_to_the_digits(app_cache, tmp_path, monkeypatch):
     monkeypatch.setenv("OOD_DATA_ROOTS", str(tmp_path / "allowed"))
     shared = AppTest.from_file(str(APP), default_timeout=240)
     shared.query_params["source"] = "/etc"
     shared.run()
     assert not shared.exception
-    assert shared.warning[0].value.startswith("This link's dataset cannot be opened here (/etc is outside the folders")
+    assert markdown_text(shared.warning[0].value).startswith("This link's dataset cannot be opened here (/etc is outside the folders")
     assert shared.session_state["analysis"].source.startswith("scikit-learn digits")
 
 

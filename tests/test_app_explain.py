@@ -25,6 +25,7 @@ from ood_core import (compare_auroc, per_class_counts, per_class_thresholds, per
                       rank_average_fit_query)
 from ood_dashboard.explain_views import QUADRANT_TITLES, selection_positions, verdict
 from ood_dashboard.grid import caption
+from tests.conftest import markdown_text
 
 TIMEOUT = 300  # the first run embeds the digits (about a minute on 2 busy cores); later runs take seconds
 
@@ -65,8 +66,8 @@ def test_selecting_an_image_shows_its_neighbours():
         assert at.dataframe[0].value["id"].tolist() == ids
         np.testing.assert_allclose(at.dataframe[0].value["distance"], expected["distances"])
         captions = [c for image in at.image for c in image.captions]
-        assert captions[0].startswith(a.ids[position])
-        assert [c.split(" · ")[0] for c in captions[1:]] == [f"{r}. {i}" for r, i in enumerate(ids, start=1)]
+        assert markdown_text(captions[0]).startswith(a.ids[position])
+        assert [markdown_text(c).split(" · ")[0] for c in captions[1:]] == [f"{r}. {i}" for r, i in enumerate(ids, start=1)]
         shown = at.warning if expected["flagged"] else at.success
         assert shown[0].value == verdict(expected)
         assert metrics(at)["Feature score"] == f"{expected['score']:.4f}"
@@ -99,7 +100,7 @@ def test_why_button_in_a_grid_opens_the_neighbours_page():
     assert not at.exception
     assert at.title[0].value == "Why this one?"
     assert at.selectbox(key="neighbours_pick").value == position
-    assert at.image[0].captions[0].startswith(a.ids[position])
+    assert markdown_text(at.image[0].captions[0]).startswith(a.ids[position])
 
 
 # ------------------------------------------------------------------ compare

@@ -312,7 +312,7 @@ def test_demo_split_defaults(cifar):
     assert d.is_ood[query].tolist() == (~np.isin(d.labels[query], animals)).tolist()
     assert int(d.is_ood.sum()) == 393
     assert all(i.startswith("train/") for i in d.ids[:5000]) and all(i.startswith("test/") for i in d.ids[5000:])
-    assert d.description.startswith("CIFAR-10 demo split (5000 fit / 1000 query; in: bird, cat, deer")
+    assert d.description.startswith("CIFAR-10 demo split (5,000 fit / 1,000 query; in: bird, cat, deer")
     assert demo_split(cifar).ids == d.ids and demo_split(cifar, seed=1).ids != d.ids
 
 

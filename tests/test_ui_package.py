@@ -14,6 +14,7 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from ood_dashboard.markup import escape  # noqa: E402
+from tests.conftest import markdown_text  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "ood_dashboard"
@@ -73,7 +74,7 @@ def test_the_source_the_server_was_started_with_opens_in_every_new_session(monke
 def test_the_started_folder_joins_the_roots_but_typed_paths_stay_sandboxed(monkeypatch, sandbox, tmp_path):
     at = started_with(monkeypatch, "--source", str(sandbox))
     at.radio(key="data_source_choice").set_value("Image folder on this machine").run()
-    assert "and the folder the dashboard was started with (--source)" in " ".join(c.value for c in at.caption)
+    assert "and the folder the dashboard was started with (--source)" in " ".join(markdown_text(c.value) for c in at.caption)
     at.text_input(key="data_folder_path").set_value(str(sandbox / "train")).run()  # under the started folder
     assert not at.error, [e.value for e in at.error]
     elsewhere = tmp_path / "elsewhere"

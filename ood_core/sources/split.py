@@ -97,7 +97,7 @@ def in_out_split(source: Source, in_classes: Sequence, *, fit_fraction: float = 
     return dataclasses.replace(
         out, split=np.array(["train"] * len(fit) + ["test"] * len(query), dtype=object),
         is_ood=np.concatenate([np.zeros(len(fit), bool), ~is_in[query]]),
-        description=f"{title or source.description} ({len(fit)} fit / {len(query)} query; in: {names}; "
+        description=f"{title or source.description} ({len(fit):,} fit / {len(query):,} query; in: {names}; "
                     f"seed {seed})",
         skipped=list(source.skipped) + unlabelled)
 

@@ -14,6 +14,9 @@ DIGITS, CIFAR, FOLDER, ZIP, ARRAYS = ("Built-in digits", "CIFAR-10 demo split", 
                                       "Upload a zip of images", "Upload precomputed features")
 SOURCES = [DIGITS, CIFAR, FOLDER, ZIP, ARRAYS]
 LOCAL_ADDRESSES = ("127.0.0.1", "localhost", "::1")
+# Said under each uploader: a larger file is refused by the browser, which names the reason only on hover.
+UPLOAD_LIMIT = ("Files up to {:,} MB (the server's `server.maxUploadSize`); a larger one is refused before it is "
+                "sent, with the reason under its name.")
 
 
 @st.cache_data(ttl=60, show_spinner=False)
@@ -92,6 +95,7 @@ with left:
     elif choice == ZIP:
         st.caption("The same layout as a folder, zipped. Files that are not images, or do not decode, are "
                    "skipped and listed.")
+        st.caption(UPLOAD_LIMIT.format(st.get_option("server.maxUploadSize")))
         upload = st.file_uploader("Zip of images", type=["zip"], key=page_key("data", "zip_upload"))
         if upload is not None:
             try:
@@ -102,6 +106,7 @@ with left:
         st.caption("A `.npz` with `features` (N × D) and optional `pred_probs`, `labels`, `ids`, `class_names`, "
                    "`split` ('train' / 'test') and `is_ood`; or a bare `.npy` of features. Rows with missing "
                    "(NaN) or infinite features are left out and listed.")
+        st.caption(UPLOAD_LIMIT.format(st.get_option("server.maxUploadSize")))
         upload = st.file_uploader("Features file", type=["npz", "npy"], key=page_key("data", "arrays_upload"))
         if upload is not None:
             try:
@@ -118,9 +123,12 @@ with left:
         if len(classes) >= 2:
             in_classes = st.multiselect(
                 "In-distribution classes", classes, key=page_key("data", f"in_classes:{spec}"),
-                placeholder="None: use the data's own train/test split, or score each image against the others",
+                placeholder="None: the data's own split",  # fits the box at 1280 px; the rest is said below
                 help="The fit set is drawn from these classes; every other class is scored as out of "
                      "distribution, and the scores are evaluated against that truth.") or None
+            if not in_classes:
+                st.caption("None chosen: the data's own train/test split is used, or, without one, each image is "
+                           "scored against all the others.")
             if in_classes:
                 st.slider("Share of the in-class images to fit on (the rest are scored)", 0.1, 0.9, step=0.05,
                           key=page_key("data", "fit_fraction"), on_change=keep["fit_fraction"])
@@ -190,7 +198,7 @@ for name, kind in SCORERS.items():
     if name not in analysis.scorers:
         st.caption(f"No {name} score: {kind.missing}.")
 if analysis.embed_config:
-    st.caption("Embedding: " + ", ".join(f"{k}={v}" for k, v in analysis.embed_config.items()))
+    st.caption("Embedding: " + escape(", ".join(f"{k}={v}" for k, v in analysis.embed_config.items())))
 if analysis.skipped:
     what = "file(s) were skipped: they could not be read as images" if analysis.items is not None \
         else "row(s) were left out"

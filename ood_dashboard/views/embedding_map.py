@@ -1,5 +1,7 @@
 """Embedding map: the images laid out in 2-D by their embeddings, coloured by score, class, split, known truth or
 review mark; click a point to see its image, or select a region to see and mark every image inside it."""
+import warnings
+
 import numpy as np
 import streamlit as st
 
@@ -62,8 +64,12 @@ def report(stage: str, done: int, total: int) -> None:
     bar.progress(done / total if total else 0.0, text=text)
 
 
-coords, positions = analysis.projection(method, max_points=MAX_MAP_POINTS, progress=report)  # kept on disk per run
+with warnings.catch_warnings(record=True) as caught:  # a damaged kept map is computed again, and said so
+    warnings.simplefilter("always", RuntimeWarning)
+    coords, positions = analysis.projection(method, max_points=MAX_MAP_POINTS, progress=report)  # kept per run
 bar.empty()
+for warning in caught:
+    st.warning(escape(str(warning.message)), icon=":material/warning:")
 n_drawn = len(positions)
 
 keep = np.ones(len(positions), bool)
@@ -120,7 +126,7 @@ with right.container(key=grid_key(page_key("map", "selected"))):  # the grids' c
         if analysis.items is not None:
             st.image(thumbnail(analysis, position), caption=text, width="stretch", output_format="PNG")
         else:
-            st.caption(escape(text).replace("\n", "  \n"))
+            st.caption(text.replace("\n", "  \n"))  # caption(): Markdown already
         mark = item_marks.get(item_id)
         st.caption(escape(item_id) + (f"  \nnote: {escape(mark.note)}" if mark and mark.note else ""))
         if len(order) > 1:

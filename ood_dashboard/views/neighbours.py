@@ -5,6 +5,7 @@ import streamlit as st
 import ood_core
 from ood_dashboard import review
 from ood_dashboard.explain_views import neighbour_distance_figure, verdict
+from ood_dashboard.markup import escape
 from ood_dashboard.session import require_analysis, sync_threshold
 from ood_dashboard.state import EXPLAIN_POSITION, page_key, run_key
 from ood_dashboard.thumbnails import thumbnail, upscale
@@ -32,6 +33,7 @@ query_set = set(analysis.query_index.tolist())
 
 
 def describe(p: int) -> str:
+    """The item's id, set and class as plain text (the selectbox's options show it as it is)."""
     where = "train" if p in fit_set else "test"
     if p in fit_set and p in query_set:
         where = "train = test"
@@ -58,9 +60,9 @@ result = analysis.explain(int(position), k=int(k), threshold=threshold)
 left, right = st.columns([1, 3])
 with left:
     if analysis.items is not None:
-        st.image(upscale(analysis.items.load_image(int(position)), 192), caption=describe(int(position)))
+        st.image(upscale(analysis.items.load_image(int(position)), 192), caption=escape(describe(int(position))))
     else:
-        st.markdown(f"**{describe(int(position))}**")
+        st.markdown(f"**{escape(describe(int(position)))}**")
 with right:
     (st.warning if result["flagged"] else st.success)(verdict(result))
     m = st.columns(4)
@@ -74,7 +76,7 @@ with right:
              if result["is_fit"] else "a test (query) item"]
     query_row = np.flatnonzero(analysis.query_index == int(position))
     if len(query_row) and analysis.query_pred_probs is not None:
-        facts.append(f"predicted class: {analysis.class_names[analysis.predicted_classes()[query_row[0]]]}")
+        facts.append(f"predicted class: {escape(analysis.class_names[analysis.predicted_classes()[query_row[0]]])}")
     if len(query_row) and analysis.is_ood is not None:
         facts.append("known truth: " + ("out of distribution" if analysis.is_ood[query_row[0]] else "in distribution"))
     current = review.marks(analysis).get(analysis.ids[int(position)])
@@ -87,7 +89,7 @@ with right:
 st.subheader(f"Its {result['k']} nearest train (fit) images")
 positions, distances = result["positions"], result["distances"]
 neighbour_scores = analysis.fit_feature_scores[result["indices"]]
-captions = [f"{r}. {analysis.ids[p]} · {analysis.class_name(p) or '?'} · d {d:.3f} · score {s:.3f}"
+captions = [f"{r}. {escape(analysis.ids[p])} · {escape(analysis.class_name(p) or '?')} · d {d:.3f} · score {s:.3f}"
             for r, (p, d, s) in enumerate(zip(positions, distances, neighbour_scores), start=1)]
 if analysis.items is not None:
     columns = 5
