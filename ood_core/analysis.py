@@ -16,7 +16,7 @@ import numpy as np
 
 from ._binomial import DEFAULT_BATCH, expected_flag_rate
 from ._export import to_csv
-from ._files import atomic_write, digest, open_npz, read_kept  # digest: run ids, cache keys of derived views
+from ._files import atomic_write, digest, read_kept  # digest: run ids, cache keys of derived views
 from ._index import INDEX_CHOICES
 from ._progress import Progress
 from ._validation import check_int
