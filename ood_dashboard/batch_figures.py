@@ -6,7 +6,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from ood_dashboard.explain_views import plain_hover
+from ood_dashboard.markup import plotly_text
 from ood_dashboard.figures import _GRID_COLOR, _MARGIN, _SET_COLORS, _THRESHOLD_COLOR
 
 _BAND_COLOR = "rgba(76, 120, 168, 0.18)"
@@ -38,7 +38,7 @@ def batch_history_figure(history: Sequence[Mapping[str, Any]], scorer: str, *, h
         line=dict(color="rgba(128, 128, 128, 0.6)", width=1),
         marker=dict(size=10, color=[_THRESHOLD_COLOR if r["alarm"] else _SET_COLORS[0] for r in rows],
                     symbol=["x" if r["alarm"] else "circle" for r in rows]),
-        customdata=[[plain_hover(r["batch_name"]), r["n"], lo_, hi_, r["p_value"], "ALARM" if r["alarm"] else "no alarm"]
+        customdata=[[plotly_text(r["batch_name"]), r["n"], lo_, hi_, r["p_value"], "ALARM" if r["alarm"] else "no alarm"]
                     for r, lo_, hi_ in zip(rows, lo, hi)],
         hovertemplate=("%{customdata[0]}<br>%{y:.1f}% of %{customdata[1]:,} flagged "
                        "(expected %{customdata[2]:.1f}% to %{customdata[3]:.1f}%)<br>"
