@@ -18,6 +18,7 @@ import ood_core
 from ood_core.issues import DuplicateSet, get_issue_type, list_issue_types
 from ood_dashboard import review
 from ood_dashboard.grid import run_cached
+from ood_dashboard.markup import escape
 from ood_dashboard.session import sync_threshold, threshold_keys
 from ood_dashboard.state import SCORES_ID, grid_key, part_key, scorer_key
 from ood_dashboard.thumbnails import grid_thumbnail
@@ -124,7 +125,7 @@ def duplicate_rows(analysis: ood_core.Analysis, sets: Sequence[DuplicateSet], ke
         for i, position in enumerate(members[:columns]):
             where = " + ".join(name for name, index in (("train (fit)", fit), ("test (query)", query))
                                if position in index) or "neither set"
-            lines = [f"#{position} · {where}", "kept copy" if i == 0 else "", analysis.class_name(position),
+            lines = [f"#{position} · {where}", "kept copy" if i == 0 else "", escape(analysis.class_name(position)),
                      review.badge(item_marks, analysis.ids[position])]
             with cols[i]:
                 if analysis.items is not None:
