@@ -130,11 +130,12 @@ def test_cache_dir_holds_the_whole_cache(tmp_path, monkeypatch, capsys):
     assert main(args) == 0
     kept = _files_under(chosen)
     assert len([p for p in kept if p.parent == chosen]) == 1  # the embeddings
-    assert len([p for p in kept if p.parent == chosen / "runs"]) == 1  # the classifier's pred_probs
+    # the classifier's pred_probs and the image statistics gathered while embedding (ood_core.issues)
+    assert len([p for p in kept if p.parent == chosen / "runs"]) == 2
     analysis = ood_core.analyze("digits", in_classes=["0", "1", "2"], cache_dir=chosen)
     assert analysis.cache_hit and analysis.cache_dir == str(chosen)
     analysis.projection("pca")
-    assert len(_files_under(chosen / "runs")) == 2  # + the map
+    assert len(_files_under(chosen / "runs")) == 3  # + the map
     assert _files_under(default) == []
 
 

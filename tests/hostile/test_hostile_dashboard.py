@@ -131,6 +131,9 @@ def hostile_runs(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OOD_CACHE_DIR", str(base / "cache"))
         mp.setenv("OOD_DATA_DIR", str(base / "data"))
+        from ood_dashboard import review
+
+        review.store.clear()  # the dashboard's store, cached per process, opens the marks file of this folder
         folder, seed = base / "images", 0
         for split, per_class in (("train", 4), ("test", 2)):
             for c, cls in enumerate(CLASS_NAMES):
@@ -146,10 +149,12 @@ def hostile_runs(tmp_path_factory):
         np.savez(npz, features=features, labels=labels, ids=np.array(ids), class_names=np.array(NPZ_CLASSES),
                  split=np.array(["train"] * n_fit + ["test"] * n_query))
         runs = {}
-        for name, settings in (("folder", RunSettings(source=str(folder), model="pixels", label="Image folder")),
+        for name, settings in (("folder", RunSettings(source=str(folder), label="Image folder",
+                                                             config=ood_core.RunConfig(model="pixels"))),
                                ("npz", RunSettings(source=str(npz), label="Upload precomputed features"))):
             runs[name] = (settings, compute_run(settings))
         yield runs
+        review.store.clear()  # later tests open the marks file of their own data folder
 
 
 def app_on(settings: RunSettings, analysis: ood_core.Analysis) -> AppTest:
