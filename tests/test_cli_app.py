@@ -86,7 +86,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_app_serves_on_the_port_and_stops_on_ctrl_c(fake_dashboard, tmp_path):
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_app_serves_on_the_port_and_stops_with_its_dashboard(fake_dashboard, tmp_path, stop):
+    """Ctrl-C (the whole process group) or a SIGTERM to the command alone (a service manager, a test's
+    teardown): either way Streamlit stops with it and the port is free again, no orphan left serving."""
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake_dashboard.parent), str(REPO)])}
     process = subprocess.Popen([sys.executable, "-m", "ood_core", "app", "digits", "--port", str(port)], cwd=tmp_path,
@@ -102,8 +105,15 @@ def test_app_serves_on_the_port_and_stops_on_ctrl_c(fake_dashboard, tmp_path):
             except OSError:
                 time.sleep(0.5)
         assert health == "ok", process.stdout.read() if process.poll() is not None else "no answer in 60 s"
-        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole group
-        assert process.wait(timeout=30) == 0
+        if stop == "ctrl-c":
+            os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole group
+            assert process.wait(timeout=30) == 0
+        else:
+            process.send_signal(signal.SIGTERM)  # to the command only: it passes the signal on
+            process.wait(timeout=30)
+        with socket.socket() as s:  # nothing listens on the port any more (closed connections may linger)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)

@@ -9,6 +9,7 @@ with :func:`importlib.util.find_spec`.
 from __future__ import annotations
 
 import importlib.util
+import signal
 import subprocess
 import sys
 import tomllib
@@ -134,13 +135,16 @@ def check_source(spec: str) -> None:
 
 
 def run_app(args) -> int:
-    """Start Streamlit as a child process; Ctrl-C reaches it (same process group) and its exit code is ours."""
+    """Start Streamlit as a child process; Ctrl-C reaches it (same process group), a SIGTERM sent to this
+    process is passed on to it (a service manager stopping us stops the dashboard too, no orphan left
+    serving the port), and its exit code is ours."""
     app_dir = dashboard_dir()
     if args.source is not None:
         check_source(args.source)
     command = streamlit_command(app_dir, source=args.source, port=args.port, host=args.host,
                                 streamlit_flags=args.streamlit_flags)
     process = subprocess.Popen(command)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: process.send_signal(signum))
     try:
         return process.wait()
     except KeyboardInterrupt:  # the child got the same SIGINT: let it finish shutting down
@@ -149,3 +153,5 @@ def run_app(args) -> int:
         except (KeyboardInterrupt, subprocess.TimeoutExpired):
             process.terminate()
             return process.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
