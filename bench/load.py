@@ -89,13 +89,18 @@ class Session:
 
 
 def percentiles(seed: int, n: int) -> list[float]:
-    """``n`` whole percentiles from 1 to 60, each different from the one before (so the count changes)."""
+    """``n`` whole percentiles from 1 to 60, each different from the one its page shows when it is typed
+    (so the count changes): the one before, and for the first change after a page switch, the last one
+    typed on that page (the pages alternate every ``CHANGES_PER_PAGE`` changes and keep their own)."""
     import random
 
     rng, out = random.Random(seed), []
     while len(out) < n:
         p = float(rng.randint(1, 60))
-        if not out or p != out[-1]:
+        i = len(out)
+        shown = out[-1] if out and i % CHANGES_PER_PAGE else (
+            out[i - CHANGES_PER_PAGE - 1] if i >= 2 * CHANGES_PER_PAGE else None)
+        if p != shown and (not out or p != out[-1]):
             out.append(p)
     return out
 
