@@ -35,6 +35,16 @@ def cifar_zip() -> Path:
     return path
 
 
+def extract_cifar(cifar_zip: Path, root: Path, classes: dict[str, range], split: str = "test") -> Path:
+    """``root/{class}/NNNN.jpg``: the given CIFAR-10 images of each class, copied out of the zip."""
+    with zipfile.ZipFile(cifar_zip) as zf:
+        for name, numbers in classes.items():
+            (root / name).mkdir(parents=True, exist_ok=True)
+            for i in numbers:
+                (root / name / f"{i:04d}.jpg").write_bytes(zf.read(f"cifar10/{split}/{name}/{i:04d}.jpg"))
+    return root
+
+
 def encode(content, name: str) -> bytes:
     """File bytes for ``content``: bytes as is, a PIL image or an RGB colour tuple
     (a 12x10 solid image) encoded in the format the extension of ``name`` names."""

@@ -10,12 +10,12 @@ import os
 import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from ood_core._binomial import flag_rate_interval
+from tests.conftest import extract_cifar
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,13 +25,6 @@ def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env=env, timeout=600)
 
 
-def _extract(cifar_zip: Path, root: Path, files: dict[str, range], split: str) -> Path:
-    with zipfile.ZipFile(cifar_zip) as zf:
-        for name, numbers in files.items():
-            (root / name).mkdir(parents=True, exist_ok=True)
-            for i in numbers:
-                (root / name / f"{i:04d}.jpg").write_bytes(zf.read(f"cifar10/{split}/{name}/{i:04d}.jpg"))
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +33,9 @@ def pets(cifar_zip, tmp_path_factory):
     a clean batch of 120 new cats and dogs, and a batch of 110 with 44 airplanes (40%)."""
     root = tmp_path_factory.mktemp("cli-pets")
     env = {**os.environ, "OOD_CACHE_DIR": str(root / "cache")}
-    fit = _extract(cifar_zip, root / "fit", {"cat": range(150), "dog": range(150), "airplane": range(20)}, "train")
-    clean = _extract(cifar_zip, root / "clean", {"cat": range(60), "dog": range(60)}, "test")
-    planes = _extract(cifar_zip, root / "planes", {"cat": range(100, 130), "dog": range(100, 136),
+    fit = extract_cifar(cifar_zip, root / "fit", {"cat": range(150), "dog": range(150), "airplane": range(20)}, "train")
+    clean = extract_cifar(cifar_zip, root / "clean", {"cat": range(60), "dog": range(60)}, "test")
+    planes = extract_cifar(cifar_zip, root / "planes", {"cat": range(100, 130), "dog": range(100, 136),
                                                    "airplane": range(44)}, "test")
     out = cli("fit", str(fit), "--in-classes", "cat,dog", "--model", "lite0", "--percentile", "5",
               "--save", str(root / "pets-ref"), env=env)

@@ -4,31 +4,23 @@ from __future__ import annotations
 
 import csv
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ood_core.cli import main
+from tests.conftest import extract_cifar
 
 PER_CLASS = 120  # CIFAR-10 test images per class in the slices below (32x32 JPEGs)
 
 
-def _extract(cifar_zip: Path, root: Path, classes: dict[str, range]) -> Path:
-    """``root/{class}/NNNN.jpg`` for the given CIFAR-10 test images of each class."""
-    with zipfile.ZipFile(cifar_zip) as zf:
-        for name, numbers in classes.items():
-            (root / name).mkdir(parents=True, exist_ok=True)
-            for i in numbers:
-                (root / name / f"{i:04d}.jpg").write_bytes(zf.read(f"cifar10/test/{name}/{i:04d}.jpg"))
-    return root
 
 
 @pytest.fixture(scope="module")
 def pets_and_planes(cifar_zip, tmp_path_factory) -> Path:
     """cat/ dog/ airplane/: a plain folder of classes, no train/test split."""
-    return _extract(cifar_zip, tmp_path_factory.mktemp("data") / "pets",
+    return extract_cifar(cifar_zip, tmp_path_factory.mktemp("data") / "pets",
                     {c: range(PER_CLASS) for c in ("cat", "dog", "airplane")})
 
 
@@ -63,8 +55,8 @@ def test_cli_refuses_unknown_in_classes_before_embedding(pets_and_planes, tmp_pa
 
 def test_embed_twice_then_score_when_the_query_folder_has_a_class_the_fit_folder_lacks(
         cifar_zip, cache, tmp_path, capsys):
-    train = _extract(cifar_zip, tmp_path / "train", {"cat": range(0, 80), "dog": range(0, 80)})
-    test = _extract(cifar_zip, tmp_path / "test", {"cat": range(200, 240), "dog": range(200, 240),
+    train = extract_cifar(cifar_zip, tmp_path / "train", {"cat": range(0, 80), "dog": range(0, 80)})
+    test = extract_cifar(cifar_zip, tmp_path / "test", {"cat": range(200, 240), "dog": range(200, 240),
                                                    "airplane": range(200, 240)})
     assert main(["-q", "embed", str(train), "--out", str(tmp_path / "train.npz")]) == 0
     assert main(["-q", "embed", str(test), "--out", str(tmp_path / "test.npz")]) == 0

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from scipy.stats import binom
 from ood_core._binomial import flag_rate_interval, too_many_p_value
 from ood_core.reference import REFERENCE_FORMAT, Reference, ReferenceError
 from ood_core.sources import ArraySet
+from tests.conftest import extract_cifar
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -319,13 +319,6 @@ def test_concurrent_checks_write_history_without_loss(copy_of, tmp_path):
 
 
 # ---------------------------------------------------------------------- CIFAR-10: cat and dog images
-def _extract(cifar_zip: Path, root: Path, files: dict[str, range], split: str = "test") -> Path:
-    with zipfile.ZipFile(cifar_zip) as zf:
-        for name, numbers in files.items():
-            (root / name).mkdir(parents=True, exist_ok=True)
-            for i in numbers:
-                (root / name / f"{i:04d}.jpg").write_bytes(zf.read(f"cifar10/{split}/{name}/{i:04d}.jpg"))
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -335,10 +328,10 @@ def pets(cifar_zip, tmp_path_factory):
     root = tmp_path_factory.mktemp("pets")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OOD_CACHE_DIR", str(root / "cache"))
-        fit = _extract(cifar_zip, root / "fit", {"cat": range(150), "dog": range(150), "airplane": range(20)},
+        fit = extract_cifar(cifar_zip, root / "fit", {"cat": range(150), "dog": range(150), "airplane": range(20)},
                        split="train")
-        clean = _extract(cifar_zip, root / "clean", {"cat": range(60), "dog": range(60)})
-        planes = _extract(cifar_zip, root / "planes", {"cat": range(100, 130), "dog": range(100, 136),
+        clean = extract_cifar(cifar_zip, root / "clean", {"cat": range(60), "dog": range(60)})
+        planes = extract_cifar(cifar_zip, root / "planes", {"cat": range(100, 130), "dog": range(100, 136),
                                                        "airplane": range(44)})
         ref = Reference.fit(fit, in_classes=["cat", "dog"], model="lite0", percentile=5)
         yield {"root": root, "ref": ref, "clean": clean, "planes": planes}
