@@ -87,7 +87,7 @@ def ensure_default_analysis(start_source: str | None = None) -> None:
         return
     settings = RunSettings()
     if start_source is not None:
-        settings = RunSettings(source=start_source, label="Started with --source")
+        settings = RunSettings(source=start_source, label="the dataset given at start (--source)")
     try:
         settings = settings_from_url() or settings
     except ValueError as exc:

@@ -46,7 +46,7 @@ st.write("Check a new batch of images against a saved reference (`ood-explorer f
 keep = {name: persistent(page_key("batches", name), value)
         for name, value in {"reference": "", "kind": FOLDER, "folder": "", "name": "", "alpha": 0.01}.items()}
 roots, origin = allowed_roots()
-st.caption(f"Folders this dashboard may read: {', '.join(f'`{escape(r)}`' for r in roots)} ({escape(origin)}).")
+st.caption(f"Folders this dashboard may read: {', '.join(f'`{r}`' for r in roots)} ({escape(origin)}).")
 
 # ---- the reference
 ref_text = st.text_input("Reference folder", key=page_key("batches", "reference"), on_change=keep["reference"],
