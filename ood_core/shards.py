@@ -23,7 +23,7 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -131,8 +131,10 @@ class ShardWriter:
         return left
 
     def write(self, number: int, features: np.ndarray, notes: dict[str, Any] | None = None) -> None:
-        """Store shard ``number`` atomically, then its record (rows, shape, size, digest of the bytes
-        written) with ``notes`` (JSON-able) beside it."""
+        """Store shard ``number`` and its record (rows, shape, size, digest of the bytes written) with
+        ``notes`` (JSON-able) beside it, each atomically: the record lands just before the shard is
+        renamed into place, so a shard on disk always has its record (a run killed in between leaves
+        a record without its shard, which the next run embeds)."""
         if not 0 <= number < self.n_shards:
             raise ValueError(f"shard number {number} is out of range for {self.n_shards} shard(s)")
         start, stop = self.span(number)
@@ -140,13 +142,19 @@ class ShardWriter:
         if features.ndim != 2 or features.shape[0] != stop - start:
             raise ValueError(f"shard {number} takes rows {start}..{stop - 1} ({stop - start} rows); "
                              f"got an array of shape {features.shape}")
+        path = self.folder / shard_name(number)
         saved: list[tuple[int, str]] = []
-        path = atomic_write(self.folder / shard_name(number), lambda f: saved.append(save_npy(f, features)))
-        (nbytes, digest), = saved
-        mark_verified(path, digest)
-        record = {"file": path.name, "key": self.key, "index": number, "rows": [start, stop],
-                  "shape": list(features.shape), "bytes": nbytes, DIGEST: digest}
-        atomic_write(self.folder / notes_name(number), json.dumps({"shard": record, "notes": notes or {}}).encode())
+
+        def write_shard_then_record(f: BinaryIO) -> None:
+            nbytes, digest = save_npy(f, features)
+            saved.append((nbytes, digest))
+            record = {"file": path.name, "key": self.key, "index": number, "rows": [start, stop],
+                      "shape": list(features.shape), "bytes": nbytes, DIGEST: digest}
+            atomic_write(self.folder / notes_name(number),
+                         json.dumps({"shard": record, "notes": notes or {}}).encode())
+
+        atomic_write(path, write_shard_then_record)
+        mark_verified(path, saved[0][1])
 
     def notes(self, number: int) -> dict[str, Any]:
         """The notes stored with shard ``number`` (empty when none were)."""
