@@ -15,7 +15,7 @@ from browser_support import (CUT_OFF_TEXT_JS, ROOT, SCREENSHOTS, chromium, free_
 pytestmark = pytest.mark.browser
 skip_without_browser()
 
-from tests.hostile.test_hostile_dashboard import CLASS_NAMES, FILE_NAMES, _image  # noqa: E402
+from tests.hostile.test_hostile_dashboard import CLASS_NAMES, hostile_folder  # noqa: E402
 
 # Every link in the page (HTML and SVG): an outside address or a javascript: one is a defect.
 LINKS_JS = """() => [...document.querySelectorAll('a')]
@@ -40,12 +40,7 @@ def hostile_app(tmp_path_factory):
     """``streamlit run app.py`` (upload limit 1 MB) with a folder of hostile names in its allowed roots,
     marks in a fresh data folder; yields (url, link opening that folder with the pixels model)."""
     base = tmp_path_factory.mktemp("browser-hostile")
-    folder, seed = base / "images", 0
-    for split, per_class in (("train", 6), ("test", 3)):
-        for c, cls in enumerate(CLASS_NAMES):
-            for i in range(per_class):
-                seed += 1
-                _image(folder / split / cls / f"{FILE_NAMES[(i + c) % len(FILE_NAMES)]} {split}{i}.png", seed)
+    folder = hostile_folder(base / "images", {"train": 6, "test": 3})
     env = {"OOD_CACHE_DIR": str(base / "cache"), "OOD_DATA_DIR": str(base / "data"), "OOD_DATA_ROOTS": str(base)}
     port = free_port()
     argv = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",

@@ -123,6 +123,18 @@ def _image(path: Path, seed: int) -> None:
     Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(path)
 
 
+def hostile_folder(folder: Path, per_class: dict[str, int]) -> Path:
+    """``folder/{split}/{hostile class}/{hostile file name} {split}{i}.png``: ``per_class[split]`` random
+    8x8 images per class and split."""
+    seed = 0
+    for split, count in per_class.items():
+        for c, cls in enumerate(CLASS_NAMES):
+            for i in range(count):
+                seed += 1
+                _image(folder / split / cls / f"{FILE_NAMES[(i + c) % len(FILE_NAMES)]} {split}{i}.png", seed)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def hostile_runs(tmp_path_factory):
     """Two runs: a folder whose class folders and files carry hostile names, and an .npz whose ids
@@ -134,12 +146,7 @@ def hostile_runs(tmp_path_factory):
         from ood_dashboard import review
 
         review.store.clear()  # the dashboard's store, cached per process, opens the marks file of this folder
-        folder, seed = base / "images", 0
-        for split, per_class in (("train", 4), ("test", 2)):
-            for c, cls in enumerate(CLASS_NAMES):
-                for i in range(per_class):
-                    seed += 1
-                    _image(folder / split / cls / f"{FILE_NAMES[(i + c) % len(FILE_NAMES)]} {split}{i}.png", seed)
+        folder = hostile_folder(base / "images", {"train": 4, "test": 2})
         rng = np.random.default_rng(0)
         n_fit, n_query = 24, len(NPZ_IDS) + 6
         labels = np.concatenate([np.repeat([0, 1], n_fit // 2), rng.integers(0, 3, n_query)])
