@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import warnings
-import zipfile
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from PIL import Image
 import ood_core
 from ood_core.issues import (ImageStatsCollector, bucket_pairs, feature_scores_without_duplicates, get_issue_type, hamming, image_properties,
                              image_record, list_issue_types, property_scores)
+from planted_folder import planted_counts, write_planted_folder
 
 TYPES = ["exact_duplicate", "near_duplicate", "label", "dark", "light", "blurry", "low_information", "grayscale",
          "odd_size", "odd_aspect_ratio"]
@@ -85,55 +85,12 @@ def test_property_scores_are_relative_to_the_median_image():
 CLASSES = ("cat", "dog", "airplane", "ship")
 
 
-def _jpeg(img: Image.Image, quality: int) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=quality)
-    return buf.getvalue()
-
-
 @pytest.fixture(scope="module")
 def planted(cifar_zip, tmp_path_factory):
-    """A train/test folder of 4 CIFAR-10 classes (50 train + 15 test each) with planted problems;
-    returns (folder, {issue: set of planted relative paths})."""
+    """A train/test folder of 4 CIFAR-10 classes (50 train + 15 test each) with planted problems
+    (:func:`planted_folder.write_planted_folder`); returns (folder, {issue: set of planted relative paths})."""
     root = tmp_path_factory.mktemp("planted") / "data"
-    zf = zipfile.ZipFile(cifar_zip)
-    names = sorted(n for n in zf.namelist() if n.endswith(".jpg"))
-    by_class = {c: [n for n in names if f"/train/{c}/" in n] for c in CLASSES}
-    files: dict[str, bytes] = {}
-    for c in CLASSES:
-        for k, n in enumerate(by_class[c][:65]):
-            files[f"{'train' if k < 50 else 'test'}/{c}/{k:03d}.jpg"] = zf.read(n)
-    plants: dict[str, set[str]] = {"exact_duplicate": set(), "near_duplicate": set(), "dark": set(), "label": set()}
-    for k in range(6):  # exact copies: 3 within train, 3 from train into test (leakage)
-        c = CLASSES[k % 4]
-        rel = f"{'train' if k < 3 else 'test'}/{c}/copy{k}.jpg"
-        files[rel] = files[f"train/{c}/{10 + k:03d}.jpg"]
-        plants["exact_duplicate"].add(rel)
-    for k in range(6):  # resized to 28 px and re-encoded at JPEG quality 70
-        c = CLASSES[k % 4]
-        img = Image.open(io.BytesIO(files[f"train/{c}/{20 + k:03d}.jpg"])).convert("RGB")
-        rel = f"{'train' if k < 3 else 'test'}/{c}/small{k}.jpg"
-        files[rel] = _jpeg(img.resize((28, 28), Image.Resampling.BILINEAR), 70)
-        plants["near_duplicate"].add(rel)
-    for k in range(6):  # darkened new images
-        c = CLASSES[k % 4]
-        img = np.asarray(Image.open(io.BytesIO(zf.read(by_class[c][100 + k]))).convert("RGB"), dtype=np.float64)
-        rel = f"train/{c}/dark{k}.jpg"
-        files[rel] = _jpeg(Image.fromarray((img * 0.25).astype(np.uint8)), 95)
-        plants["dark"].add(rel)
-    plants["label (dog as cat)"] = set()
-    for k in range(8):  # dogs filed as cats (hard at 32 px: the classifier tells them apart 70% of the time)
-        rel = f"train/cat/dog{k}.jpg"
-        files[rel] = zf.read(by_class["dog"][200 + k])
-        plants["label (dog as cat)"].add(rel)
-    for k in range(6):  # dogs filed as airplanes and ships
-        rel = f"train/{('airplane', 'ship')[k % 2]}/dog{k}.jpg"
-        files[rel] = zf.read(by_class["dog"][300 + k])
-        plants["label"].add(rel)
-    for rel, data in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(data)
-    return root, plants
+    return root, write_planted_folder(cifar_zip, root, CLASSES)
 
 
 @pytest.fixture(scope="module")
@@ -146,45 +103,18 @@ def planted_analysis(planted, tmp_path_factory):
         yield analysis
 
 
-def _grey(path) -> bool:
-    rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
-    return float((rgb.max(axis=2) - rgb.min(axis=2)).mean()) < 2.0
-
-
-def _originals_of(analysis, plants: set[str]) -> set[str]:
-    """The items each planted copy was made from (their duplicate sets' other members)."""
-    out = set()
-    for s in analysis.duplicate_sets():
-        members = {analysis.ids[m] for m in s.members}
-        if members & plants:
-            out |= members - plants
-    return out
-
-
 def test_planted_problems_are_flagged_under_their_type(planted, planted_analysis, capsys):
     root, plants = planted
     a = planted_analysis
     table = a.issues()
     assert set(table["issue"]) == set(TYPES)
     assert len(table) == len(TYPES) * len(a.ids) - np.sum(np.isnan(a.issue_scores("label").scores))
+    counts = planted_counts(a, plants, root, TYPES, table)
     lines = [f"{'issue':<19}{'found/planted':>14}{'false flags':>13}{'(of clean)':>11}"]
-    results = {}
-    for row in TYPES[:3] + ["label (dog as cat)"] + TYPES[3:]:
-        issue = row.split()[0]
-        flagged = set(table["id"][(table["issue"] == issue) & table["flagged"]])
-        planted_here = plants.get(row, set())
-        if issue == "label":  # the other kind of planted label error is not a false flag
-            flagged -= plants["label" if row != "label" else "label (dog as cat)"]
-        # a copy's original is flagged with it and is right to be
-        expected = planted_here | (_originals_of(a, planted_here) if "duplicate" in issue else set())
-        if issue == "grayscale":  # CIFAR-10 holds grey pictures of its own: flagging those is right
-            expected = {i for i in flagged if _grey(root / i)}
-        found = len(flagged & planted_here)
-        false = flagged - expected
-        results[row] = (found, len(planted_here), len(false))
-        lines.append(f"{row:<19}{found:>8}/{len(planted_here):<5}{len(false):>13}{len(a.ids) - len(expected):>11}")
+    lines += [f"{row:<19}{found:>8}/{n:<5}{false:>13}{clean:>11}" for row, (found, n, false, clean) in counts.items()]
     with capsys.disabled():
         print("\n" + "\n".join(lines))
+    results = {row: c[:3] for row, c in counts.items()}
     assert results["exact_duplicate"] == (6, 6, 0)
     assert results["near_duplicate"] == (6, 6, 0)
     assert results["dark"][:2] == (6, 6) and results["dark"][2] <= 2
