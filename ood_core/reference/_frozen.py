@@ -14,28 +14,33 @@ from ..sources import ImageSet
 from ._folder import ReferenceError
 
 def embed_frozen(config, weights: str | os.PathLike, images: ImageSet, *, device: str, batch_size: int,
-                  cache_dir, progress: Progress | None, pixel_mean: np.ndarray | None):
-    """Features of ``images`` embedded with the resolved ``config`` (an :class:`EmbedConfig`), through
-    the disk cache; images that fail to decode are dropped (listed in the returned set's ``skipped``).
+                 cache_dir, progress: Progress | None, pixel_mean: np.ndarray | None, backend: str = "auto"):
+    """Features of ``images`` embedded with the resolved ``config`` (an :class:`EmbedConfig`, its
+    ``backend`` included), through the disk cache; images that fail to decode are dropped (listed in
+    the returned set's ``skipped``).
 
+    ``backend``: what the caller asked for. "auto" lets an export that disagrees with torch fall back
+    to torch (with a warning); an explicit backend raises ValueError then (as the Embedder does).
     A centred pixel model is embedded raw and centred on ``pixel_mean`` (the reference's fit mean), so
-    a batch is never centred on itself. Returns ``(kept images, features)``."""
+    a batch is never centred on itself. Returns ``(kept images, features, the EmbedConfig that
+    computed them)``: its ``backend`` is the one that ran (torch after a fall-back)."""
     from ..cache import cached_embed
     from ..embedder import Embedder, drop_failed
 
     embedder = Embedder(model=config.model, weights="bundled" if config.pixels else weights,
                         image_size=config.image_size, device=device, batch_size=batch_size,
-                        fold_batchnorm=config.fold_batchnorm)
+                        fold_batchnorm=config.fold_batchnorm, backend=backend)
     if not config.pixels and embedder.config.weights != config.weights:
         raise ReferenceError(f"the weights given ({weights}) are {embedder.config.weights}, but the reference was "
                              f"embedded with {config.weights}; pass the same weights")
     embedder.config = dataclasses.replace(config, centre=False)  # resolved: used as it is
     features, _ = cached_embed(embedder, images, cache_dir=cache_dir, progress=stage(progress, "embed"))
+    used = dataclasses.replace(embedder.config_for(images), centre=config.centre)
     kept, features = drop_failed(images, features, embedder.failures_)
     features = np.array(features, dtype=np.float32)  # our own copy: the centring below writes to it
     if pixel_mean is not None:
         features -= pixel_mean
-    return kept, features
+    return kept, features, used
 
 
 def frozen_feature_scorer(features: np.ndarray, state: dict[str, Any], arrays: dict[str, np.ndarray], device: str):

@@ -152,22 +152,25 @@ class Reference:
         ``.npz``/``.npy`` of features, an :class:`ImageSet` / :class:`ArraySet`), or only its
         ``"train"`` items when it has a train/test split; ``in_classes`` (names or indices) keeps
         only those classes' items. They are embedded (``model``, ``weights``, ``image_size``,
-        ``device``, ``batch_size``: ``settings``, a :class:`~ood_core.run_config.RunConfig`, and the
-        keywords replacing its fields, as for :func:`ood_core.analyze`), the feature scorer (KNN, exact
+        ``device``, ``batch_size``, ``backend``: ``settings``, a :class:`~ood_core.run_config.RunConfig`,
+        and the keywords replacing its fields, as for :func:`ood_core.analyze`; the backend that ran is
+        recorded in ``embed_config["backend"]`` and every check embeds with it, see :meth:`check`),
+        the feature scorer (KNN, exact
         search) is fitted on them, a logistic regression is cross-validated on them for out-of-sample
         pred_probs (when they carry at least 2 classes with 2 items each) and the prediction scorer
         fitted on those; each threshold is frozen at ``percentile`` of its fit scores.
         ``progress(stage, done, total)`` hears of "embed", "classifier" and "neighbours".
         """
         from .._analyze import _classify, _open
+        from .._device import resolve_device
         from .._embed_config import resolve_for_images
         from ..scorers import FeatureScorer
         from ..sources.split import _subset, class_indices
         from ..thresholds import percentile_threshold
 
         run = RunConfig.resolve(settings, "Reference.fit", ("in_classes", *EMBEDDING_FIELDS), **overrides)
-        in_classes, model, weights, image_size, device, batch_size = (
-            run.in_classes, run.model, run.weights, run.image_size, run.device, run.batch_size)
+        in_classes, model, weights, image_size, device, batch_size, backend = (
+            run.in_classes, run.model, run.weights, run.image_size, run.device, run.batch_size, run.backend)
         p = float(percentile) if isinstance(percentile, (int, float)) and not isinstance(percentile, bool) else math.nan
         if not 0 < p < 100:
             raise ValueError(f"percentile must be a number strictly between 0 and 100; got {percentile!r}")
@@ -191,9 +194,11 @@ class Reference:
 
         pixel_mean, embed_config, weights_kind, skipped = None, None, None, list(getattr(src, "skipped", []))
         if isinstance(src, ImageSet):
-            config = resolve_for_images(model, weights, image_size, src)
-            src, features = embed_frozen(config, weights, src, device=device, batch_size=batch_size,
-                                          cache_dir=cache_dir, progress=progress, pixel_mean=None)
+            config = resolve_for_images(model, weights, image_size, src, backend=backend,
+                                        device_type=resolve_device(device).type)
+            src, features, config = embed_frozen(config, weights, src, device=device, batch_size=batch_size,
+                                                 cache_dir=cache_dir, progress=progress, pixel_mean=None,
+                                                 backend=backend)
             skipped = list(src.skipped)
             if config.centre:
                 pixel_mean = features.mean(axis=0, dtype=np.float64).astype(np.float32)
@@ -228,7 +233,7 @@ class Reference:
             "in_classes": None if in_classes is None else [str(c) for c in in_classes],
             "n_fit": n, "n_features": int(features.shape[1]), "class_names": list(src.class_names),
             "skipped": len(skipped), "percentile": p,
-            "embedding": embed_config, "weights": weights_kind,
+            "embedding": embed_config, "weights": weights_kind, "backend_asked": backend,
             "precomputed": None if embed_config is not None else src.description,
             "scores": dataclasses.asdict(scores),
             "feature": {"k": scorer.k_, "t": float(scores.t), "metric": scorer.metric_, "scale": scorer.scale_,
@@ -277,7 +282,8 @@ class Reference:
         ``batch``: anything :func:`ood_core.open_source` takes (a folder or zip of images, a
         ``.npz``/``.npy`` of features embedded like the reference's), or an ImageSet / ArraySet.
         Images are embedded exactly as the reference's were (its resolved settings, its weights, the
-        centred pixel model's fit mean); the reference is never embedded again. ``alpha``: the
+        centred pixel model's fit mean, its inference backend: see :meth:`check_backend`); the
+        reference is never embedded again. ``alpha``: the
         alarm's significance level; ``level``: the coverage of the intervals. ``name``: how to call
         the batch (default: its description). With ``log`` (default) the check of a saved reference
         is appended to its history (a warning when the folder cannot be written).
@@ -290,17 +296,20 @@ class Reference:
         if not 0 < alpha < 1:
             raise ValueError(f"alpha must lie strictly between 0 and 1; got {alpha!r}")
         src = _open(batch, name)
-        items = None
+        items, backend = None, None
         if isinstance(src, ImageSet):
             if self._settings["embedding"] is None:
                 raise ValueError(f"{src.description}: this reference was fitted on precomputed features "
                                  f"({self._settings['precomputed']}); check a .npz of features embedded the same way")
             if len(src) == 0:
                 raise ValueError(f"{src.description}: the batch has no image ({len(src.skipped)} file(s) skipped)")
-            src, features = embed_frozen(self._config(), self._weights_for_check(), src, device=self.device,
-                                          batch_size=batch_size, cache_dir=cache_dir, progress=progress,
-                                          pixel_mean=self._arrays.get("pixel_mean"))
-            items = src
+            config, note = self.check_backend()
+            if note:
+                warnings.warn(note, stacklevel=2)
+            src, features, config = embed_frozen(config, self._weights_for_check(), src, device=self.device,
+                                                 batch_size=batch_size, cache_dir=cache_dir, progress=progress,
+                                                 pixel_mean=self._arrays.get("pixel_mean"))
+            items, backend = src, config.backend
         else:
             if "pixel_mean" in self._arrays:
                 raise ValueError(f"{src.description}: this reference embeds pixels centred on its own fit mean; "
@@ -317,7 +326,7 @@ class Reference:
             pred_probs = np.concatenate([self.classifier.predict_proba(b) for b in blocks(features)])
             scores["prediction"] = self.pred_scorer.score(pred_probs)
             predicted = self._arrays["classifier_classes"][np.argmax(pred_probs, axis=1)]
-        result = self._result(src, items, scores, predicted, alpha, level, name)
+        result = dataclasses.replace(self._result(src, items, scores, predicted, alpha, level, name), backend=backend)
         if log and self.folder is not None:
             result = self._log(result)
         return result
@@ -369,6 +378,37 @@ class Reference:
         """Every logged check of this (saved) reference, oldest first (:func:`read_history`); empty for
         an unsaved reference."""
         return [] if self.folder is None else read_history(self.folder)
+
+    @property
+    def backend(self) -> str | None:
+        """The inference backend the fit images were embedded with ("torch", "onnx", "openvino"; "none"
+        for a pixel model; None for precomputed features)."""
+        embedding = self._settings["embedding"]
+        return None if embedding is None else str(embedding.get("backend", "torch"))
+
+    def check_backend(self):
+        """``(EmbedConfig, note)``: the settings a batch is embedded with, and why its backend differs
+        from :attr:`backend` ("" when it does not).
+
+        The reference's own backend when it can run here (installed, on the CPU); else torch, whose
+        features every export was checked to agree with when it was made (max |difference| <=
+        ``MAX_ABS_DIFF`` on a probe batch, :mod:`ood_core._backends`), so the frozen thresholds still
+        hold; the note says so. A disagreeing export found at check time also falls back to torch
+        (the embedder warns)."""
+        from .._backends import MAX_ABS_DIFF, TORCH, installed
+        from .._device import resolve_device
+
+        config = self._config()
+        if config.backend in (TORCH, "none"):
+            return config, ""
+        device_type = resolve_device(self.device).type
+        why = (f"the device is {device_type}" if device_type != "cpu" else
+               f"{config.backend} is not installed here" if not installed(config.backend) else "")
+        if not why:
+            return config, ""
+        return dataclasses.replace(config, backend=TORCH), (
+            f"the reference was embedded with the {config.backend} backend but {why}: the batch is embedded with "
+            f"torch, which its {config.backend} export agreed with to {MAX_ABS_DIFF:g} when it was made")
 
     # ------------------------------------------------------------------ helpers
     def _config(self):
