@@ -229,7 +229,7 @@ def batch_item_view(result, position: int, scorer: str) -> None:
                  hide_header=True)
         split = reference_split_key(result.reference_digest, result.batch_digest)
         mark_buttons(current, f"batch_{position}", save)
-    st.caption(f"Shown for the {ood_core.SCORERS[scorer].title.lower()}. Marks are saved in {store().path}.")
+    st.caption(f"Opened from the {ood_core.SCORERS[scorer].title} grid. Marks are saved in {store().path}.")
 
 
 def progress(analysis: ood_core.Analysis, scorer: str, threshold: float,

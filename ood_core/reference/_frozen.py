@@ -43,6 +43,39 @@ def embed_frozen(config, weights: str | os.PathLike, images: ImageSet, *, device
     return kept, features, used
 
 
+def frozen_config(embedding: dict[str, Any]):
+    """The :class:`EmbedConfig` of a reference's saved ``embedding`` settings."""
+    from .._embed_config import EmbedConfig
+
+    cfg = dict(embedding)
+    cfg["mean"], cfg["std"] = tuple(cfg["mean"]), tuple(cfg["std"])
+    return EmbedConfig(**cfg)
+
+
+def check_backend(config, device: str):
+    """``(EmbedConfig, note)``: ``config`` (a reference's resolved embedding settings) as a batch is
+    embedded with it here, and why its backend differs from the reference's ("" when it does not).
+
+    The reference's own backend when it can run here (installed, on the CPU); else torch, whose
+    features every export was checked to agree with when it was made (max |difference| <=
+    ``MAX_ABS_DIFF`` on a probe batch, :mod:`ood_core._backends`), so the frozen thresholds still
+    hold; the note says so. A disagreeing export found at check time also falls back to torch
+    (the embedder warns)."""
+    from .._backends import MAX_ABS_DIFF, TORCH, installed
+    from .._device import resolve_device
+
+    if config.backend in (TORCH, "none"):
+        return config, ""
+    device_type = resolve_device(device).type
+    why = (f"the device is {device_type}" if device_type != "cpu" else
+           f"{config.backend} is not installed here" if not installed(config.backend) else "")
+    if not why:
+        return config, ""
+    return dataclasses.replace(config, backend=TORCH), (
+        f"the reference was embedded with the {config.backend} backend but {why}: the batch is embedded with "
+        f"torch, which its {config.backend} export agreed with to {MAX_ABS_DIFF:g} when it was made")
+
+
 def frozen_feature_scorer(features: np.ndarray, state: dict[str, Any], arrays: dict[str, np.ndarray], device: str):
     """A fitted :class:`FeatureScorer` (exact search) rebuilt from its saved state: the fit rows, ``k``,
     ``t``, the metric, the scale and the fit rows' own neighbours; nothing is searched again."""
@@ -122,4 +155,4 @@ def fit_frozen_prediction(arrays: dict[str, np.ndarray], scores: ScoreConfig, pe
                        "pred_probs": "out of sample (stratified cross-validation)"}}}
 
 
-__all__ = ["embed_frozen", "fit_frozen_prediction", "frozen_classifier", "frozen_feature_scorer", "frozen_pred_scorer"]
+__all__ = ["check_backend", "embed_frozen", "frozen_config", "fit_frozen_prediction", "frozen_classifier", "frozen_feature_scorer", "frozen_pred_scorer"]

@@ -20,8 +20,8 @@ from ..run_config import EMBEDDING_FIELDS, RunConfig, RunKeywords
 from ..sources import ArraySet, ImageSet
 from ._folder import (DEFAULT_LEVEL, REFERENCE_FORMAT, SETTINGS_FILE, ReferenceError, _now, embedding_format,
                       package_version, read_folder, write_folder)
-from ._frozen import (embed_frozen, fit_frozen_prediction, frozen_classifier, frozen_feature_scorer,
-                      frozen_pred_scorer)
+from ._frozen import (check_backend, embed_frozen, fit_frozen_prediction, frozen_classifier, frozen_config,
+                      frozen_feature_scorer, frozen_pred_scorer)
 from ._result import BatchResult, read_history
 
 class Reference:
@@ -152,10 +152,8 @@ class Reference:
         ``.npz``/``.npy`` of features, an :class:`ImageSet` / :class:`ArraySet`), or only its
         ``"train"`` items when it has a train/test split; ``in_classes`` (names or indices) keeps
         only those classes' items. They are embedded (``model``, ``weights``, ``image_size``,
-        ``device``, ``batch_size``, ``backend``: ``settings``, a :class:`~ood_core.run_config.RunConfig`,
-        and the keywords replacing its fields, as for :func:`ood_core.analyze`; the backend that ran is
-        recorded in ``embed_config["backend"]`` and every check embeds with it, see :meth:`check`),
-        the feature scorer (KNN, exact
+        ``device``, ``batch_size``, ``backend``, recorded as it ran in ``embed_config``: ``settings``, a
+        RunConfig, and its fields as keywords, as for :func:`ood_core.analyze`), the feature scorer (KNN, exact
         search) is fitted on them, a logistic regression is cross-validated on them for out-of-sample
         pred_probs (when they carry at least 2 classes with 2 items each) and the prediction scorer
         fitted on those; each threshold is frozen at ``percentile`` of its fit scores.
@@ -282,7 +280,8 @@ class Reference:
         ``batch``: anything :func:`ood_core.open_source` takes (a folder or zip of images, a
         ``.npz``/``.npy`` of features embedded like the reference's), or an ImageSet / ArraySet.
         Images are embedded exactly as the reference's were (its resolved settings, its weights, the
-        centred pixel model's fit mean, its inference backend: see :meth:`check_backend`); the
+        centred pixel model's fit mean, its inference backend, or torch where that cannot run here, with a warning:
+        :func:`~ood_core.reference._frozen.check_backend`); the
         reference is never embedded again. ``alpha``: the
         alarm's significance level; ``level``: the coverage of the intervals. ``name``: how to call
         the batch (default: its description). With ``log`` (default) the check of a saved reference
@@ -303,7 +302,7 @@ class Reference:
                                  f"({self._settings['precomputed']}); check a .npz of features embedded the same way")
             if len(src) == 0:
                 raise ValueError(f"{src.description}: the batch has no image ({len(src.skipped)} file(s) skipped)")
-            config, note = self.check_backend()
+            config, note = check_backend(self._config(), self.device)
             if note:
                 warnings.warn(note, stacklevel=2)
             src, features, config = embed_frozen(config, self._weights_for_check(), src, device=self.device,
@@ -381,42 +380,12 @@ class Reference:
 
     @property
     def backend(self) -> str | None:
-        """The inference backend the fit images were embedded with ("torch", "onnx", "openvino"; "none"
-        for a pixel model; None for precomputed features)."""
-        embedding = self._settings["embedding"]
-        return None if embedding is None else str(embedding.get("backend", "torch"))
-
-    def check_backend(self):
-        """``(EmbedConfig, note)``: the settings a batch is embedded with, and why its backend differs
-        from :attr:`backend` ("" when it does not).
-
-        The reference's own backend when it can run here (installed, on the CPU); else torch, whose
-        features every export was checked to agree with when it was made (max |difference| <=
-        ``MAX_ABS_DIFF`` on a probe batch, :mod:`ood_core._backends`), so the frozen thresholds still
-        hold; the note says so. A disagreeing export found at check time also falls back to torch
-        (the embedder warns)."""
-        from .._backends import MAX_ABS_DIFF, TORCH, installed
-        from .._device import resolve_device
-
-        config = self._config()
-        if config.backend in (TORCH, "none"):
-            return config, ""
-        device_type = resolve_device(self.device).type
-        why = (f"the device is {device_type}" if device_type != "cpu" else
-               f"{config.backend} is not installed here" if not installed(config.backend) else "")
-        if not why:
-            return config, ""
-        return dataclasses.replace(config, backend=TORCH), (
-            f"the reference was embedded with the {config.backend} backend but {why}: the batch is embedded with "
-            f"torch, which its {config.backend} export agreed with to {MAX_ABS_DIFF:g} when it was made")
+        """The fit images' inference backend ("none" for a pixel model, None for precomputed features)."""
+        return None if self._settings["embedding"] is None else str(self._settings["embedding"]["backend"])
 
     # ------------------------------------------------------------------ helpers
     def _config(self):
-        from .._embed_config import EmbedConfig
-
-        cfg = dict(self._settings["embedding"])
-        cfg["mean"], cfg["std"] = tuple(cfg["mean"]), tuple(cfg["std"])
-        return EmbedConfig(**cfg)
+        return frozen_config(self._settings["embedding"])
 
     def _weights_for_check(self) -> str | os.PathLike:
         kind = self._weights
