@@ -56,9 +56,30 @@ def key_of_split(drawn: Mapping[str, Any] | None) -> str:
                        "fit_fraction": float(drawn["fit_fraction"]), "seed": int(drawn["seed"])}, sort_keys=True)
 
 
+def reference_split_key(reference_digest: str | None, batch_digest: str) -> str:
+    """The text a mark made on a batch checked against a saved reference keeps instead of a split
+    (the Batches page): the reference's digest and the batch's, so exports tell these marks apart
+    from marks made under a split of an analysis (:func:`reference_of_split`)."""
+    return json.dumps({"reference": reference_digest or "", "batch": str(batch_digest)}, sort_keys=True)
+
+
+def reference_of_split(key: str) -> dict[str, str] | None:
+    """``{"reference": digest, "batch": digest}`` of a :func:`reference_split_key`, None for any other text."""
+    try:
+        found = json.loads(key)
+    except (ValueError, TypeError):
+        return None
+    return {"reference": str(found["reference"]), "batch": str(found["batch"])} \
+        if isinstance(found, dict) and "reference" in found and "batch" in found else None
+
+
 def split_settings(key: str) -> dict[str, Any] | None:
     """The split of a :func:`split_key`: ``{"in_classes": [...], "fit_fraction": f, "seed": s}``, None
-    for the source's own split; a ValueError for text that is not a split key."""
+    for the source's own split; a ValueError for text that is not a split key (a mark made against a
+    reference, :func:`reference_split_key`, has none)."""
+    made = reference_of_split(key)
+    if made is not None:
+        raise ValueError(f"made on a batch checked against reference {made['reference'][:12]}, not under a split")
     try:
         drawn = json.loads(key)
         if drawn["in_classes"] is None:
@@ -71,7 +92,10 @@ def split_settings(key: str) -> dict[str, Any] | None:
 
 def describe_split(key: str) -> str:
     """A :func:`split_key` in words: "in-classes cat,dog (fit fraction 0.5, seed 0)" or "the source's
-    own split"."""
+    own split", or "the batch def456… checked against reference abc123…" for a :func:`reference_split_key`."""
+    made = reference_of_split(key)
+    if made is not None:
+        return f"the batch {made['batch'][:12]} checked against reference {made['reference'][:12] or '(unsaved)'}"
     drawn = split_settings(key)
     if drawn is None:
         return "the source's own split"
@@ -171,7 +195,8 @@ def review_table(analysis: Analysis, marks: Mapping[str, Mark], thresholds: dict
                  reviewed_only: bool = True) -> list[dict[str, Any]]:
     """The rows of :meth:`Analysis.scores_table` (id, path, set, label (the class), truth when known,
     each scorer's score and flag at ``thresholds``) with the review columns ``verdict``, ``note`` and
-    ``updated_at`` (ISO 8601, UTC). ``reviewed_only``: only the marked items. Marked items this run
+    ``updated_at`` (ISO 8601, UTC) and ``made_under`` (:func:`describe_split` of the mark's split, or of
+    the reference and batch it was made against; "" when not recorded). ``reviewed_only``: only the marked items. Marked items this run
     did not score (another split of the same data) come last with their set and scores left empty,
     so an export never drops a decision."""
     rows = analysis.scores_table(thresholds)
@@ -189,9 +214,10 @@ def review_table(analysis: Analysis, marks: Mapping[str, Mark], thresholds: dict
 
 def _with_mark(row: dict[str, Any], mark: Mark | None) -> dict[str, Any]:
     if mark is None:
-        return {**row, "verdict": "", "note": "", "updated_at": ""}
+        return {**row, "verdict": "", "note": "", "updated_at": "", "made_under": ""}
     return {**row, "verdict": mark.verdict, "note": mark.note,
-            "updated_at": mark.updated_at.isoformat(timespec="seconds")}
+            "updated_at": mark.updated_at.isoformat(timespec="seconds"),
+            "made_under": describe_split(mark.split) if mark.split else ""}
 
 
 def review_csv(analysis: Analysis, marks: Mapping[str, Mark], thresholds: dict[str, float],
@@ -202,5 +228,5 @@ def review_csv(analysis: Analysis, marks: Mapping[str, Mark], thresholds: dict[s
 
 
 __all__ = ["VERDICTS", "DatasetMarks", "Mark", "PrecisionEstimate", "ReviewStore", "ReviewStoreError",
-           "ReviewSummary", "copy_items", "dataset_key", "describe_split", "key_of_split", "split_key", "split_settings", "flagged_positions", "marked_positions",
+           "ReviewSummary", "copy_items", "dataset_key", "describe_split", "key_of_split", "reference_of_split", "reference_split_key", "split_key", "split_settings", "flagged_positions", "marked_positions",
            "precision_estimate", "review_csv", "review_summary", "review_table", "reviewed_truth"]

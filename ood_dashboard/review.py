@@ -14,7 +14,7 @@ import streamlit as st
 import ood_core
 from ood_core.review import split_key
 from ood_dashboard.markup import escape
-from ood_dashboard.state import MARK_ERROR, MARK_ERROR_DISMISS, page_key, part_key
+from ood_dashboard.state import BATCH_VIEW, MARK_ERROR, MARK_ERROR_DISMISS, page_key, part_key
 from ood_dashboard.thumbnails import thumbnail, upscale
 from ood_dashboard.uploads import check_destination
 
@@ -43,15 +43,21 @@ def mark(analysis: ood_core.Analysis, positions: Sequence[int], verdict: str | N
     """Mark the items at ``positions`` (one transaction); ``verdict=None`` clears their marks. Whether it
     was saved: when not, the error is shown here and kept (``state.MARK_ERROR``) so that
     :func:`mark_error_notice` shows it atop every page after a rerun, until dismissed or a mark is saved."""
-    ids = [analysis.ids[int(p)] for p in positions]
+    return mark_ids(ood_core.dataset_key(analysis), [analysis.ids[int(p)] for p in positions], verdict, note,
+                    label=analysis.source, split=split_key(analysis))
+
+
+def mark_ids(key: str, ids: Sequence[str], verdict: str | None, note: str | None = None, *, label: str,
+             split: str) -> bool:
+    """:func:`mark` for items named by id under dataset ``key``, made under ``split`` (a split key, or
+    ``ood_core.review.reference_split_key`` for a batch checked against a reference)."""
     if not ids:
         return True
-    key = ood_core.dataset_key(analysis)
     try:
         if verdict is None:
             store().clear(key, ids)
         else:
-            store().mark(key, ids, verdict, note, label=analysis.source, split=split_key(analysis))
+            store().mark(key, list(ids), verdict, note, label=label, split=split)
     except (ood_core.ReviewStoreError, OSError) as exc:  # OSError: a full disk, a read-only data folder
         what = f"clear the marks of {len(ids):,} image(s)" if verdict is None else \
             f"mark {len(ids):,} image(s) {verdict}"
@@ -130,21 +136,10 @@ def item_view(analysis: ood_core.Analysis, position: int) -> None:
             score = float(analysis.item_scores(scorer)[position])
             reached = ood_core.percentile_of(analysis.scores(scorer)[0], score)
             facts[ood_core.SCORERS[scorer].title] = f"{score:.4f} (higher than {reached:.1f}% of train)"
-        facts["review"] = (f"{current.verdict}" + (f": {escape(current.note)}" if current.note else "")
-                           + f" ({current.updated_at:%Y-%m-%d %H:%M} UTC)") if current else "not reviewed"
+        facts["review"] = mark_facts(current)
         st.table({"": list(facts), "value": list(facts.values())}, border="horizontal", hide_index=True,
                  hide_header=True)
-        note = st.text_input("Note (optional)", value=current.note if current else "", key=page_key("view", f"note_{position}"))
-        cols = st.columns(4)
-        for col, verdict in zip(cols, ood_core.VERDICTS):
-            if col.button(verdict, key=page_key("view", f"mark_{verdict}"), icon=ICONS[verdict], width="stretch",
-                          type="primary" if current and current.verdict == verdict else "secondary"):
-                if mark(analysis, [position], verdict, note):  # else the dialog stays open, saying why
-                    st.rerun()
-        if cols[3].button("clear", key=page_key("view", "mark_clear"), icon=":material/backspace:", width="stretch",
-                          disabled=current is None):
-            if mark(analysis, [position], None):
-                st.rerun()
+        mark_buttons(current, f"{position}", lambda verdict, note: mark(analysis, [position], verdict, note))
     result = analysis.explain(position, k=min(8, len(analysis.fit_index) - 1))
     st.caption(f"Its {len(result['positions'])} nearest train (fit) images (mean distance "
                f"{result['mean_distance']:.4f}):")
@@ -153,6 +148,88 @@ def item_view(analysis: ood_core.Analysis, position: int) -> None:
         for col, p, d in zip(cols, result["positions"], result["distances"]):
             col.image(thumbnail(analysis, int(p)), caption=f"#{p} · d {d:.3f}", width="content")
     st.caption(f"Marks are saved in {store().path}.")
+
+
+def mark_buttons(current: ood_core.Mark | None, item: str, save) -> None:
+    """The note and the mark buttons of a large view; ``save(verdict or None, note)`` stores the mark
+    (whether it was saved: when not, the dialog stays open, saying why)."""
+    note = st.text_input("Note (optional)", value=current.note if current else "", key=page_key("view", f"note_{item}"))
+    cols = st.columns(4)
+    for col, verdict in zip(cols, ood_core.VERDICTS):
+        if col.button(verdict, key=page_key("view", f"mark_{verdict}"), icon=ICONS[verdict], width="stretch",
+                      type="primary" if current and current.verdict == verdict else "secondary"):
+            if save(verdict, note):
+                st.rerun()
+    if cols[3].button("clear", key=page_key("view", "mark_clear"), icon=":material/backspace:", width="stretch",
+                      disabled=current is None):
+        if save(None, None):
+            st.rerun()
+
+
+def mark_facts(current: ood_core.Mark | None) -> str:
+    """A mark as the large view's "review" line."""
+    return (f"{current.verdict}" + (f": {escape(current.note)}" if current.note else "")
+            + f" ({current.updated_at:%Y-%m-%d %H:%M} UTC)") if current else "not reviewed"
+
+
+def batch_marks(result) -> dict[str, ood_core.Mark]:
+    """The marks of a checked batch's images (``ood_core.reference.BatchResult`` with images), kept under
+    the batch's data like any other data's; none, with a warning, when the file cannot be read."""
+    try:
+        return store().marks(ood_core.dataset_key(result.items))
+    except ood_core.ReviewStoreError as exc:
+        st.warning(f"Review marks are unavailable: {escape(str(exc))}", icon=":material/warning:")
+        return {}
+
+
+def open_batch_view(result, position: int) -> None:
+    """Open the batch image at ``position`` large; it stays open across reruns (a note typed, a mark
+    that could not be saved) until it is closed or a mark is saved."""
+    st.session_state[BATCH_VIEW] = (result.batch_digest, int(position))
+
+
+def batch_view_position(result) -> int | None:
+    """The position of ``result``'s image open in the large view, None when none is."""
+    found = st.session_state.get(BATCH_VIEW)
+    return found[1] if found is not None and found[0] == result.batch_digest and found[1] < result.n else None
+
+
+def _close_batch_view() -> None:
+    st.session_state.pop(BATCH_VIEW, None)
+
+
+@st.dialog("Image", width="large", on_dismiss=_close_batch_view)
+def batch_item_view(result, position: int, scorer: str) -> None:
+    """One image of a checked batch large (``result``: a ``BatchResult`` with images), its scores against
+    the reference's frozen thresholds, and the mark buttons; a mark records the reference and the
+    batch it was made against (``ood_core.review.reference_split_key``)."""
+    from ood_core.review import reference_split_key
+
+    def save(verdict: str | None, note: str | None) -> bool:
+        saved = mark_ids(ood_core.dataset_key(result.items), [item_id], verdict, note, label=result.name, split=split)
+        if saved:
+            _close_batch_view()
+        return saved
+
+    item_id = result.ids[position]
+    current = batch_marks(result).get(item_id)
+    left, right = st.columns([1, 1.3], gap="medium")
+    left.image(upscale(result.items.load_image(position), 320), output_format="PNG")
+    with right:
+        st.markdown(f"**{escape(item_id)}**")
+        facts = {"path": escape(result.paths[position]), "class": escape(result.labels[position]) or "unknown"}
+        if result.predicted is not None:
+            facts["predicted class"] = escape(result.predicted[position])
+        for name in result.scorers:
+            score, threshold = float(result.scores[name][position]), result.thresholds[name]
+            facts[ood_core.SCORERS[name].title] = (f"{score:.4f} ({'flagged: below' if score < threshold else 'not below'}"
+                                                  f" the frozen threshold {threshold:.4f})")
+        facts["review"] = mark_facts(current)
+        st.table({"": list(facts), "value": list(facts.values())}, border="horizontal", hide_index=True,
+                 hide_header=True)
+        split = reference_split_key(result.reference_digest, result.batch_digest)
+        mark_buttons(current, f"batch_{position}", save)
+    st.caption(f"Opened from the {ood_core.SCORERS[scorer].title} grid. Marks are saved in {store().path}.")
 
 
 def progress(analysis: ood_core.Analysis, scorer: str, threshold: float,

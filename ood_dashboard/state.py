@@ -30,6 +30,7 @@ ROC_FIGURES = "_roc_figures"  # ROC figures by scores, built once (only the oper
 HISTOGRAM_PENDING_DRAG = "_threshold_histogram_pending_drag"  # component key -> dragged x not yet returned
 HISTOGRAM_BASE_FIGURE = "_threshold_histogram_base_figure"  # component key -> the figure without its line
 BATCH_RESULT = "_batch_result"  # the Batches page's last check: (reference folder, its digest, BatchResult)
+BATCH_VIEW = "_batch_view"  # the flagged batch image open in the large view: (batch digest, position), until closed
 URL_ISSUE_TYPE = "_url_issue_type"  # the issue type last written to the issue page's link (?type=)
 MARK_ERROR = "_mark_error"  # why the last mark could not be saved: shown atop every page until dismissed or a
 #                              mark is saved (a failed mark is never shown as saved, issue 18.5)

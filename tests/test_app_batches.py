@@ -153,3 +153,40 @@ def test_the_score_pages_show_the_thresholds_interval(at):
         text = (f"p = 5 of {len(analysis.fit_index):,} fit images: 95% of in-distribution batches of "
                 f"{len(analysis.query_index):,} will flag between {lo:.1%} and {hi:.1%}.")
         assert text in [c.value for c in at.caption], page
+
+
+def test_a_flagged_batch_image_opens_large_and_its_mark_records_the_reference_and_batch(at, data):
+    """The flagged images' "View" opens the chosen image large (the score pages' large view, with the
+    batch's scores), and a mark made there is stored under the batch's data with that image's id and
+    the reference and batch it was made against (what export-review tells apart)."""
+    import ood_core
+    from ood_core.review import describe_split, reference_split_key
+
+    at.text_input(key=page_key("batches", "reference")).input(str(data / "ref")).run()
+    check(at, data / "odd", "odd for marks")
+    odd = at.session_state[BATCH_RESULT][2]
+    flagged = np.flatnonzero(odd.flagged["feature"])
+    flagged = flagged[np.argsort(odd.scores["feature"][flagged], kind="stable")]
+    chosen = int(flagged[1])  # the second lowest: not simply the first image drawn
+    at.button(key=f"{page_key('batches', 'flagged')}_view_{chosen}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    facts = [t for t in at.table if "path" in list(t.value.iloc[:, 0])]
+    assert len(facts) == 1
+    table = dict(zip(facts[0].value.iloc[:, 0], facts[0].value.iloc[:, 1]))
+    assert table["path"] == escape(odd.paths[chosen])
+    assert table[ood_core.SCORERS["feature"].title].startswith(f"{odd.scores['feature'][chosen]:.4f} (flagged: below the frozen threshold")
+    assert table["review"] == "not reviewed"
+    big = [img for img in at.get("image") if not img.proto.imgs[0].caption]  # the large view's image: no caption
+    assert len(big) == 1
+    at.text_input(key=page_key("view", f"note_batch_{chosen}")).input("green, not ours").run()
+    at.button(key=page_key("view", "mark_outlier")).click().run()
+    assert not at.exception and not any("Could not" in e.value for e in at.error), [e.value for e in at.error]
+    marks = ood_core.ReviewStore().marks(ood_core.dataset_key(odd.items))
+    assert odd.ids[chosen] in marks and not set(marks) & (set(odd.ids) - {odd.ids[chosen]})
+    mark = marks[odd.ids[chosen]]
+    assert mark.verdict == "outlier" and mark.note == "green, not ours"
+    assert mark.split == reference_split_key(Reference.load(data / "ref").digest, odd.batch_digest)
+    assert describe_split(mark.split).startswith(f"the batch {odd.batch_digest[:12]} checked against reference")
+    # the grid's caption of that image now carries its badge
+    captions = [img.proto.imgs[0].caption for img in at.get("image")]
+    assert sum("⚑ outlier" in c for c in captions) == 1

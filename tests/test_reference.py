@@ -366,6 +366,35 @@ def test_moved_reference_gives_the_same_csv(pets, tmp_path):
     assert [h["batch_name"] for h in Reference.load(moved).history()] == ["planes", "planes"]
 
 
+
+def test_fit_embeds_with_the_runs_backend_and_check_follows_it(pets, monkeypatch):
+    """``Reference.fit`` embeds with ``RunConfig.backend`` ("auto" by default, as analyze does), records
+    the backend that ran, and a check embeds with it; where it cannot run, torch (which the export
+    agreed with) embeds the batch, with a warning, and the scores agree to 1e-3."""
+    from ood_core._backends import AUTO_ORDER, installed
+
+    auto = pets["ref"]  # fitted with the default backend
+    expected = next((name for name in AUTO_ORDER if installed(name)), "torch")
+    assert auto.backend == expected and auto.settings["backend_asked"] == "auto"
+    torch_ref = Reference.fit(pets["root"] / "fit", in_classes=["cat", "dog"], model="lite0", percentile=5,
+                              backend="torch")
+    assert torch_ref.backend == "torch" and torch_ref.settings["backend_asked"] == "torch"
+    assert np.abs(torch_ref.features - auto.features).max() < 1e-3
+    by_torch, by_auto = torch_ref.check(pets["clean"], log=False), auto.check(pets["clean"], log=False)
+    assert by_torch.backend == "torch" and by_auto.backend == expected
+    assert by_auto.card()["batch"]["backend"] == expected
+    for scorer in ("feature", "prediction"):
+        np.testing.assert_allclose(by_auto.scores[scorer], by_torch.scores[scorer], atol=1e-3)
+    if expected == "torch":
+        return
+    # the reference's backend is not installed on the checking machine: torch embeds the batch
+    monkeypatch.setattr("ood_core._backends.installed", lambda name: name == "torch")
+    with pytest.warns(UserWarning, match=f"embedded with the {expected} backend but {expected} is not installed "
+                                         "here: the batch is embedded with torch"):
+        fallback = auto.check(pets["clean"], log=False)
+    assert fallback.backend == "torch"
+    np.testing.assert_allclose(fallback.scores["feature"], by_auto.scores["feature"], atol=1e-3)
+
 # ---------------------------------------------------------------------- the interval everywhere (20.5)
 def test_the_interval_sentence_in_cards_and_the_cli_report(tmp_path, capsys):
     from ood_core import analyze

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -86,9 +85,6 @@ def run_fit(args) -> int:
     """``fit``: the reference fitted, saved, and its thresholds and expected rates printed."""
     from ..reference import Reference
 
-    if args.backend not in (None, "auto", "torch"):
-        print(f"note: a reference embeds with torch, so that every check embeds the same way; --backend "
-              f"{args.backend} is not used", file=sys.stderr)
     if args.percentile in (0, 100):
         raise ValueError(f"--percentile must lie strictly between 0 and 100 for a reference; got {args.percentile:g}")
     save = Path(args.save)
@@ -108,8 +104,8 @@ def run_fit(args) -> int:
           + (f"   classes: {', '.join(settings['in_classes'])}" if settings["in_classes"] else ""))
     embedding = ref.embed_config
     print(f"fit items: {ref.n_fit:,}" + (f"   skipped files: {len(ref.skipped)}" if ref.skipped else "")
-          + (f"   model: {embedding['model']} at {embedding['image_size']} px" if embedding else
-             "   (precomputed features)"))
+          + (f"   model: {embedding['model']} at {embedding['image_size']} px, backend {embedding['backend']}"
+             if embedding else "   (precomputed features)"))
     if "prediction" not in ref.scorers:
         print(f"prediction score: none ({settings.get('prediction_missing', 'no class labels')}); "
               "the feature score works without them")
@@ -137,7 +133,7 @@ def run_check(args) -> int:
     card_path = args.out.with_suffix(".json")
     card_path.write_text(json.dumps(result.card(), indent=2))
     print(f"checked in {time.perf_counter() - start:.1f} s")
-    print(f"batch: {result.name}   items: {result.n:,}"
+    print(f"batch: {result.name}   items: {result.n:,}" + (f"   backend: {result.backend}" if result.backend else "")
           + (f"   skipped files: {len(result.skipped)}" if result.skipped else ""))
     for path, reason in result.skipped[:20]:
         print(f"  skipped {path}: {reason}")
@@ -167,13 +163,15 @@ def run_history(args) -> int:
         print(f"no check of {args.reference} yet")
         return 0
     scorers = [s for s in ("feature", "prediction") if f"{s}_flagged_rate" in rows[-1]]
-    header = ["id", "checked at (UTC)", "n", *(f"{s} flagged (expected)" for s in scorers), "p-value", "alarm", "batch"]
+    header = ["id", "checked at (UTC)", "n", *(f"{s} flagged (expected)" for s in scorers), "p-value", "alarm",
+              "backend", "batch"]
     table = [header]
     for row in rows:
         table.append([str(row["id"]), row["checked_at"][:19].replace("T", " "), f"{row['n']:,}",
                       *(f"{_pct(row.get(f'{s}_flagged_rate'))} ({_pct(row.get(f'{s}_expected_rate'))})"
                         for s in scorers),
-                      f"{row['p_value']:.3g}", "ALARM" if row["alarm"] else "no", row["batch_name"]])
+                      f"{row['p_value']:.3g}", "ALARM" if row["alarm"] else "no",
+                      str(row["card"].get("batch", {}).get("backend") or "-"), row["batch_name"]])
     widths = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
     for r in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[-1])

@@ -97,9 +97,13 @@ def _flags_of(key: str) -> str:
 def marks_split(args, marks) -> dict:
     """The split to score ``marks`` under (``analyze``'s keywords), from the flags and the splits the
     marks were made under; a ValueError when they disagree, naming the flags that agree."""
-    from ..review import describe_split, key_of_split, split_settings
+    from ..review import describe_split, key_of_split, reference_of_split, split_settings
 
-    made = Counter(m.split for m in marks.values() if m.split)
+    batch = sum(1 for m in marks.values() if m.split and reference_of_split(m.split) is not None)
+    if batch:
+        print(f"note: {batch} mark(s) were made on batches checked against a saved reference (the Batches page); "
+              "they are scored under this command's split (column made_under names the reference and batch)")
+    made = Counter(m.split for m in marks.values() if m.split and reference_of_split(m.split) is None)
     unknown = sum(1 for m in marks.values() if not m.split)
     if unknown:
         print(f"note: {unknown} mark(s) do not record the split they were made under (made before splits were "

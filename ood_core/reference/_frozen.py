@@ -14,28 +14,66 @@ from ..sources import ImageSet
 from ._folder import ReferenceError
 
 def embed_frozen(config, weights: str | os.PathLike, images: ImageSet, *, device: str, batch_size: int,
-                  cache_dir, progress: Progress | None, pixel_mean: np.ndarray | None):
-    """Features of ``images`` embedded with the resolved ``config`` (an :class:`EmbedConfig`), through
-    the disk cache; images that fail to decode are dropped (listed in the returned set's ``skipped``).
+                 cache_dir, progress: Progress | None, pixel_mean: np.ndarray | None, backend: str = "auto"):
+    """Features of ``images`` embedded with the resolved ``config`` (an :class:`EmbedConfig`, its
+    ``backend`` included), through the disk cache; images that fail to decode are dropped (listed in
+    the returned set's ``skipped``).
 
+    ``backend``: what the caller asked for. "auto" lets an export that disagrees with torch fall back
+    to torch (with a warning); an explicit backend raises ValueError then (as the Embedder does).
     A centred pixel model is embedded raw and centred on ``pixel_mean`` (the reference's fit mean), so
-    a batch is never centred on itself. Returns ``(kept images, features)``."""
+    a batch is never centred on itself. Returns ``(kept images, features, the EmbedConfig that
+    computed them)``: its ``backend`` is the one that ran (torch after a fall-back)."""
     from ..cache import cached_embed
     from ..embedder import Embedder, drop_failed
 
     embedder = Embedder(model=config.model, weights="bundled" if config.pixels else weights,
                         image_size=config.image_size, device=device, batch_size=batch_size,
-                        fold_batchnorm=config.fold_batchnorm)
+                        fold_batchnorm=config.fold_batchnorm, backend=backend)
     if not config.pixels and embedder.config.weights != config.weights:
         raise ReferenceError(f"the weights given ({weights}) are {embedder.config.weights}, but the reference was "
                              f"embedded with {config.weights}; pass the same weights")
     embedder.config = dataclasses.replace(config, centre=False)  # resolved: used as it is
     features, _ = cached_embed(embedder, images, cache_dir=cache_dir, progress=stage(progress, "embed"))
+    used = dataclasses.replace(embedder.config_for(images), centre=config.centre)
     kept, features = drop_failed(images, features, embedder.failures_)
     features = np.array(features, dtype=np.float32)  # our own copy: the centring below writes to it
     if pixel_mean is not None:
         features -= pixel_mean
-    return kept, features
+    return kept, features, used
+
+
+def frozen_config(embedding: dict[str, Any]):
+    """The :class:`EmbedConfig` of a reference's saved ``embedding`` settings."""
+    from .._embed_config import EmbedConfig
+
+    cfg = dict(embedding)
+    cfg["mean"], cfg["std"] = tuple(cfg["mean"]), tuple(cfg["std"])
+    return EmbedConfig(**cfg)
+
+
+def check_backend(config, device: str):
+    """``(EmbedConfig, note)``: ``config`` (a reference's resolved embedding settings) as a batch is
+    embedded with it here, and why its backend differs from the reference's ("" when it does not).
+
+    The reference's own backend when it can run here (installed, on the CPU); else torch, whose
+    features every export was checked to agree with when it was made (max |difference| <=
+    ``MAX_ABS_DIFF`` on a probe batch, :mod:`ood_core._backends`), so the frozen thresholds still
+    hold; the note says so. A disagreeing export found at check time also falls back to torch
+    (the embedder warns)."""
+    from .._backends import MAX_ABS_DIFF, TORCH, installed
+    from .._device import resolve_device
+
+    if config.backend in (TORCH, "none"):
+        return config, ""
+    device_type = resolve_device(device).type
+    why = (f"the device is {device_type}" if device_type != "cpu" else
+           f"{config.backend} is not installed here" if not installed(config.backend) else "")
+    if not why:
+        return config, ""
+    return dataclasses.replace(config, backend=TORCH), (
+        f"the reference was embedded with the {config.backend} backend but {why}: the batch is embedded with "
+        f"torch, which its {config.backend} export agreed with to {MAX_ABS_DIFF:g} when it was made")
 
 
 def frozen_feature_scorer(features: np.ndarray, state: dict[str, Any], arrays: dict[str, np.ndarray], device: str):
@@ -117,4 +155,4 @@ def fit_frozen_prediction(arrays: dict[str, np.ndarray], scores: ScoreConfig, pe
                        "pred_probs": "out of sample (stratified cross-validation)"}}}
 
 
-__all__ = ["embed_frozen", "fit_frozen_prediction", "frozen_classifier", "frozen_feature_scorer", "frozen_pred_scorer"]
+__all__ = ["check_backend", "embed_frozen", "frozen_config", "fit_frozen_prediction", "frozen_classifier", "frozen_feature_scorer", "frozen_pred_scorer"]

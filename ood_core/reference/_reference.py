@@ -20,8 +20,8 @@ from ..run_config import EMBEDDING_FIELDS, RunConfig, RunKeywords
 from ..sources import ArraySet, ImageSet
 from ._folder import (DEFAULT_LEVEL, REFERENCE_FORMAT, SETTINGS_FILE, ReferenceError, _now, embedding_format,
                       package_version, read_folder, write_folder)
-from ._frozen import (embed_frozen, fit_frozen_prediction, frozen_classifier, frozen_feature_scorer,
-                      frozen_pred_scorer)
+from ._frozen import (check_backend, embed_frozen, fit_frozen_prediction, frozen_classifier, frozen_config,
+                      frozen_feature_scorer, frozen_pred_scorer)
 from ._result import BatchResult, read_history
 
 class Reference:
@@ -152,22 +152,23 @@ class Reference:
         ``.npz``/``.npy`` of features, an :class:`ImageSet` / :class:`ArraySet`), or only its
         ``"train"`` items when it has a train/test split; ``in_classes`` (names or indices) keeps
         only those classes' items. They are embedded (``model``, ``weights``, ``image_size``,
-        ``device``, ``batch_size``: ``settings``, a :class:`~ood_core.run_config.RunConfig`, and the
-        keywords replacing its fields, as for :func:`ood_core.analyze`), the feature scorer (KNN, exact
+        ``device``, ``batch_size``, ``backend``, recorded as it ran in ``embed_config``: ``settings``, a
+        RunConfig, and its fields as keywords, as for :func:`ood_core.analyze`), the feature scorer (KNN, exact
         search) is fitted on them, a logistic regression is cross-validated on them for out-of-sample
         pred_probs (when they carry at least 2 classes with 2 items each) and the prediction scorer
         fitted on those; each threshold is frozen at ``percentile`` of its fit scores.
         ``progress(stage, done, total)`` hears of "embed", "classifier" and "neighbours".
         """
         from .._analyze import _classify, _open
+        from .._device import resolve_device
         from .._embed_config import resolve_for_images
         from ..scorers import FeatureScorer
         from ..sources.split import _subset, class_indices
         from ..thresholds import percentile_threshold
 
         run = RunConfig.resolve(settings, "Reference.fit", ("in_classes", *EMBEDDING_FIELDS), **overrides)
-        in_classes, model, weights, image_size, device, batch_size = (
-            run.in_classes, run.model, run.weights, run.image_size, run.device, run.batch_size)
+        in_classes, model, weights, image_size, device, batch_size, backend = (
+            run.in_classes, run.model, run.weights, run.image_size, run.device, run.batch_size, run.backend)
         p = float(percentile) if isinstance(percentile, (int, float)) and not isinstance(percentile, bool) else math.nan
         if not 0 < p < 100:
             raise ValueError(f"percentile must be a number strictly between 0 and 100; got {percentile!r}")
@@ -191,9 +192,11 @@ class Reference:
 
         pixel_mean, embed_config, weights_kind, skipped = None, None, None, list(getattr(src, "skipped", []))
         if isinstance(src, ImageSet):
-            config = resolve_for_images(model, weights, image_size, src)
-            src, features = embed_frozen(config, weights, src, device=device, batch_size=batch_size,
-                                          cache_dir=cache_dir, progress=progress, pixel_mean=None)
+            config = resolve_for_images(model, weights, image_size, src, backend=backend,
+                                        device_type=resolve_device(device).type)
+            src, features, config = embed_frozen(config, weights, src, device=device, batch_size=batch_size,
+                                                 cache_dir=cache_dir, progress=progress, pixel_mean=None,
+                                                 backend=backend)
             skipped = list(src.skipped)
             if config.centre:
                 pixel_mean = features.mean(axis=0, dtype=np.float64).astype(np.float32)
@@ -228,7 +231,7 @@ class Reference:
             "in_classes": None if in_classes is None else [str(c) for c in in_classes],
             "n_fit": n, "n_features": int(features.shape[1]), "class_names": list(src.class_names),
             "skipped": len(skipped), "percentile": p,
-            "embedding": embed_config, "weights": weights_kind,
+            "embedding": embed_config, "weights": weights_kind, "backend_asked": backend,
             "precomputed": None if embed_config is not None else src.description,
             "scores": dataclasses.asdict(scores),
             "feature": {"k": scorer.k_, "t": float(scores.t), "metric": scorer.metric_, "scale": scorer.scale_,
@@ -277,7 +280,9 @@ class Reference:
         ``batch``: anything :func:`ood_core.open_source` takes (a folder or zip of images, a
         ``.npz``/``.npy`` of features embedded like the reference's), or an ImageSet / ArraySet.
         Images are embedded exactly as the reference's were (its resolved settings, its weights, the
-        centred pixel model's fit mean); the reference is never embedded again. ``alpha``: the
+        centred pixel model's fit mean, its inference backend, or torch where that cannot run here, with a warning:
+        :func:`~ood_core.reference._frozen.check_backend`); the
+        reference is never embedded again. ``alpha``: the
         alarm's significance level; ``level``: the coverage of the intervals. ``name``: how to call
         the batch (default: its description). With ``log`` (default) the check of a saved reference
         is appended to its history (a warning when the folder cannot be written).
@@ -290,17 +295,20 @@ class Reference:
         if not 0 < alpha < 1:
             raise ValueError(f"alpha must lie strictly between 0 and 1; got {alpha!r}")
         src = _open(batch, name)
-        items = None
+        items, backend = None, None
         if isinstance(src, ImageSet):
             if self._settings["embedding"] is None:
                 raise ValueError(f"{src.description}: this reference was fitted on precomputed features "
                                  f"({self._settings['precomputed']}); check a .npz of features embedded the same way")
             if len(src) == 0:
                 raise ValueError(f"{src.description}: the batch has no image ({len(src.skipped)} file(s) skipped)")
-            src, features = embed_frozen(self._config(), self._weights_for_check(), src, device=self.device,
-                                          batch_size=batch_size, cache_dir=cache_dir, progress=progress,
-                                          pixel_mean=self._arrays.get("pixel_mean"))
-            items = src
+            config, note = check_backend(self._config(), self.device)
+            if note:
+                warnings.warn(note, stacklevel=2)
+            src, features, config = embed_frozen(config, self._weights_for_check(), src, device=self.device,
+                                                 batch_size=batch_size, cache_dir=cache_dir, progress=progress,
+                                                 pixel_mean=self._arrays.get("pixel_mean"))
+            items, backend = src, config.backend
         else:
             if "pixel_mean" in self._arrays:
                 raise ValueError(f"{src.description}: this reference embeds pixels centred on its own fit mean; "
@@ -317,7 +325,7 @@ class Reference:
             pred_probs = np.concatenate([self.classifier.predict_proba(b) for b in blocks(features)])
             scores["prediction"] = self.pred_scorer.score(pred_probs)
             predicted = self._arrays["classifier_classes"][np.argmax(pred_probs, axis=1)]
-        result = self._result(src, items, scores, predicted, alpha, level, name)
+        result = dataclasses.replace(self._result(src, items, scores, predicted, alpha, level, name), backend=backend)
         if log and self.folder is not None:
             result = self._log(result)
         return result
@@ -370,13 +378,14 @@ class Reference:
         an unsaved reference."""
         return [] if self.folder is None else read_history(self.folder)
 
+    @property
+    def backend(self) -> str | None:
+        """The fit images' inference backend ("none" for a pixel model, None for precomputed features)."""
+        return None if self._settings["embedding"] is None else str(self._settings["embedding"]["backend"])
+
     # ------------------------------------------------------------------ helpers
     def _config(self):
-        from .._embed_config import EmbedConfig
-
-        cfg = dict(self._settings["embedding"])
-        cfg["mean"], cfg["std"] = tuple(cfg["mean"]), tuple(cfg["std"])
-        return EmbedConfig(**cfg)
+        return frozen_config(self._settings["embedding"])
 
     def _weights_for_check(self) -> str | os.PathLike:
         kind = self._weights

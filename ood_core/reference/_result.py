@@ -48,6 +48,7 @@ class BatchResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # batch files that could not be decoded
     items: ImageSet | None = None  # the batch's images, to show them (None for features)
     history_id: int | None = None  # its row in the reference's history (None when not logged)
+    backend: str | None = None  # the inference backend that embedded the batch (None for features)
 
     @property
     def n(self) -> int:
@@ -87,7 +88,7 @@ class BatchResult:
         return {
             "format": CARD_FORMAT,
             "batch": {"name": self.name, "digest": self.batch_digest, "n": self.n, "skipped": len(self.skipped),
-                      "checked_at": self.checked_at},
+                      "checked_at": self.checked_at, "backend": self.backend},
             "reference": {"digest": self.reference_digest, "percentile": self.percentile},
             "n": self.n, "alpha": self.alpha, "level": self.level, "p_value": self.p_value, "alarm": self.alarm,
             "alarm_rule": (f"smallest scorer p-value x {len(self.tests)} scorer(s) < alpha (Bonferroni); each "

@@ -7,12 +7,13 @@ import streamlit as st
 
 import ood_core
 from ood_core.reference import Reference, ReferenceError, read_history
+from ood_dashboard import review
 from ood_dashboard.batch_figures import batch_history_figure
 from ood_dashboard.figures import score_histogram_figure
 from ood_dashboard.markup import escape
 from ood_dashboard.session import persistent
-from ood_dashboard.state import BATCH_RESULT, page_key
-from ood_dashboard.thumbnails import upscale
+from ood_dashboard.state import BATCH_RESULT, grid_key, page_key, part_key
+from ood_dashboard.thumbnails import grid_thumbnail
 from ood_dashboard.uploads import allowed_roots, check_folder, upload_source
 
 FOLDER, UPLOAD = "Folder on this machine", "Upload a zip of images (or features)"
@@ -63,6 +64,7 @@ except (ValueError, OSError) as exc:
     st.stop()
 embedding = ref.embed_config
 st.caption(f"{ref.n_fit:,} fit images" + (f" · {escape(embedding['model'])} at {embedding['image_size']} px"
+                                            + (f" ({escape(str(ref.backend))})" if ref.backend != "none" else "")
                                             if embedding else " · precomputed features")
            + f" · threshold at the {ref.percentile:g}th percentile · digest `{digest[:12]}`")
 
@@ -148,15 +150,27 @@ if result is not None:
         st.dataframe({"id": [result.ids[i] for i in flagged], "score": result.scores[scorer][flagged]},
                      hide_index=True)
     else:
-        if len(flagged) > MAX_FLAGGED:
-            st.caption(f"The {MAX_FLAGGED} lowest scores; the CSV below lists all {len(flagged):,}.")
+        st.caption("Lowest scores first. **View** opens an image large with the mark buttons; marks are kept with "
+                   "the batch's images and record the reference and batch they were made against."
+                   + (f" The {MAX_FLAGGED} lowest scores; the CSV below lists all {len(flagged):,}."
+                      if len(flagged) > MAX_FLAGGED else ""))
+        batch_marks = review.batch_marks(result)
+        grid = st.container(key=grid_key(page_key("batches", "flagged")))
         shown = flagged[:MAX_FLAGGED]
         for start in range(0, len(shown), 8):
-            for col, i in zip(st.columns(8), shown[start:start + 8]):
-                predicted = f" → {result.predicted[i]}" if result.predicted is not None else ""
-                col.image(upscale(result.items.load_image(int(i))), output_format="PNG",
-                          caption=escape(f"{Path(result.paths[i]).name} · {result.scores[scorer][i]:.3f}"
-                                         f"{' · ' + result.labels[i] if result.labels[i] else ''}{predicted}"))
+            for col, i in zip(grid.columns(8), shown[start:start + 8]):
+                png, width = grid_thumbnail(result, int(i))  # the score pages' thumbnails, cached per batch and item
+                predicted = f" → {escape(result.predicted[i])}" if result.predicted is not None else ""
+                lines = [f"{escape(Path(result.paths[i]).name)} · {result.scores[scorer][i]:.3f}",
+                         escape(result.labels[i]) + predicted, review.badge(batch_marks, result.ids[i])]
+                col.image(png, width=width, output_format="PNG", caption="\n".join(line for line in lines if line))
+                if col.button("View", key=part_key(page_key("batches", "flagged"), f"view_{i}"), type="tertiary",
+                              icon=":material/open_in_full:",
+                              help=f"{escape(result.ids[i])} large, with its scores and the mark buttons"):
+                    review.open_batch_view(result, int(i))
+        viewed = review.batch_view_position(result)
+        if viewed is not None:
+            review.batch_item_view(result, viewed, scorer)
     st.download_button("Download the scores (CSV)", result.to_csv(), file_name="batch.csv", mime="text/csv",
                        key=page_key("batches", "csv"))
 
