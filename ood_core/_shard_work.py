@@ -1,7 +1,7 @@
 """What embedding one shard takes, shared by both engines of :func:`~ood_core._sharded_embed.embed_shards`:
 the embedder pinned to the settings resolved once for the whole set (:func:`make_embedder`), and
-one shard's features with its failures (:func:`embed_shard`). The local engine runs them in this
-process, each Ray actor (:mod:`ood_core._ray_embed`) in its own."""
+one shard's features with its failures and its images' statistics (:func:`embed_shard`). The local
+engine runs them in this process, each Ray actor (:mod:`ood_core._ray_embed`) in its own."""
 from __future__ import annotations
 
 import warnings
@@ -10,6 +10,8 @@ import numpy as np
 
 from ._embed_config import EmbedConfig
 from ._progress import StepProgress
+from ._shard_stats import stats_array
+from .issues._image_pass import ImageStatsCollector
 from .sources import ImageSet
 
 # Embedder.embed warns once per call about undecodable images; a sharded run reports them once.
@@ -31,13 +33,16 @@ def make_embedder(config: EmbedConfig, weights, device: str, batch_size: int):
 
 
 def embed_shard(embedder, images: ImageSet, progress: StepProgress | None = None
-                ) -> tuple[np.ndarray, list[tuple[int, str, str]]]:
-    """Features of one shard's images (NaN rows where decoding failed) and its failures as
-    (index within the shard, path, reason)."""
+                ) -> tuple[np.ndarray, list[tuple[int, str, str]], np.ndarray]:
+    """Features of one shard's images (NaN rows where decoding failed), its failures as (index
+    within the shard, path, reason), and the images' statistics for ``ood_core.issues``, gathered
+    as the embedder decodes them (a structured array, see :func:`~ood_core._shard_stats.stats_array`;
+    pixel digests included: a shard folder keeps no file digests)."""
+    collector = ImageStatsCollector(len(images), pixel_digests=True)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_FAILED_WARNING)
-        features = embedder.embed(images, progress=progress)
-    return features, list(embedder.failures_)
+        features = embedder.embed(images, progress=progress, collector=collector)
+    return features, list(embedder.failures_), stats_array(collector.result())
 
 
 __all__ = ["embed_shard", "make_embedder"]
