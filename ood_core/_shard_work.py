@@ -18,13 +18,14 @@ from .sources import ImageSet
 _FAILED_WARNING = r"\d+ of \d+ images could not be decoded"
 
 
-def make_embedder(config: EmbedConfig, weights, device: str, batch_size: int):
+def make_embedder(config: EmbedConfig, weights, device: str, batch_size: int, cache_dir=None):
     """An :class:`~ood_core.embedder.Embedder` pinned to ``config`` (resolved once for the whole set),
-    so every shard (a subset of the images) is embedded with the same settings."""
+    so every shard (a subset of the images) is embedded with the same settings; the backend's
+    exports are kept in the cache folder ``cache_dir`` (None: the ``cache_dir`` setting)."""
     from .embedder import Embedder
 
     embedder = Embedder(model=config.model, weights=weights, image_size=config.image_size, device=device,
-                        batch_size=batch_size, fold_batchnorm=config.fold_batchnorm)
+                        batch_size=batch_size, fold_batchnorm=config.fold_batchnorm, cache_dir=cache_dir)
     if embedder.config.weights != config.weights:
         raise ValueError(f"the weights {weights!r} are {embedder.config.weights} here but were "
                          f"{config.weights} where the run started; every worker needs the same weights file")

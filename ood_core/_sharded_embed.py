@@ -57,6 +57,7 @@ def embed_shards(
     ray_address: str | None = None,
     shard_rows: int = DEFAULT_SHARD_ROWS,
     settings: RunConfig | None = None,
+    cache_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
     name: str | None = None,
     **overrides: Unpack[EmbeddingKeywords],
@@ -70,7 +71,8 @@ def embed_shards(
     down). Every Ray worker must be able to read the images at the paths this process sees; the
     features come back to this process, which writes the shards, so the workers need no access to
     ``out``. ``shard_rows``: images per shard (the unit of work and of resuming). The embedding
-    settings (``settings`` and the keywords replacing its fields) are those of :func:`ood_core.embed`.
+    settings (``settings`` and the keywords replacing its fields) are those of :func:`ood_core.embed`;
+    ``cache_dir``, as there, is the cache folder whose ``exports/`` keeps the backend's exports.
     ``progress(stage, done, total)`` hears of the
     "embed" stage in images.
     """
@@ -90,7 +92,7 @@ def embed_shards(
     from .cache import cache_key
     from .embedder import Embedder
 
-    config = Embedder(**settings.embedding()).config_for(images)
+    config = Embedder(**settings.embedding(), cache_dir=cache_dir).config_for(images)
     if config.centre:
         picked = " (what model=auto picks for these images)" if settings.model != config.model else ""
         raise ValueError(f"model {config.model!r}{picked} centres the features on the mean of the fit rows, which "
@@ -104,12 +106,13 @@ def embed_shards(
     if step is not None:
         step(done, len(images))
     if engine == "local":
-        results = _local(images, pending, writer, config, weights, device, batch_size, step, done)
+        results = _local(images, pending, writer, config, weights, device, batch_size, step, done, cache_dir)
     else:
         from ._ray_embed import ray_shards
 
         results = ray_shards(images, pending, writer.span, config, weights=weights, device=device,
-                             batch_size=batch_size, workers=int(workers), address=ray_address)
+                             batch_size=batch_size, workers=int(workers), address=ray_address,
+                             cache_dir=None if cache_dir is None else str(cache_dir))
     with contextlib.closing(results):  # a Ray session ends here even when a write fails
         for number, features, failures, stats in results:
             start, stop = writer.span(number)
@@ -122,11 +125,11 @@ def embed_shards(
 
 
 def _local(images: ImageSet, pending: list[int], writer: ShardWriter, config: EmbedConfig, weights, device: str,
-           batch_size: int, step: StepProgress | None, done: int
+           batch_size: int, step: StepProgress | None, done: int, cache_dir=None
            ) -> Iterator[tuple[int, np.ndarray, list, np.ndarray]]:
     """The pending shards embedded one after the other in this process: (number, features, failures,
     statistics)."""
-    embedder = make_embedder(config, weights, device, batch_size)
+    embedder = make_embedder(config, weights, device, batch_size, cache_dir)
     for number in pending:
         start, stop = writer.span(number)
         inner = None if step is None else (lambda d, _t, base=done: step(base + d, len(images)))

@@ -25,7 +25,7 @@ def embed_frozen(config, weights: str | os.PathLike, images: ImageSet, *, device
 
     embedder = Embedder(model=config.model, weights="bundled" if config.pixels else weights,
                         image_size=config.image_size, device=device, batch_size=batch_size,
-                        fold_batchnorm=config.fold_batchnorm)
+                        fold_batchnorm=config.fold_batchnorm, cache_dir=cache_dir)
     if not config.pixels and embedder.config.weights != config.weights:
         raise ReferenceError(f"the weights given ({weights}) are {embedder.config.weights}, but the reference was "
                              f"embedded with {config.weights}; pass the same weights")
