@@ -58,7 +58,7 @@ def embed(
     if len(images) < 2:
         raise ValueError(f"the source has {len(images)} readable image(s) ({len(images.skipped)} skipped"
                          f"{_first_reasons(images.skipped)}); at least 2 are needed")
-    embedder = Embedder(**settings.embedding())
+    embedder = Embedder(**settings.embedding(), cache_dir=cache_dir)  # the backend's exports kept there too
     # the image statistics of ood_core.issues, gathered in the decoding pass (only when embedding runs)
     collector = ImageStatsCollector(len(images), pixel_digests=getattr(images, "item_digests", None) is None)
     features, hit = cached_embed(embedder, images, cache_dir=cache_dir, progress=stage(progress, "embed"),

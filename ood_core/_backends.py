@@ -65,8 +65,11 @@ def backend_version(backend: str) -> str:
     return ",".join(f"{dist}=={importlib.metadata.version(dist)}" for _, dist in packages)
 
 
-def export_dir() -> Path:
-    """Where exports live: ``exports/`` in the cache folder (the ``cache_dir`` setting)."""
+def export_dir(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where exports live: ``exports/`` in the run's cache folder ``cache_dir`` (``--cache-dir``,
+    ``analyze(cache_dir=)``), else in the ``cache_dir`` setting's."""
+    if cache_dir is not None:
+        return Path(cache_dir) / "exports"
     from ood_core import settings
 
     return Path(settings.value("cache_dir")) / "exports"
@@ -93,12 +96,13 @@ def read_verdict(key: str, folder: Path | None = None) -> dict | None:
 
 
 def resolve_backend(backend: str, device_type: str, model: str, weights: str, image_size: int | None,
-                    fold_batchnorm: bool) -> tuple[str, str]:
+                    fold_batchnorm: bool, cache_dir: str | os.PathLike | None = None) -> tuple[str, str]:
     """The backend to run with and why: ``(name, reason)``. Cheap: builds and imports nothing.
 
     ``auto`` on the CPU takes the first of ``AUTO_ORDER`` that is installed and not recorded as
     disagreeing with torch for these settings; an explicit backend must be installed and needs the
-    CPU. ``image_size`` None (settings not yet resolved per image set) keeps ``auto``."""
+    CPU. ``image_size`` None (settings not yet resolved per image set) keeps ``auto``. The verdicts
+    are read from the exports of the cache folder ``cache_dir`` (see :func:`export_dir`)."""
     backend = check_backend(backend)
     if backend == TORCH:
         return TORCH, "asked for"
@@ -120,7 +124,7 @@ def resolve_backend(backend: str, device_type: str, model: str, weights: str, im
         if not installed(name):
             reasons.append(f"{name} is not installed")
             continue
-        verdict = read_verdict(export_key(name, model, weights, image_size, fold_batchnorm))
+        verdict = read_verdict(export_key(name, model, weights, image_size, fold_batchnorm), export_dir(cache_dir))
         if verdict is not None and not verdict["ok"]:
             reasons.append(f"{name} disagreed with torch ({verdict.get('reason', '')})")
             continue
@@ -267,13 +271,15 @@ def _store(key: str, root: Path, build: Callable[[Path], dict]) -> None:
 
 def exported_runner(backend: str, network: Callable, *, model: str, weights: str, image_size: int,
                     fold_batchnorm: bool, mean, std, reference: Callable,
+                    cache_dir: str | os.PathLike | None = None,
                     ) -> tuple[Callable[[np.ndarray], np.ndarray] | None, dict]:
     """The runner on ``backend`` of the torch module ``network()`` (exported once, kept in the cache;
     a cached export needs no torch module, so ``network`` is called only to make one), or None when
     the export disagrees with torch's ``reference()`` (a batch -> features function) on the probe
-    batch. Returns ``(runner, verdict)``; the verdict holds ``num_features``."""
+    batch. Returns ``(runner, verdict)``; the verdict holds ``num_features``. The export is kept in
+    the cache folder ``cache_dir`` (see :func:`export_dir`)."""
     key = export_key(backend, model, weights, image_size, fold_batchnorm)
-    root = export_dir()
+    root = export_dir(cache_dir)
     runner = _open_existing(backend, key, root)
     if runner is not None:
         return runner, read_verdict(key, root) or {}

@@ -165,6 +165,7 @@ def resolve_embed_config(
     fold_batchnorm: bool = True,
     backend: str = "torch",
     device_type: str = "cpu",
+    cache_dir: str | os.PathLike | None = None,
 ) -> EmbedConfig:
     """Resolve embedding settings: user values, then timm's data config for the network.
 
@@ -176,7 +177,7 @@ def resolve_embed_config(
     ``auto`` model keeps ``model="auto"`` (unresolved) and the network's settings.
     Pixel models take no weights: ``weights`` is ignored for them. ``backend`` ("auto", "torch",
     "onnx", "openvino") is resolved for ``device_type`` by :func:`ood_core._backends.resolve_backend`
-    once the input size is known.
+    once the input size is known (its verdicts read from the exports of the cache folder ``cache_dir``).
     """
     backend = check_backend(backend)
     name = canonical_model(model)
@@ -200,7 +201,7 @@ def resolve_embed_config(
         if size is None:
             size = small_image_size(network) if native_size <= SMALL_IMAGE_MAX_SIDE else model_size
         crop = model_crop  # upscaled images too: measured better than no crop (see the module docstring)
-    chosen, _ = resolve_backend(backend, device_type, network, spec.identity, size, bool(fold_batchnorm))
+    chosen, _ = resolve_backend(backend, device_type, network, spec.identity, size, bool(fold_batchnorm), cache_dir)
     return EmbedConfig(
         model=name,
         weights=spec.identity,
@@ -249,14 +250,15 @@ def is_grayscale(images: ImageSet, n_sample: int = 8) -> bool:
 
 def resolve_for_images(model: str, weights: str | os.PathLike, image_size: int | None, images: ImageSet, *,
                        fold_batchnorm: bool = True, fallback_size: int = 224, backend: str = "torch",
-                       device_type: str = "cpu") -> EmbedConfig:
+                       device_type: str = "cpu", cache_dir: str | os.PathLike | None = None) -> EmbedConfig:
     """The fully resolved settings ``images`` are embedded with (their size and colour sampled)."""
     side = typical_side(images) or fallback_size
     name = canonical_model(model)
     wants_colour = name in PIXEL_MODELS or (name == AUTO and side <= PIXELS_AUTO_MAX_SIDE)
     grayscale = is_grayscale(images) if wants_colour and len(images) else False
     return resolve_embed_config(name, weights, image_size, native_size=side, grayscale=grayscale,
-                                fold_batchnorm=fold_batchnorm, backend=backend, device_type=device_type)
+                                fold_batchnorm=fold_batchnorm, backend=backend, device_type=device_type,
+                                cache_dir=cache_dir)
 
 
 __all__ = [

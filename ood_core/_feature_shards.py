@@ -9,8 +9,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ._shard_format import (DIGEST, MANIFEST, META, RESUME, ShardFile, check_layout, has_digest, read_manifest,
-                            shard_name, span, verify_shard)
+from ._shard_format import (DIGEST, MANIFEST, META, RESUME, ShardFile, check_layout, check_stats_layout, has_digest,
+                            read_manifest, shard_name, span, stats_name, verify_shard)
 
 # Rows per block handed to a consumer: 65,536 x 1280 float32 is 320 MiB.
 DEFAULT_BLOCK_ROWS = 65_536
@@ -53,7 +53,8 @@ class FeatureShards:
     """
 
     def __init__(self, files: Sequence[ShardFile | Path | np.ndarray], counts: Sequence[int], dim: int,
-                 positions: np.ndarray | None = None, folder: Path | None = None):
+                 positions: np.ndarray | None = None, folder: Path | None = None,
+                 stats: tuple[str, Sequence[ShardFile]] | None = None):
         # A ShardFile is checked against its digest when first read; a bare Path is read unchecked.
         self.files = [f if isinstance(f, (np.ndarray, ShardFile)) else Path(f) for f in files]
         self.counts = np.asarray(counts, dtype=np.int64)
@@ -61,6 +62,8 @@ class FeatureShards:
         self.dim = int(dim)
         self.positions = None if positions is None else np.asarray(positions, dtype=np.int64)
         self.folder = folder
+        # (format, one ShardFile per shard): the per-image statistics written beside the shards, if any
+        self.stats = None if stats is None else (str(stats[0]), list(stats[1]))
 
     @classmethod
     def open(cls, folder: str | os.PathLike) -> "FeatureShards":
@@ -68,7 +71,8 @@ class FeatureShards:
 
         Each shard's header and size are checked against the manifest's record here; its digest
         when its rows are first read (a shard cut short, swapped or copied from another folder is
-        refused, naming it)."""
+        refused, naming it). The statistics files, when the manifest records them, are checked the
+        same way (header and size here, digest when first read by :meth:`take_stats`)."""
         folder = Path(folder)
         manifest = read_manifest(folder)
         n, size = manifest["n_rows"], manifest["shard_rows"]
@@ -95,7 +99,8 @@ class FeatureShards:
             if path.stat().st_size != shard.nbytes:
                 verify_shard(shard)  # says the contents differ
             files.append(shard)
-        return cls(files, [f.stop - f.start for f in files], dim, folder=folder)
+        stats = _stats_files(folder, manifest, files) if "stats_format" in manifest else None
+        return cls(files, [f.stop - f.start for f in files], dim, folder=folder, stats=stats)
 
     # ----------------------------------------------------------------- array-like surface
     def __len__(self) -> int:
@@ -144,7 +149,7 @@ class FeatureShards:
             positions = np.flatnonzero(positions)
         positions = positions.astype(np.int64)
         base = positions if self.positions is None else self.positions[positions]
-        return FeatureShards(self.files, self.counts, self.dim, positions=base, folder=self.folder)
+        return FeatureShards(self.files, self.counts, self.dim, positions=base, folder=self.folder, stats=self.stats)
 
     def _base_rows(self) -> np.ndarray:
         """Rows of this set as positions into its parts' rows."""
@@ -182,6 +187,36 @@ class FeatureShards:
             del mapped  # closes the map: its pages leave this process
         return out
 
+    def take_stats(self) -> dict[str, np.ndarray]:
+        """The per-image statistics of this set's rows, in order, one array per field of the
+        statistics files (text fields as str); each file's digest is checked when first read
+        (ValueError naming a damaged or swapped one). ValueError when the folder keeps none."""
+        if self.stats is None:
+            raise ValueError(f"{self.folder or 'these features'} keeps no image statistics")
+        rows = self._base_rows()
+        shard_of = np.searchsorted(self.starts, rows, side="right") - 1
+        out: dict[str, np.ndarray] = {}
+        for number in np.unique(shard_of):
+            where = np.flatnonzero(shard_of == number)
+            part = self.stats[1][number]
+            verify_shard(part)
+            try:
+                kept = np.load(part.path, allow_pickle=False)[rows[where] - self.starts[number]]
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"{part.path} cannot be read ({exc}); {RESUME}") from None
+            for name in kept.dtype.names:
+                column = kept[name]
+                if column.dtype.kind == "S":
+                    column = column.astype(object)
+                if name not in out:
+                    out[name] = np.empty((len(rows), *column.shape[1:]), dtype=column.dtype)
+                elif out[name].shape[1:] != column.shape[1:]:
+                    raise ValueError(f"{part.path}: field {name!r} has shape {column.shape[1:]}, the other "
+                                     f"statistics files {out[name].shape[1:]}; {RESUME}")
+                out[name][where] = column
+        return {name: (np.array([b.decode() for b in col], dtype=str) if col.dtype == object else col)
+                for name, col in out.items()}
+
     def blocks(self, block_rows: int = DEFAULT_BLOCK_ROWS) -> Iterator[np.ndarray]:
         """The rows in order, ``block_rows`` at a time, each block an in-memory copy."""
         for start in range(0, len(self), block_rows):
@@ -204,6 +239,28 @@ class FeatureShards:
             del mapped
             at += hi - lo
         return out
+
+
+def _stats_files(folder: Path, manifest: dict, shards: list[ShardFile]) -> tuple[str, list[ShardFile]]:
+    """(format, the statistics file of each shard) as the manifest records them, each file's header
+    and size checked (ValueError naming a missing or damaged one)."""
+    files = []
+    for number, (record, shard) in enumerate(zip(manifest["shards"], shards)):
+        path, stats = folder / stats_name(number), record.get("stats")
+        if not (isinstance(stats, dict) and stats.get("file") == path.name
+                and stats.get("format") == manifest["stats_format"] and stats.get("shape") == [shard.stop - shard.start]
+                and isinstance(stats.get(DIGEST), str)):
+            raise ValueError(f"{folder / MANIFEST}: the record of shard {number} does not describe its statistics "
+                             f"file {path.name}; {RESUME}")
+        if not path.is_file():
+            raise ValueError(f"{path} is missing: it holds the image statistics of rows {shard.start:,}.."
+                             f"{shard.stop - 1:,}; {RESUME}")
+        check_stats_layout(path, shard.stop - shard.start)
+        part = ShardFile(path, shard.start, shard.stop, int(stats.get("bytes", -1)), str(stats[DIGEST]))
+        if path.stat().st_size != part.nbytes:
+            verify_shard(part)  # says the contents differ
+        files.append(part)
+    return str(manifest["stats_format"]), files
 
 
 def concat(parts: Sequence[np.ndarray | FeatureShards]) -> np.ndarray | FeatureShards:

@@ -22,6 +22,7 @@ import numpy as np
 
 from ._embed_config import EmbedConfig
 from . import settings
+from ._shard_stats import stats_bytes, stats_from_bytes
 from ._shard_work import embed_shard, make_embedder
 from .sources import ImageSet
 
@@ -80,22 +81,24 @@ def shard_images(images: ImageSet, start: int, stop: int) -> bytes:
 class ShardActor:
     """One Ray actor: the embedder built once, then one shard per call."""
 
-    def __init__(self, config: EmbedConfig, weights, device: str, batch_size: int, threads: int):
+    def __init__(self, config: EmbedConfig, weights, device: str, batch_size: int, threads: int,
+                 cache_dir: str | None = None):
         import torch
 
         torch.set_num_threads(threads)
-        self.embedder = make_embedder(config, weights, device, batch_size)
+        self.embedder = make_embedder(config, weights, device, batch_size, cache_dir)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out: dict[str, list] = {"shard": [], "rows": [], "dim": [], "features": [], "failures": []}
+        out: dict[str, list] = {"shard": [], "rows": [], "dim": [], "features": [], "failures": [], "stats": []}
         for number, blob in zip(batch["shard"], batch["images"]):
-            features, failures = embed_shard(self.embedder, pickle.loads(blob))
+            features, failures, stats = embed_shard(self.embedder, pickle.loads(blob))
             out["shard"].append(int(number))
             out["rows"].append(features.shape[0])
             out["dim"].append(features.shape[1])
             out["features"].append(np.ascontiguousarray(features, dtype=np.float32).tobytes())
             out["failures"].append(json.dumps(failures))
-        return {key: np.array(values, dtype=object if key in ("features", "failures") else np.int64)
+            out["stats"].append(stats_bytes(stats))
+        return {key: np.array(values, dtype=object if key in ("features", "failures", "stats") else np.int64)
                 for key, values in out.items()}
 
 
@@ -114,9 +117,10 @@ def _actor_resources(ray, workers: int, device: str) -> tuple[int, dict[str, Any
 
 
 def ray_shards(images: ImageSet, pending: list[int], span: Callable[[int], tuple[int, int]], config: EmbedConfig, *,
-               weights, device: str, batch_size: int, workers: int, address: str | None
-               ) -> Iterator[tuple[int, np.ndarray, list[tuple[int, str, str]]]]:
-    """(number, features, failures) of each pending shard, in the order they finish."""
+               weights, device: str, batch_size: int, workers: int, address: str | None,
+               cache_dir: str | None = None) -> Iterator[tuple[int, np.ndarray, list[tuple[int, str, str]], np.ndarray]]:
+    """(number, features, failures, image statistics) of each pending shard, in the order they finish
+    (each worker keeps the backend's exports in ``cache_dir``, as this process would)."""
     if not pending:
         return
     rows = [{"shard": number, "images": shard_images(images, *span(number))} for number in pending]
@@ -126,7 +130,7 @@ def ray_shards(images: ImageSet, pending: list[int], span: Callable[[int], tuple
         dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
             ShardActor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=size),
             fn_constructor_kwargs={"config": config, "weights": weights, "device": device,
-                                   "batch_size": batch_size, "threads": threads},
+                                   "batch_size": batch_size, "threads": threads, "cache_dir": cache_dir},
             **resources)
         batches = iter(dataset.iter_batches(batch_size=None, batch_format="numpy"))
         while True:
@@ -143,7 +147,7 @@ def ray_shards(images: ImageSet, pending: list[int], span: Callable[[int], tuple
                 features = np.frombuffer(batch["features"][i], dtype=np.float32).reshape(
                     int(batch["rows"][i]), int(batch["dim"][i]))
                 failures = [(int(j), str(p), str(r)) for j, p, r in json.loads(batch["failures"][i])]
-                yield int(batch["shard"][i]), features, failures
+                yield int(batch["shard"][i]), features, failures, stats_from_bytes(batch["stats"][i])
 
 
 def _cause(exc: BaseException) -> str:

@@ -37,6 +37,11 @@ def notes_name(number: int) -> str:
     return f"notes-{number:05d}.json"
 
 
+def stats_name(number: int) -> str:
+    """The file of shard ``number``'s per-image statistics (one structured row per image)."""
+    return f"stats-{number:05d}.npy"
+
+
 def read_manifest(folder: Path) -> dict[str, Any]:
     """The checked ``manifest.json`` of ``folder`` (ValueError when absent or not one)."""
     try:
@@ -101,6 +106,24 @@ def check_layout(path: Path, rows: int, dim: int | None) -> tuple[int, int]:
     return shape
 
 
+def check_stats_layout(path: Path, rows: int) -> np.dtype:
+    """The dtype of the statistics file ``path`` after checking that its header says ``rows``
+    structured rows and that the file holds all the bytes its header describes; ValueError naming it."""
+    try:
+        shape, dtype, offset = shard_header(path)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"{path} has no readable .npy header ({exc}); {RESUME}") from None
+    if dtype.names is None or dtype.hasobject or shape != (rows,):
+        raise ValueError(f"{path} holds a {dtype} array of shape {shape}; expected {rows} rows of image "
+                         f"statistics; {RESUME}")
+    size, expected = path.stat().st_size, offset + rows * dtype.itemsize
+    if size != expected:
+        raise ValueError(f"{path} is {'cut short' if size < expected else 'longer than its header says'}: "
+                         f"{size:,} bytes where its header describes {rows:,} rows of image statistics "
+                         f"({expected:,} bytes); {RESUME}")
+    return dtype
+
+
 class _HashingFile:
     """A binary file that hashes what is written through it (``np.save`` writes its header and its
     data in chunks through ``write``)."""
@@ -161,4 +184,4 @@ def verify_shard(shard: ShardFile) -> None:
 
 __all__ = ["DIGEST", "MANIFEST", "META", "RESUME", "SHARDS_FORMAT", "ShardFile", "check_layout", "has_digest",
            "mark_verified", "notes_name", "read_manifest", "save_npy", "shard_header", "shard_name", "span",
-           "verify_shard"]
+           "stats_name", "check_stats_layout", "verify_shard"]

@@ -8,7 +8,9 @@ images or settings is refused. Engine ``"local"`` embeds the pending shards one 
 this process; ``"ray"`` (:mod:`ood_core._ray_embed`) hands them to a pool of Ray actors and writes
 each shard here as its features come back. Images that fail to decode keep NaN rows in the shards;
 they are listed (index, path, reason) in each shard's notes and in ``meta.npz``, and dropped when
-the folder is read (:func:`ood_core.load_arrays`).
+the folder is read (:func:`ood_core.load_arrays`). The images' statistics for ``ood_core.issues``
+(properties, perceptual hashes, pixel digests) are gathered in the same decoding pass and kept beside
+each shard (``stats-NNNNN.npy``), so the issues of an analysis of the folder read no image again.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from ._embed_config import EmbedConfig
 from ._progress import Progress, StepProgress, stage
 from ._shard_work import embed_shard, make_embedder
 from .run_config import EMBEDDING_FIELDS, RunConfig, EmbeddingKeywords
+from .issues._run import STATS_FORMAT
 from .shards import DEFAULT_SHARD_ROWS, FeatureShards, ShardWriter
 from .sources import ImageSet, open_source
 
@@ -54,6 +57,7 @@ def embed_shards(
     ray_address: str | None = None,
     shard_rows: int = DEFAULT_SHARD_ROWS,
     settings: RunConfig | None = None,
+    cache_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
     name: str | None = None,
     **overrides: Unpack[EmbeddingKeywords],
@@ -67,7 +71,8 @@ def embed_shards(
     down). Every Ray worker must be able to read the images at the paths this process sees; the
     features come back to this process, which writes the shards, so the workers need no access to
     ``out``. ``shard_rows``: images per shard (the unit of work and of resuming). The embedding
-    settings (``settings`` and the keywords replacing its fields) are those of :func:`ood_core.embed`.
+    settings (``settings`` and the keywords replacing its fields) are those of :func:`ood_core.embed`;
+    ``cache_dir``, as there, is the cache folder whose ``exports/`` keeps the backend's exports.
     ``progress(stage, done, total)`` hears of the
     "embed" stage in images.
     """
@@ -87,30 +92,32 @@ def embed_shards(
     from .cache import cache_key
     from .embedder import Embedder
 
-    config = Embedder(**settings.embedding()).config_for(images)
+    config = Embedder(**settings.embedding(), cache_dir=cache_dir).config_for(images)
     if config.centre:
         picked = " (what model=auto picks for these images)" if settings.model != config.model else ""
         raise ValueError(f"model {config.model!r}{picked} centres the features on the mean of the fit rows, which "
                          "needs every row before the first is written; embed into shards with model 'pixels-raw' "
                          "(or another model), or into a .npz")
-    writer = ShardWriter(out, n_rows=len(images), key=cache_key(config, images), shard_rows=int(shard_rows))
+    writer = ShardWriter(out, n_rows=len(images), key=cache_key(config, images), shard_rows=int(shard_rows),
+                         stats_format=STATS_FORMAT)
     pending = writer.pending()
     step = stage(progress, "embed")
     done = len(images) - sum(stop - start for start, stop in map(writer.span, pending))
     if step is not None:
         step(done, len(images))
     if engine == "local":
-        results = _local(images, pending, writer, config, weights, device, batch_size, step, done)
+        results = _local(images, pending, writer, config, weights, device, batch_size, step, done, cache_dir)
     else:
         from ._ray_embed import ray_shards
 
         results = ray_shards(images, pending, writer.span, config, weights=weights, device=device,
-                             batch_size=batch_size, workers=int(workers), address=ray_address)
+                             batch_size=batch_size, workers=int(workers), address=ray_address,
+                             cache_dir=None if cache_dir is None else str(cache_dir))
     with contextlib.closing(results):  # a Ray session ends here even when a write fails
-        for number, features, failures in results:
+        for number, features, failures, stats in results:
             start, stop = writer.span(number)
             writer.write(number, features,
-                         notes={"failures": [[start + i, path, reason] for i, path, reason in failures]})
+                         notes={"failures": [[start + i, path, reason] for i, path, reason in failures]}, stats=stats)
             done += stop - start
             if step is not None and engine != "local":
                 step(done, len(images))
@@ -118,14 +125,16 @@ def embed_shards(
 
 
 def _local(images: ImageSet, pending: list[int], writer: ShardWriter, config: EmbedConfig, weights, device: str,
-           batch_size: int, step: StepProgress | None, done: int) -> Iterator[tuple[int, np.ndarray, list]]:
-    """The pending shards embedded one after the other in this process: (number, features, failures)."""
-    embedder = make_embedder(config, weights, device, batch_size)
+           batch_size: int, step: StepProgress | None, done: int, cache_dir=None
+           ) -> Iterator[tuple[int, np.ndarray, list, np.ndarray]]:
+    """The pending shards embedded one after the other in this process: (number, features, failures,
+    statistics)."""
+    embedder = make_embedder(config, weights, device, batch_size, cache_dir)
     for number in pending:
         start, stop = writer.span(number)
         inner = None if step is None else (lambda d, _t, base=done: step(base + d, len(images)))
-        features, failures = embed_shard(embedder, images.subset(np.arange(start, stop)), inner)
-        yield number, features, failures
+        features, failures, stats = embed_shard(embedder, images.subset(np.arange(start, stop)), inner)
+        yield number, features, failures, stats
         done += stop - start
 
 

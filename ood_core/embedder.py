@@ -75,6 +75,8 @@ class Embedder:
         torch on CUDA), "torch", "onnx" (ONNX Runtime) or "openvino"; see :mod:`ood_core._backends`.
         The chosen one is ``config_for(images).backend`` (part of the cache key) and
         ``backend_reason_`` says why.
+    cache_dir : the cache folder whose ``exports/`` keeps the backend's exports and their verdicts
+        (the run's ``--cache-dir`` / ``cache_dir=``); None = the ``cache_dir`` setting.
 
     ``config`` holds the resolved settings (``image_size``/``crop_pct`` None when
     auto); ``config_for(images)`` the ones an image set is embedded with.
@@ -84,7 +86,8 @@ class Embedder:
 
     def __init__(self, model: str = DEFAULT_MODEL, weights: str | os.PathLike = "bundled",
                  image_size: int | None = None, device: str = "auto", batch_size: int = 64,
-                 num_workers: int | None = None, fold_batchnorm: bool = True, backend: str = "auto"):
+                 num_workers: int | None = None, fold_batchnorm: bool = True, backend: str = "auto",
+                 cache_dir: str | os.PathLike | None = None):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 1):
@@ -97,9 +100,10 @@ class Embedder:
         self.num_workers = num_workers
         self.fold_batchnorm = fold_batchnorm
         self.backend = check_backend(backend)
+        self.cache_dir = cache_dir
         self.device_ = resolve_device(device)
         self.config = resolve_embed_config(model, weights, image_size, fold_batchnorm=fold_batchnorm,
-                                           backend=self.backend, device_type=self.device_.type)
+                                           backend=self.backend, device_type=self.device_.type, cache_dir=cache_dir)
         self.backend_reason_ = ""
         self.failures_: list[tuple[int, str, str]] = []
         self._nets: dict = {}
@@ -115,7 +119,8 @@ class Embedder:
         """The fully resolved settings ``images`` are embedded with."""
         cfg = self.config if self.config.resolved else resolve_for_images(
             self.model, self.weights, self.image_size, images, fold_batchnorm=self.fold_batchnorm,
-            fallback_size=self.config.model_image_size, backend=self.backend, device_type=self.device_.type)
+            fallback_size=self.config.model_image_size, backend=self.backend, device_type=self.device_.type,
+            cache_dir=self.cache_dir)
         if _runner_key(cfg) in self._fell_back:  # its export disagreed with torch: torch computed them
             cfg = dataclasses.replace(cfg, backend=TORCH)
         return cfg
@@ -194,7 +199,7 @@ class Embedder:
     def _runner(self, cfg: EmbedConfig):
         """``(runner, feature width)``; a cached export runs without building the torch network."""
         reason = resolve_backend(self.backend, self.device_.type, cfg.model, cfg.weights, cfg.image_size,
-                                 cfg.fold_batchnorm)[1]
+                                 cfg.fold_batchnorm, self.cache_dir)[1]
         if cfg.backend in (TORCH, "none"):
             net = self._network(cfg.model)
             self.backend_reason_ = reason
@@ -205,7 +210,7 @@ class Embedder:
                 self._runners[key] = exported_runner(
                     cfg.backend, lambda: self._network(cfg.model), model=cfg.model, weights=cfg.weights,
                     image_size=cfg.image_size, fold_batchnorm=cfg.fold_batchnorm, mean=cfg.mean, std=cfg.std,
-                    reference=lambda: self._forward(self._network(cfg.model), cfg))
+                    reference=lambda: self._forward(self._network(cfg.model), cfg), cache_dir=self.cache_dir)
         run, verdict = self._runners[key]
         if run is not None:
             self.backend_reason_ = f"{reason}; agrees with torch: {verdict.get('reason', '')}"

@@ -144,3 +144,38 @@ def test_a_cached_embed_does_not_import_timm(folder, cache_dir, tmp_path):
                             cwd=REPO)
     assert second.returncode == 0, second.stderr
     assert "from the cache" in second.stdout and second.stdout.strip().endswith("no timm")
+
+
+def test_exports_follow_the_cache_dir_flag_not_the_setting(folder, cache_dir, tmp_path, capsys):
+    """`--cache-dir B` keeps the ONNX/OpenVINO export in B/exports, as it keeps the embeddings there,
+    for a .npz and for a shard folder (which reuses it); the cache_dir setting's folder stays empty."""
+    from ood_core.cli import main
+
+    if not _backends.installed("openvino"):
+        pytest.skip("openvino is not installed")
+    flag_dir = tmp_path / "flag-cache"
+    common = ["--model", "lite0", "--image-size", str(SIZE), "--backend", "openvino", "--device", "cpu",
+              "--cache-dir", str(flag_dir)]
+    assert main(["-q", "embed", str(folder), "--out", str(tmp_path / "f.npz"), *common]) == 0
+    (verdict,) = (flag_dir / "exports").glob("*/verdict.json")
+    assert json.loads(verdict.read_text())["ok"] is True and (verdict.parent / "model.bin").is_file()
+    assert not (cache_dir / "exports").exists()
+    stamp = verdict.stat().st_mtime_ns
+    assert main(["-q", "embed", str(folder), "--out", str(tmp_path / "shards"), *common]) == 0
+    assert [p.stat().st_mtime_ns for p in (flag_dir / "exports").glob("*/verdict.json")] == [stamp]  # reused
+    assert not (cache_dir / "exports").exists()
+
+
+def test_a_verdict_is_read_from_the_runs_cache_folder(images, cache_dir, tmp_path, monkeypatch):
+    if not _backends.installed("openvino"):
+        pytest.skip("openvino is not installed")
+    monkeypatch.setattr(_backends, "MAX_ABS_DIFF", 0.0)  # any difference at all counts as disagreeing
+    monkeypatch.setattr(_backends, "AUTO_ORDER", ("openvino",))
+    run_dir = tmp_path / "run-cache"
+    with pytest.warns(UserWarning, match="disagrees with torch"):
+        cached_embed(Embedder(model="lite0", image_size=SIZE, device="cpu", cache_dir=run_dir), images,
+                     cache_dir=run_dir)
+    assert list((run_dir / "exports").glob("*/verdict.json")) and not (cache_dir / "exports").exists()
+    # the verdict lives with that run's cache: auto picks torch there, openvino elsewhere
+    assert Embedder(model="lite0", image_size=SIZE, device="cpu", cache_dir=run_dir).config.backend == "torch"
+    assert Embedder(model="lite0", image_size=SIZE, device="cpu").config.backend == "openvino"

@@ -71,9 +71,11 @@ def test_the_cli_the_dashboard_and_analyze_follow_the_one_description(changed_de
     with pytest.raises(Stop):
         analyze("digits")
     with pytest.raises(Stop):
-        ood_core.embed("digits", image_size=24)
-    assert built[0] == RunConfig().embedding() and built[0]["batch_size"] == 7 and built[0]["backend"] == "torch"
-    assert built[1] == {**RunConfig().embedding(), "image_size": 24}
+        ood_core.embed("digits", image_size=24, cache_dir=tmp_path / "c")
+    # the run's cache folder goes to the embedder too (its backend's exports are kept there)
+    assert built[0] == {**RunConfig().embedding(), "cache_dir": None}
+    assert built[0]["batch_size"] == 7 and built[0]["backend"] == "torch"
+    assert built[1] == {**RunConfig().embedding(), "image_size": 24, "cache_dir": tmp_path / "c"}
 
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "f.npz", features=rng.normal(size=(40, 4)).astype(np.float32),

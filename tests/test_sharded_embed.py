@@ -315,6 +315,14 @@ def test_a_ray_actor_embeds_a_shard_and_reports_its_failures(unverified, referen
     ids = unverified.ids[at - 2:at + 3]
     assert np.isnan(features[2]).all()
     np.testing.assert_array_equal(np.delete(features, 2, axis=0), np.stack([reference[i] for i in ids if i != BROKEN]))
+    # the images' statistics come back too, those the local engine gathers for the same images
+    from ood_core._shard_stats import stats_from_bytes
+    from ood_core._shard_work import embed_shard
+
+    stats = stats_from_bytes(out["stats"][0])
+    local = embed_shard(actor.embedder, unverified.subset(np.arange(at - 2, at + 3)))[2]
+    assert stats.dtype == local.dtype and stats.tobytes() == local.tobytes()
+    assert stats["ok"].tolist() == [True, True, False, True, True]
 
     zipped = open_source(str(write_zip({"a/x.png": (255, 0, 0), "b/y.png": (0, 0, 255)})))
     travelled = pickle.loads(shard_images(zipped, 1, 2))  # a zip travels as its path, opened on the worker
@@ -372,6 +380,18 @@ def test_a_killed_ray_run_resumes_from_its_shards(cifar_slice, reference, ray_cl
     assert {p: ((out / p).stat().st_ino, (out / p).stat().st_mtime_ns) for p in written} == written
     arrays = load_arrays(out)
     assert arrays.ids == list(reference) and isinstance(arrays.features, FeatureShards)
+    # the images' statistics, gathered by the actors in their decoding pass, equal the local engine's
+    from ood_core._shard_stats import stats_from_columns
+    from ood_core._shard_work import embed_shard, make_embedder
+    from ood_core.embedder import Embedder
+
+    images = open_source(str(cifar_slice), verify=False)
+    local = embed_shard(make_embedder(Embedder(image_size=32).config_for(images), "bundled", "cpu", 64), images)[2]
+    kept = local[[images.ids.index(i) for i in arrays.ids]]
+    ray_stats = stats_from_columns(arrays.features.take_stats(), str(out))
+    np.testing.assert_array_equal(ray_stats.phash, kept["phash"])
+    np.testing.assert_array_equal(ray_stats.properties, kept["properties"])
+    assert ray_stats.pixel_digest.tolist() == [d.decode() for d in kept["pixel_digest"]]
     diff = float(np.abs(np.asarray(arrays.features) - np.stack(list(reference.values()))).max())
     print(f"ray vs single process: max abs diff {diff:.3g} ({len(written)} of {shards} shards before the kill)")
     assert diff <= 1e-5

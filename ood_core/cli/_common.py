@@ -134,7 +134,7 @@ def add_embed_args(p: argparse.ArgumentParser, model: bool = True) -> None:
                         "torch's; torch on CUDA), 'torch', 'onnx' (ONNX Runtime) or 'openvino' "
                         f"(default: {default.backend})")
     g.add_argument("--cache-dir", default=None,
-                   help="cache folder: embeddings, and each run's pred_probs (default: the cache_dir setting, "
+                   help="cache folder: embeddings, each run's pred_probs, and the ONNX/OpenVINO exports (default: the cache_dir setting, "
                         f"${settings.SETTINGS['cache_dir'].env} or the config file, else the user cache dir; "
                         "see `ood-explorer config`)")
 

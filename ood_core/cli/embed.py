@@ -75,10 +75,10 @@ def run_embed_shards(args) -> int:
     from ..shards import DEFAULT_SHARD_ROWS
 
     bars = _Bars(not args.quiet)
-    # the folder is its own cache
+    # the folder is its own cache of features; --cache-dir keeps the backend's exports
     result = embed_shards(args.source, args.out, engine=args.engine, workers=args.workers or 2,
                           ray_address=args.ray_address, shard_rows=args.shard_rows or DEFAULT_SHARD_ROWS,
-                          settings=run_config(args), progress=bars)
+                          settings=run_config(args), cache_dir=args.cache_dir, progress=bars)
     bars.close()
     images, features = result.images, result.features
     reused = result.shards - result.written

@@ -55,11 +55,15 @@ def keep_image_stats(items, stats: ImageStats, cache_dir=None) -> None:
 
 
 def image_stats(analysis, progress: Progress | None = None) -> ImageStats | None:
-    """The :class:`ImageStats` of ``analysis.items`` (None for precomputed features), from the disk
-    when kept (by the embedding, or an earlier pass), else by a pass through the images (then kept)."""
+    """The :class:`ImageStats` of ``analysis.items``, from the disk when kept (by the embedding, or an
+    earlier pass), else by a pass through the images (then kept). For features read from a shard
+    folder, the statistics its embedding kept beside the shards (no image is read); None for other
+    precomputed features."""
     items = analysis.items
     if items is None:
-        return None
+        from .._shard_stats import shard_image_stats
+
+        return shard_image_stats(analysis.features, analysis.ids, STATS_FORMAT)
     n = len(items)
     path = _stats_path(items, analysis.cache_dir)
     if path.is_file():

@@ -13,6 +13,7 @@ from ..analysis import ScoreConfig
 from ..sources import ImageSet
 from ._folder import ReferenceError
 
+
 def embed_frozen(config, weights: str | os.PathLike, images: ImageSet, *, device: str, batch_size: int,
                  cache_dir, progress: Progress | None, pixel_mean: np.ndarray | None, backend: str = "auto"):
     """Features of ``images`` embedded with the resolved ``config`` (an :class:`EmbedConfig`, its
@@ -29,7 +30,7 @@ def embed_frozen(config, weights: str | os.PathLike, images: ImageSet, *, device
 
     embedder = Embedder(model=config.model, weights="bundled" if config.pixels else weights,
                         image_size=config.image_size, device=device, batch_size=batch_size,
-                        fold_batchnorm=config.fold_batchnorm, backend=backend)
+                        fold_batchnorm=config.fold_batchnorm, backend=backend, cache_dir=cache_dir)
     if not config.pixels and embedder.config.weights != config.weights:
         raise ReferenceError(f"the weights given ({weights}) are {embedder.config.weights}, but the reference was "
                              f"embedded with {config.weights}; pass the same weights")
