@@ -1,5 +1,6 @@
 """Data issues (ood_core.issues): hand-made cases, then a planted CIFAR-10 folder with exact copies,
-resized re-encoded copies, darkened images and dogs filed as cats, and the cleanlab oracle."""
+resized re-encoded copies, lightly cropped copies, darkened images and dogs filed as cats, and the
+cleanlab oracle; the digits' grayscale and near-duplicate rules."""
 from __future__ import annotations
 
 import io
@@ -115,6 +116,17 @@ def planted(cifar_zip, tmp_path_factory):
         rel = f"{'train' if k < 3 else 'test'}/{c}/small{k}.jpg"
         files[rel] = _jpeg(img.resize((28, 28), Image.Resampling.BILINEAR), 70)
         plants["near_duplicate"].add(rel)
+    plants["near_duplicate (crop)"] = set()
+    for k, (share, where) in enumerate([(0.05, "left"), (0.1, "top"), (0.15, "right"), (0.05, "centre"),
+                                        (0.1, "centre"), (0.15, "centre")]):  # light crops, kept at their size
+        c = CLASSES[k % 4]
+        img = Image.open(io.BytesIO(files[f"train/{c}/{30 + k:03d}.jpg"])).convert("RGB")
+        cut = round(32 * share)
+        box = {"left": (cut, 0, 32, 32), "top": (0, cut, 32, 32), "right": (0, 0, 32 - cut, 32),
+               "centre": (cut // 2, cut // 2, 32 - (cut - cut // 2), 32 - (cut - cut // 2))}[where]
+        rel = f"train/{c}/crop{k}.jpg"
+        files[rel] = _jpeg(img.crop(box), 90)
+        plants["near_duplicate (crop)"].add(rel)
     for k in range(6):  # darkened new images
         c = CLASSES[k % 4]
         img = np.asarray(Image.open(io.BytesIO(zf.read(by_class[c][100 + k]))).convert("RGB"), dtype=np.float64)
@@ -167,14 +179,17 @@ def test_planted_problems_are_flagged_under_their_type(planted, planted_analysis
     table = a.issues()
     assert set(table["issue"]) == set(TYPES)
     assert len(table) == len(TYPES) * len(a.ids) - np.sum(np.isnan(a.issue_scores("label").scores))
-    lines = [f"{'issue':<19}{'found/planted':>14}{'false flags':>13}{'(of clean)':>11}"]
+    lines = [f"{'issue':<23}{'found/planted':>14}{'false flags':>13}{'(of clean)':>11}"]
     results = {}
-    for row in TYPES[:3] + ["label (dog as cat)"] + TYPES[3:]:
+    for row in TYPES[:2] + ["near_duplicate (crop)"] + TYPES[2:3] + ["label (dog as cat)"] + TYPES[3:]:
         issue = row.split()[0]
         flagged = set(table["id"][(table["issue"] == issue) & table["flagged"]])
         planted_here = plants.get(row, set())
         if issue == "label":  # the other kind of planted label error is not a false flag
             flagged -= plants["label" if row != "label" else "label (dog as cat)"]
+        if issue == "near_duplicate":  # the other kind of planted near duplicate is not a false flag
+            other = plants["near_duplicate" if row != "near_duplicate" else "near_duplicate (crop)"]
+            flagged -= other | _originals_of(a, other)
         # a copy's original is flagged with it and is right to be
         expected = planted_here | (_originals_of(a, planted_here) if "duplicate" in issue else set())
         if issue == "grayscale":  # CIFAR-10 holds grey pictures of its own: flagging those is right
@@ -182,11 +197,12 @@ def test_planted_problems_are_flagged_under_their_type(planted, planted_analysis
         found = len(flagged & planted_here)
         false = flagged - expected
         results[row] = (found, len(planted_here), len(false))
-        lines.append(f"{row:<19}{found:>8}/{len(planted_here):<5}{len(false):>13}{len(a.ids) - len(expected):>11}")
+        lines.append(f"{row:<23}{found:>8}/{len(planted_here):<5}{len(false):>13}{len(a.ids) - len(expected):>11}")
     with capsys.disabled():
         print("\n" + "\n".join(lines))
     assert results["exact_duplicate"] == (6, 6, 0)
     assert results["near_duplicate"] == (6, 6, 0)
+    assert results["near_duplicate (crop)"] == (6, 6, 0)  # 5-15% of a side cut off: missed by the hashes alone
     assert results["dark"][:2] == (6, 6) and results["dark"][2] <= 2
     assert results["label"][0] >= 5 and results["label"][2] <= 0.12 * len(a.ids)
     assert results["label (dog as cat)"][0] >= 1
@@ -199,7 +215,10 @@ def test_planted_problems_are_flagged_under_their_type(planted, planted_analysis
     label = dict(zip(table["id"][table["issue"] == "label"], table["detail"][table["issue"] == "label"]))
     assert sum(label[p].startswith(("likely dog", "likely cat")) for p in plants["label"]) >= 5  # an animal
     sets = a.duplicate_sets()
-    assert len(sets) == 12 and sum(s.in_fit_and_query for s in sets) == 6
+    assert len(sets) == 18 and sum(s.in_fit_and_query for s in sets) == 6
+    assert all(len(s.members) == 2 for s in sets)  # each copy with its original: no distinct images merged
+    crop = dict(zip(table["id"][table["issue"] == "near_duplicate"], table["detail"][table["issue"] == "near_duplicate"]))
+    assert crop["train/airplane/crop2.jpg"].startswith("nearest: train/airplane/032.jpg (a crop or rescale: gradient correlation")
     small = next(s for s in sets if "train/cat/small0.jpg" in {a.ids[m] for m in s.members})
     assert a.ids[small.representative] == "train/cat/020.jpg"  # the larger picture is kept
 
