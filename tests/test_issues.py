@@ -328,3 +328,41 @@ def test_image_properties_agree_with_cleanvision(planted, planted_analysis, caps
         print("\nflagged on the planted folder, vs cleanvision " + cleanvision.__version__ + ":\n" + "\n".join(lines))
     assert agree["exact_duplicate"] == (12, 12, 12)
     assert agree["dark"][2] >= 6  # both flag the planted dark images
+
+
+# ---------------------------------------------------------------------- tiny grayscale images: digits
+def test_digits_are_neither_all_grayscale_nor_near_duplicates_but_a_pixel_copy_is(tmp_path, monkeypatch):
+    """scikit-learn's 8x8 digits: every image is grey (the norm of these data, not an issue) and no two
+    are pixel-identical (counted here), yet 150+ distinct pairs lie within 6 hash bits, since 32 px
+    hashes of an 8 px picture agree for distinct digits. Near duplicates of tiny images are decided by
+    their pixels: a copy 1 grey level off is one, the closest distinct digits are not."""
+    from sklearn.datasets import load_digits
+
+    from ood_core.sources._imageset import content_digest, pixel_set
+
+    monkeypatch.setenv("OOD_CACHE_DIR", str(tmp_path / "cache"))
+    a = ood_core.analyze("digits")
+    pixels = np.rint(load_digits().images * (255.0 / 16.0)).astype(np.uint8)
+    assert len(np.unique(pixels.reshape(len(pixels), -1), axis=0)) == len(pixels) == 1797  # the truth: no copies
+    stats = a.image_stats()
+    bits = (hamming(stats.phash[:, None], stats.phash[None]) + hamming(stats.dhash[:, None], stats.dhash[None])) / 2
+    assert np.triu(bits < 6.4, 1).sum() > 150  # the hashes alone would call these near duplicates
+    grey = a.issue_scores("grayscale")
+    assert not grey.scored.any()
+    assert grey.info["unavailable"] == ("the data are mostly grayscale (1,797 of 1,797 images): grey is their norm, "
+                                        "not an issue")
+    assert "grayscale" not in set(a.issues()["issue"])
+    near = a.issue_scores("near_duplicate")
+    assert near.flagged().sum() == 0 and a.issue_scores("exact_duplicate").flagged().sum() == 0
+    assert np.nanmin(near.scores) > 0.15  # the closest distinct digits differ by 4 grey levels on average
+    # a copy of digit 0 one grey level brighter, and digit 1 stored as exact pixels twice
+    extra = np.concatenate([pixels[:40], np.minimum(pixels[:1].astype(np.int16) + 1, 255).astype(np.uint8),
+                            pixels[1:2]])
+    ids = [f"d{i:02d}" for i in range(len(extra))]
+    planted = pixel_set(extra, ids, np.r_[load_digits().target[:40], 0, 1], [str(d) for d in range(10)],
+                        identity=content_digest("digits-planted", extra.tobytes()), size_hint=8)
+    p = ood_core.analyze(planted)
+    near = p.issue_scores("near_duplicate")
+    assert set(np.flatnonzero(near.flagged())) == {0, 40}
+    assert near.detail[40] == "nearest: d00 (pixels differ by 1.0 grey levels on average)"
+    assert set(np.flatnonzero(p.issue_scores("exact_duplicate").flagged())) == {1, 41}
