@@ -82,6 +82,25 @@ def test_property_scores_are_relative_to_the_median_image():
         c.result()
 
 
+def test_grayscale_is_flagged_in_colour_data_only():
+    rng = np.random.default_rng(0)
+    colour = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(6)]
+    grey = [np.repeat(rng.integers(0, 256, (16, 16, 1), dtype=np.uint8), 3, axis=2) for _ in range(5)]
+
+    def scores(imgs):
+        collector = ImageStatsCollector(len(imgs))
+        for i, img in enumerate(imgs):
+            collector.add(i, img)
+        stats = collector.result()
+        return property_scores(stats.properties, stats.ok)["grayscale"]
+
+    mostly_colour = scores(colour + grey[:1])
+    assert np.flatnonzero(mostly_colour.flagged()).tolist() == [6] and "unavailable" not in mostly_colour.info
+    mostly_grey = scores(colour[:2] + grey)
+    assert not mostly_grey.scored.any() and not mostly_grey.flagged().any()
+    assert mostly_grey.info["unavailable"] == "the data are mostly grayscale (5 of 7 images): grey is their norm, not an issue"
+
+
 # ---------------------------------------------------------------------- the planted folder
 CLASSES = ("cat", "dog", "airplane", "ship")
 
