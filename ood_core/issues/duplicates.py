@@ -16,8 +16,10 @@ A candidate pair's score (:func:`pair_scores`, 0-1, lower = closer) is the small
   0-5.5 bits from its original; distinct images' nearest hash neighbours at 8.5 or more;
 - its crop distance: 1 - the best gradient correlation of the two thumbnails over a grid of crop
   hypotheses (:mod:`._crops`), for pairs within :data:`_CROP_BITS` bits (a 5-15% crop of a CIFAR-10
-  image moves the hashes 3-27 bits). Crops of 5-15% of a side score 0.03-0.08, distinct same-class
-  neighbours 0.13 or more (bench/near_duplicates.py).
+  image moves the hashes 3-27 bits). Measured with bench/near_duplicates.py (5,000 CIFAR-10 training
+  images, 350 planted copies): 349 of 350 copies cut by 5-15% (one side or centred) or resized score
+  under 0.1; of the ~40,000 candidate pairs of distinct files, 28 do, and by eye 25 of those show one
+  photograph twice (CIFAR-10's own near duplicates), 3 are distinct pictures.
 
 Images under :data:`TINY_SIDE` pixels a side (8 x 8 digits) have too few pixels for either: 32 px
 hashes of an 8 px picture agree for distinct digits, and so do their gradients. A pair with such an
@@ -53,9 +55,10 @@ _TINY_LEVELS = 25.5  # tiny pairs: score = mean absolute difference (grey levels
     IssueType("near_duplicate", "Near duplicates", "duplicates", NEAR_THRESHOLD,
               "score = the smaller of the share of pHash + dHash bits that differ and 1 - the best correlation "
               "of the two thumbnails' gradients over crops of up to 20% of a side, against the nearest "
-              "candidate; 0.1 lies between re-encoded, resized or 5-15% cropped copies (hashes 0-5.5 bits of 64, "
-              "crops 0.03-0.08 on CIFAR-10) and distinct images (8.5 bits or more, crops 0.13 or more). Images "
-              "under 16 px a side: mean pixel difference / 25.5 grey levels",
+              "candidate; 0.1 (6 bits of 64, or a correlation of 0.9) catches re-encoded, resized and 5-15% cropped "
+              "copies (349 of 350 planted in 5,000 CIFAR-10 images) while 3 pairs of distinct pictures in ~40,000 "
+              "candidates fall under it. Images under 16 px a side: mean pixel difference / 25.5 grey levels, "
+              "i.e. flagged under 2.55",
               "the same picture re-encoded, resized or lightly edited is in the data (exact copies excluded)"),
 )
 def duplicate_issues(analysis, stats=None) -> dict[str, IssueScores]:
