@@ -25,8 +25,10 @@ from ._registry import FAMILIES, ISSUE_TYPES, IssueScores, get_issue_type, resol
 
 logger = logging.getLogger(__name__)
 
-STATS_FORMAT = "ood-explorer-image-stats-v2"  # v2: thumbnails  # bump when image_record's output changes for equal images
-ISSUES_FORMAT = "ood-explorer-issues-v2"  # v2: crop-tolerant near duplicates, grayscale rule  # bump when a family's scores change for equal input
+# bump when image_record's output changes for equal images (v2: thumbnails)
+STATS_FORMAT = "ood-explorer-image-stats-v2"
+# bump when a family's scores change for equal input (v2: crop-tolerant near duplicates, grayscale rule)
+ISSUES_FORMAT = "ood-explorer-issues-v2"
 TABLE_DTYPE = np.dtype([("id", object), ("position", np.int64), ("issue", object), ("score", np.float64),
                         ("flagged", bool), ("detail", object)])
 
