@@ -5,6 +5,8 @@ and bench/planted.py (realistic sizes, other seeds, other confusable pairs). Pla
 
 - ``exact_duplicate``: 6 byte-for-byte copies of train images (3 within train, 3 into test: leakage);
 - ``near_duplicate``: 6 train images resized to 28 px and saved at JPEG quality 70 (3 train, 3 test);
+- ``near_duplicate (crop)``: 6 train images with 5-15% of one side or of all sides cut off, kept at
+  their size (JPEG quality 90);
 - ``dark``: 6 new images at a quarter of their brightness;
 - ``label (B as A)``: ``n_confused`` (at most 100) images of class B filed under class A (the
   confusable pair);
@@ -69,6 +71,17 @@ def write_planted_folder(cifar_zip, root, classes=("cat", "dog", "airplane", "sh
         rel = f"{'train' if k < 3 else 'test'}/{c}/small{k}.jpg"
         files[rel] = _jpeg(img.resize((28, 28), Image.Resampling.BILINEAR), 70)
         plants["near_duplicate"].add(rel)
+    plants["near_duplicate (crop)"] = set()
+    for k, (share, where) in enumerate([(0.05, "left"), (0.1, "top"), (0.15, "right"), (0.05, "centre"),
+                                        (0.1, "centre"), (0.15, "centre")]):  # light crops, kept at their size
+        c = classes[k % 4]
+        img = Image.open(io.BytesIO(files[f"train/{c}/{30 + k:03d}.jpg"])).convert("RGB")
+        cut = round(32 * share)
+        box = {"left": (cut, 0, 32, 32), "top": (0, cut, 32, 32), "right": (0, 0, 32 - cut, 32),
+               "centre": (cut // 2, cut // 2, 32 - (cut - cut // 2), 32 - (cut - cut // 2))}[where]
+        rel = f"train/{c}/crop{k}.jpg"
+        files[rel] = _jpeg(img.crop(box), 90)
+        plants["near_duplicate (crop)"].add(rel)
     for k in range(6):  # darkened new images
         c = classes[k % 4]
         img = np.asarray(Image.open(io.BytesIO(zf.read(by_class[c][n_clean + 35 + k]))).convert("RGB"), dtype=np.float64)
@@ -108,25 +121,23 @@ def originals_of(analysis, plants: set[str]) -> set[str]:
 
 
 def planted_counts(analysis, plants: dict[str, set[str]], root, types, table=None) -> dict[str, tuple[int, int, int, int]]:
-    """Per row (each type of ``types``, and the confusable pair's ``label (B as A)`` after ``label``):
-    (found, planted, false flags, clean items) at each type's default threshold. A copy's original is
-    flagged with it and is right to be; a label plant of the other kind is not a false flag; CIFAR-10's
-    own grey pictures are right to be flagged ``grayscale``."""
+    """Per row (each type of ``types``, each followed by its kinds of plant such as ``label (B as A)``
+    or ``near_duplicate (crop)``): (found, planted, false flags, clean items) at each type's default
+    threshold. A copy's original is flagged with it and is right to be; a plant of another kind of the
+    same type is not a false flag; CIFAR-10's own grey pictures are right to be flagged ``grayscale``."""
     table = analysis.issues() if table is None else table
-    pair = [k for k in plants if k.startswith("label (")]
     rows = []
     for t in types:
-        rows.append(t)
-        if t == "label":
-            rows += pair
-    label_plants = set().union(*(plants[k] for k in ["label", *pair]))
+        rows += [t] + [k for k in plants if k.startswith(f"{t} (")]
+    label_plants = set().union(*(v for k, v in plants.items() if k.split()[0] == "label"))
     out = {}
     for row in rows:
         issue = row.split()[0]
         flagged = set(table["id"][(table["issue"] == issue) & table["flagged"]])
         planted_here = plants.get(row, set())
-        if issue == "label":  # the other kind of planted label error is not a false flag
-            flagged -= label_plants - planted_here
+        for other, members in plants.items():  # plants of another kind of this type are not false flags
+            if other != row and other.split()[0] == issue:
+                flagged -= members | (originals_of(analysis, members) if "duplicate" in issue else set())
         expected = planted_here | (originals_of(analysis, planted_here) if "duplicate" in issue else set())
         if issue == "grayscale":
             expected = {i for i in flagged if _grey(Path(root) / i)}

@@ -1,5 +1,6 @@
 """Data issues (ood_core.issues): hand-made cases, then a planted CIFAR-10 folder with exact copies,
-resized re-encoded copies, darkened images and dogs filed as cats, and the cleanlab oracle."""
+resized re-encoded copies, lightly cropped copies, darkened images and dogs filed as cats, and the
+cleanlab oracle; the digits' grayscale and near-duplicate rules."""
 from __future__ import annotations
 
 import io
@@ -81,6 +82,25 @@ def test_property_scores_are_relative_to_the_median_image():
         c.result()
 
 
+def test_grayscale_is_flagged_in_colour_data_only():
+    rng = np.random.default_rng(0)
+    colour = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(6)]
+    grey = [np.repeat(rng.integers(0, 256, (16, 16, 1), dtype=np.uint8), 3, axis=2) for _ in range(5)]
+
+    def scores(imgs):
+        collector = ImageStatsCollector(len(imgs))
+        for i, img in enumerate(imgs):
+            collector.add(i, img)
+        stats = collector.result()
+        return property_scores(stats.properties, stats.ok)["grayscale"]
+
+    mostly_colour = scores(colour + grey[:1])
+    assert np.flatnonzero(mostly_colour.flagged()).tolist() == [6] and "unavailable" not in mostly_colour.info
+    mostly_grey = scores(colour[:2] + grey)
+    assert not mostly_grey.scored.any() and not mostly_grey.flagged().any()
+    assert mostly_grey.info["unavailable"] == "the data are mostly grayscale (5 of 7 images): grey is their norm, not an issue"
+
+
 # ---------------------------------------------------------------------- the planted folder
 CLASSES = ("cat", "dog", "airplane", "ship")
 
@@ -110,13 +130,14 @@ def test_planted_problems_are_flagged_under_their_type(planted, planted_analysis
     assert set(table["issue"]) == set(TYPES)
     assert len(table) == len(TYPES) * len(a.ids) - np.sum(np.isnan(a.issue_scores("label").scores))
     counts = planted_counts(a, plants, root, TYPES, table)
-    lines = [f"{'issue':<19}{'found/planted':>14}{'false flags':>13}{'(of clean)':>11}"]
-    lines += [f"{row:<19}{found:>8}/{n:<5}{false:>13}{clean:>11}" for row, (found, n, false, clean) in counts.items()]
+    lines = [f"{'issue':<23}{'found/planted':>14}{'false flags':>13}{'(of clean)':>11}"]
+    lines += [f"{row:<23}{found:>8}/{n:<5}{false:>13}{clean:>11}" for row, (found, n, false, clean) in counts.items()]
     with capsys.disabled():
         print("\n" + "\n".join(lines))
     results = {row: c[:3] for row, c in counts.items()}
     assert results["exact_duplicate"] == (6, 6, 0)
     assert results["near_duplicate"] == (6, 6, 0)
+    assert results["near_duplicate (crop)"] == (6, 6, 0)  # 5-15% of a side cut off: missed by the hashes alone
     assert results["dark"][:2] == (6, 6) and results["dark"][2] <= 2
     assert results["label"][0] >= 5 and results["label"][2] <= 0.12 * len(a.ids)
     assert results["label (dog as cat)"][0] >= 1
@@ -129,7 +150,10 @@ def test_planted_problems_are_flagged_under_their_type(planted, planted_analysis
     label = dict(zip(table["id"][table["issue"] == "label"], table["detail"][table["issue"] == "label"]))
     assert sum(label[p].startswith(("likely dog", "likely cat")) for p in plants["label"]) >= 5  # an animal
     sets = a.duplicate_sets()
-    assert len(sets) == 12 and sum(s.in_fit_and_query for s in sets) == 6
+    assert len(sets) == 18 and sum(s.in_fit_and_query for s in sets) == 6
+    assert all(len(s.members) == 2 for s in sets)  # each copy with its original: no distinct images merged
+    crop = dict(zip(table["id"][table["issue"] == "near_duplicate"], table["detail"][table["issue"] == "near_duplicate"]))
+    assert crop["train/airplane/crop2.jpg"].startswith("nearest: train/airplane/032.jpg (a crop or rescale: gradient correlation")
     small = next(s for s in sets if "train/cat/small0.jpg" in {a.ids[m] for m in s.members})
     assert a.ids[small.representative] == "train/cat/020.jpg"  # the larger picture is kept
 
@@ -239,3 +263,41 @@ def test_image_properties_agree_with_cleanvision(planted, planted_analysis, caps
         print("\nflagged on the planted folder, vs cleanvision " + cleanvision.__version__ + ":\n" + "\n".join(lines))
     assert agree["exact_duplicate"] == (12, 12, 12)
     assert agree["dark"][2] >= 6  # both flag the planted dark images
+
+
+# ---------------------------------------------------------------------- tiny grayscale images: digits
+def test_digits_are_neither_all_grayscale_nor_near_duplicates_but_a_pixel_copy_is(tmp_path, monkeypatch):
+    """scikit-learn's 8x8 digits: every image is grey (the norm of these data, not an issue) and no two
+    are pixel-identical (counted here), yet 150+ distinct pairs lie within 6 hash bits, since 32 px
+    hashes of an 8 px picture agree for distinct digits. Near duplicates of tiny images are decided by
+    their pixels: a copy 1 grey level off is one, the closest distinct digits are not."""
+    from sklearn.datasets import load_digits
+
+    from ood_core.sources._imageset import content_digest, pixel_set
+
+    monkeypatch.setenv("OOD_CACHE_DIR", str(tmp_path / "cache"))
+    a = ood_core.analyze("digits")
+    pixels = np.rint(load_digits().images * (255.0 / 16.0)).astype(np.uint8)
+    assert len(np.unique(pixels.reshape(len(pixels), -1), axis=0)) == len(pixels) == 1797  # the truth: no copies
+    stats = a.image_stats()
+    bits = (hamming(stats.phash[:, None], stats.phash[None]) + hamming(stats.dhash[:, None], stats.dhash[None])) / 2
+    assert np.triu(bits < 6.4, 1).sum() > 150  # the hashes alone would call these near duplicates
+    grey = a.issue_scores("grayscale")
+    assert not grey.scored.any()
+    assert grey.info["unavailable"] == ("the data are mostly grayscale (1,797 of 1,797 images): grey is their norm, "
+                                        "not an issue")
+    assert "grayscale" not in set(a.issues()["issue"])
+    near = a.issue_scores("near_duplicate")
+    assert near.flagged().sum() == 0 and a.issue_scores("exact_duplicate").flagged().sum() == 0
+    assert np.nanmin(near.scores) > 0.15  # the closest distinct digits differ by 4 grey levels on average
+    # a copy of digit 0 one grey level brighter, and digit 1 stored as exact pixels twice
+    extra = np.concatenate([pixels[:40], np.minimum(pixels[:1].astype(np.int16) + 1, 255).astype(np.uint8),
+                            pixels[1:2]])
+    ids = [f"d{i:02d}" for i in range(len(extra))]
+    planted = pixel_set(extra, ids, np.r_[load_digits().target[:40], 0, 1], [str(d) for d in range(10)],
+                        identity=content_digest("digits-planted", extra.tobytes()), size_hint=8)
+    p = ood_core.analyze(planted)
+    near = p.issue_scores("near_duplicate")
+    assert set(np.flatnonzero(near.flagged())) == {0, 40}
+    assert near.detail[40] == "nearest: d00 (pixels differ by 1.0 grey levels on average)"
+    assert set(np.flatnonzero(p.issue_scores("exact_duplicate").flagged())) == {1, 41}

@@ -2,7 +2,8 @@
 
 :func:`image_record` computes, from one decoded image, the raw image properties
 (:func:`~ood_core.issues.properties.image_properties`), two 64-bit perceptual hashes (pHash, dHash)
-and a digest of the decoded pixels. :class:`ImageStatsCollector` holds them for a whole image set:
+a digest of the decoded pixels and a 16 x 16 grayscale thumbnail (256 bytes, for the crop-tolerant
+near-duplicate check of :mod:`._crops`). :class:`ImageStatsCollector` holds them for a whole image set:
 the embedder's decoding threads can call ``collector.add(i, img)`` on each image they decode (so the
 files are read once), or :func:`collect_image_stats` runs its own pass through the set's reader.
 """
@@ -20,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from .._progress import StepProgress
+from ._crops import THUMB, thumbnail
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +107,12 @@ def image_record(img, pixel_digest: bool = True) -> tuple[np.ndarray, np.uint64,
 
     The file's own size is read from ``img.info["source_size"]`` when the decoder reduced the
     image (``ood_core.sources`` records it), else it is ``img.size``."""
+    return image_record_with_thumbnail(img, pixel_digest)[:4]
+
+
+def image_record_with_thumbnail(img, pixel_digest: bool = True) -> tuple[np.ndarray, np.uint64, np.uint64, str,
+                                                                          np.ndarray]:
+    """:func:`image_record` and the image's :func:`~._crops.thumbnail` (uint8 (16, 16))."""
     source_size = img.info.get("source_size") if isinstance(img, Image.Image) else None
     rgb = as_rgb_image(img)
     source_size = tuple(source_size) if source_size else rgb.size
@@ -113,7 +121,7 @@ def image_record(img, pixel_digest: bool = True) -> tuple[np.ndarray, np.uint64,
     if pixel_digest:
         digest = hashlib.blake2b(rgb.tobytes(), digest_size=20).hexdigest() + f":{rgb.size[0]}x{rgb.size[1]}"
     phash, dhash = perceptual_hashes(small)
-    return raw_properties(small, source_size), phash, dhash, digest
+    return raw_properties(small, source_size), phash, dhash, digest, thumbnail(small)
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,6 +134,7 @@ class ImageStats:
     dhash: np.ndarray  # uint64 (N,)
     pixel_digest: np.ndarray  # str (N,)
     ok: np.ndarray  # bool (N,)
+    thumbs: np.ndarray | None = None  # uint8 (N, 16, 16) grayscale thumbnails (zeros where not ok)
 
     def __len__(self) -> int:
         return len(self.ok)
@@ -133,7 +142,7 @@ class ImageStats:
     def rows(self, index) -> "ImageStats":
         """The statistics of the items ``index`` selects (a boolean mask or positions), in its order."""
         return ImageStats(self.properties[index], self.phash[index], self.dhash[index], self.pixel_digest[index],
-                          self.ok[index])
+                          self.ok[index], None if self.thumbs is None else self.thumbs[index])
 
 
 class ImageStatsCollector:
@@ -151,14 +160,16 @@ class ImageStatsCollector:
         self._phash = np.zeros(self.n, dtype=np.uint64)
         self._dhash = np.zeros(self.n, dtype=np.uint64)
         self._digest = [""] * self.n
+        self._thumbs = np.zeros((self.n, THUMB, THUMB), dtype=np.uint8)
         self._seen = np.zeros(self.n, dtype=bool)
         self._ok = np.zeros(self.n, dtype=bool)
         self._lock = threading.Lock()
 
     def add(self, i: int, img) -> None:
         """Record item ``i`` from its decoded image (before any resizing for the model)."""
-        props, phash, dhash, digest = image_record(img, self.pixel_digests)
+        props, phash, dhash, digest, thumb = image_record_with_thumbnail(img, self.pixel_digests)
         self._props[i], self._phash[i], self._dhash[i], self._digest[i] = props, phash, dhash, digest
+        self._thumbs[i] = thumb
         with self._lock:
             self._seen[i] = self._ok[i] = True
 
@@ -172,7 +183,8 @@ class ImageStatsCollector:
         if len(missing):
             raise ValueError(f"{len(missing)} of {self.n} images were never passed to the collector "
                              f"(first: item {int(missing[0])})")
-        return ImageStats(self._props, self._phash, self._dhash, np.array(self._digest, dtype=str), self._ok.copy())
+        return ImageStats(self._props, self._phash, self._dhash, np.array(self._digest, dtype=str), self._ok.copy(),
+                          self._thumbs)
 
 
 # JPEG files are decoded at a reduced scale that still covers this side (the statistics use a

@@ -19,13 +19,16 @@ import numpy as np
 
 from .._files import atomic_write, digest as _digest
 from .._progress import Progress, stage
+from ._crops import THUMB
 from ._image_pass import PROPERTY_COLUMNS, ImageStats, collect_image_stats
 from ._registry import FAMILIES, ISSUE_TYPES, IssueScores, get_issue_type, resolve_types
 
 logger = logging.getLogger(__name__)
 
-STATS_FORMAT = "ood-explorer-image-stats-v1"  # bump when image_record's output changes for equal images
-ISSUES_FORMAT = "ood-explorer-issues-v1"  # bump when a family's scores change for equal input
+# bump when image_record's output changes for equal images (v2: thumbnails)
+STATS_FORMAT = "ood-explorer-image-stats-v2"
+# bump when a family's scores change for equal input (v2: crop-tolerant near duplicates, grayscale rule)
+ISSUES_FORMAT = "ood-explorer-issues-v2"
 TABLE_DTYPE = np.dtype([("id", object), ("position", np.int64), ("issue", object), ("score", np.float64),
                         ("flagged", bool), ("detail", object)])
 
@@ -51,7 +54,9 @@ def keep_image_stats(items, stats: ImageStats, cache_dir=None) -> None:
         raise ValueError(f"stats hold {len(stats)} images, the image set {len(items)}")
     _keep(_stats_path(items, cache_dir), {"format": np.array(STATS_FORMAT), "properties": stats.properties,
                                           "phash": stats.phash, "dhash": stats.dhash,
-                                          "pixel_digest": stats.pixel_digest, "ok": stats.ok})
+                                          "pixel_digest": stats.pixel_digest, "ok": stats.ok,
+                                          "thumbs": stats.thumbs if stats.thumbs is not None
+                                          else np.zeros((len(stats), THUMB, THUMB), np.uint8)})
 
 
 def image_stats(analysis, progress: Progress | None = None) -> ImageStats | None:
@@ -73,8 +78,9 @@ def image_stats(analysis, progress: Progress | None = None) -> ImageStats | None
                     raise ValueError(f"format {str(kept['format'])!r}, expected {STATS_FORMAT!r}")
                 stats = ImageStats(np.asarray(kept["properties"], dtype=np.float64),
                                    np.asarray(kept["phash"], dtype=np.uint64), np.asarray(kept["dhash"], dtype=np.uint64),
-                                   np.asarray(kept["pixel_digest"]).astype(str), np.asarray(kept["ok"], dtype=bool))
-            if stats.properties.shape != (n, len(PROPERTY_COLUMNS)) or any(
+                                   np.asarray(kept["pixel_digest"]).astype(str), np.asarray(kept["ok"], dtype=bool),
+                                   np.asarray(kept["thumbs"], dtype=np.uint8))
+            if stats.properties.shape != (n, len(PROPERTY_COLUMNS)) or stats.thumbs.shape != (n, THUMB, THUMB) or any(
                     len(a) != n for a in (stats.phash, stats.dhash, stats.pixel_digest, stats.ok)):
                 raise ValueError(f"holds {len(stats.ok)} images' statistics, expected {n}")
             return stats

@@ -48,7 +48,9 @@ def _ratio(x: np.ndarray, ref: float) -> np.ndarray:
               "few distinct brightness levels (blank, nearly uniform or posterised)"),
     IssueType("grayscale", "Grayscale images", "properties", 0.1,
               "score = colour spread (mean of max - min over R, G, B) / 10 grey levels: flagged under 1 level, "
-              "i.e. a grey picture stored as colour (JPEG colour noise stays under 1)",
+              "i.e. a grey picture stored as colour (JPEG colour noise stays under 1). Only where the data are "
+              "mostly colour (half the images or more spread 1 level or more); in grayscale data no image is "
+              "scored",
               "no colour: the three channels are (almost) equal"),
     IssueType("odd_size", "Odd sizes", "properties", 0.25,
               "score = min(r, 1/r) with r = sqrt(width x height) / the median's: flagged when 4 times smaller "
@@ -100,6 +102,12 @@ def property_scores(properties: np.ndarray, ok: np.ndarray | None = None) -> dic
         score = np.where(ok, np.clip(score, 0.0, 1.0), np.nan)
         thr = ISSUE_TYPES[name].threshold
         detail = [say(i) if ok[i] else "" for i in range(len(score))]
-        out[name] = IssueScores(name, score, thr, detail, {"median": {c: float(v) for c, v in
-                                                                      zip(PROPERTY_COLUMNS, med)}})
+        info = {"median": {c: float(v) for c, v in zip(PROPERTY_COLUMNS, med)}}
+        if name == "grayscale" and ok.any():
+            colour = int((score[ok] >= thr).sum())
+            if colour < ok.sum() / 2:  # grey is the norm of these data, not an issue
+                score, detail = np.full(len(score), np.nan), [""] * len(score)
+                info["unavailable"] = (f"the data are mostly grayscale ({int(ok.sum()) - colour:,} of "
+                                       f"{int(ok.sum()):,} images): grey is their norm, not an issue")
+        out[name] = IssueScores(name, score, thr, detail, info)
     return out
