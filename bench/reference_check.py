@@ -1,10 +1,12 @@
 """Benchmark: what checking a batch against a saved reference costs beyond embedding the batch.
 
-A reference of ``--n-fit`` (default 50,000) synthetic 1280-d float32 features in 10 classes is built
-directly from its state (fitting it here would time the fit's self-search and the classifier's
+A reference of ``--n-fit`` (default 50,000) 1280-d float32 features in 10 classes (``--data cifar``,
+the default: CIFAR-10's training images with the default model, bench/_cifar_features.py; ``synthetic``:
+Gaussian clusters) is built directly from its state (fitting it here would time the fit's self-search and the classifier's
 cross-validation, which a check never repeats): fit features, the KNN state, a logistic regression's
 arrays (10 classes) and the out-of-sample pred_probs, thresholds at the 5th percentile. It is
-saved, loaded, and a batch of ``--batch`` (default 1,000) feature rows is checked from a ``.npz``,
+saved, loaded, and a batch of ``--batch`` (default 1,000) feature rows (CIFAR-10 test images, or
+synthetic rows) is checked from a ``.npz``,
 as ``Reference.check`` takes precomputed features (the KNN state is synthetic, so the flags are
 meaningless; the work is the same): the KNN scores against every fit row (exact
 search), the classifier's pred_probs and the prediction scores, the flags, the Beta-binomial tests
@@ -30,10 +32,9 @@ from ood_core.reference import REFERENCE_FORMAT, Reference  # noqa: E402
 from ood_core.reference._folder import embedding_format as _embedding_format, package_version  # noqa: E402
 
 
-def synthetic_reference(n: int, d: int, k: int, classes: int, rng: np.random.Generator) -> Reference:
-    centres = rng.normal(size=(classes, d)).astype(np.float32)
-    labels = rng.integers(0, classes, n)
-    X = (centres[labels] + rng.normal(scale=2.0, size=(n, d))).astype(np.float32)
+def synthetic_reference(X: np.ndarray, labels: np.ndarray, k: int, classes: int, rng: np.random.Generator) -> Reference:
+    """A reference over the fit features ``X`` with a synthetic KNN state, classifier and pred_probs."""
+    n, d = X.shape
     distances = np.sort(rng.uniform(0.2, 0.6, size=(n, k)), axis=1)
     mean_distance = distances.mean(axis=1)
     scale = float(np.median(mean_distance))
@@ -64,7 +65,7 @@ def synthetic_reference(n: int, d: int, k: int, classes: int, rng: np.random.Gen
     pred_scores = _pred_scorer(settings["prediction"], arrays).fit_scores_
     settings["prediction"]["threshold"] = float(np.percentile(pred_scores, 5))
     settings["prediction"]["below"] = int(np.count_nonzero(pred_scores < settings["prediction"]["threshold"]))
-    return Reference(settings, arrays, device="cpu"), centres
+    return Reference(settings, arrays, device="cpu")
 
 
 def main() -> None:
@@ -73,18 +74,29 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1_000)
     parser.add_argument("--dim", type=int, default=1280)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--data", choices=["cifar", "synthetic"], default="cifar")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    ref, centres = synthetic_reference(args.n_fit, args.dim, 10, 10, rng)
+    if args.data == "cifar":
+        from _cifar_features import cifar_features
+
+        train, train_labels, test, _ = cifar_features()
+        X, labels, batch_rows = train[:args.n_fit], train_labels[:args.n_fit], test[:args.batch]
+    else:
+        centres = rng.normal(size=(10, args.dim)).astype(np.float32)
+        labels = rng.integers(0, 10, args.n_fit)
+        X = (centres[labels] + rng.normal(scale=2.0, size=(args.n_fit, args.dim))).astype(np.float32)
+        batch_labels = rng.integers(0, 10, args.batch)
+        batch_rows = (centres[batch_labels] + rng.normal(scale=2.0, size=(args.batch, args.dim))).astype(np.float32)
+    ref = synthetic_reference(X, labels, 10, 10, rng)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         ref.save(Path(tmp) / "ref")
         t1 = time.perf_counter()
         loaded = Reference.load(Path(tmp) / "ref", device="cpu")
         t2 = time.perf_counter()
-        labels = rng.integers(0, 10, args.batch)
         batch = Path(tmp) / "batch.npz"
-        np.savez(batch, features=(centres[labels] + rng.normal(scale=2.0, size=(args.batch, args.dim))).astype(np.float32))
+        np.savez(batch, features=batch_rows)
         times, cpu = [], []
         for _ in range(args.repeats):
             start, start_cpu = time.perf_counter(), time.process_time()
@@ -92,7 +104,7 @@ def main() -> None:
             times.append(time.perf_counter() - start)
             cpu.append(time.process_time() - start_cpu)
         # The KNN state is synthetic, so the flags mean nothing here; only the time does.
-        print(f"reference {args.n_fit:,} x {args.dim}, batch {args.batch:,}: save {t1 - t0:.1f} s, load (digests, "
+        print(f"{args.data} reference {len(X):,} x {X.shape[1]}, batch {len(batch_rows):,}: save {t1 - t0:.1f} s, load (digests, "
               f"arrays) {t2 - t1:.1f} s, check median {np.median(times):.2f} s wall (min {min(times):.2f}, "
               f"max {max(times):.2f}), median {np.median(cpu):.2f} CPU-s on {os.cpu_count()} cores; "
               f"load average {os.getloadavg()[0]:.1f}")
