@@ -17,6 +17,7 @@ from ood_core.issues import get_issue_type
 from ood_dashboard.figures import roc_figure
 from ood_dashboard.grid import image_grid, listing_page, ranking, review_codes, run_cached
 from ood_dashboard.groups import available_groupings, item_groups
+from ood_dashboard.issue_views import unscored_reasons
 from ood_dashboard import review
 from ood_dashboard.markup import escape
 from ood_dashboard.session import (adopt_url_percentile, apply_score_config, persistent, require_analysis,
@@ -165,14 +166,15 @@ def unscored_counts(analysis: ood_core.Analysis, view: ood_core.ThresholdView) -
     """One line that makes an issue type's counts add up: the percentile is of the scored train (fit)
     items, and the unscored ones (NaN: never flagged, never cleared) are counted apart."""
     fit_scored = view.fit_total - view.fit_unscored
-    text = (f"p = {view.percentile:g} of {fit_scored:,} scored train (fit) items; {view.fit_unscored:,} unscored. "
+    text = (f"p = {view.percentile:.4g} of {fit_scored:,} scored train (fit) items; {view.fit_unscored:,} unscored "
+            f"({escape(unscored_reasons(analysis, view.scorer))}): neither flagged nor cleared, listed below. "
             f"Train (fit): {view.fit_flagged:,} flagged + {fit_scored - view.fit_flagged:,} not flagged + "
             f"{view.fit_unscored:,} unscored = {view.fit_total:,}")
     if not analysis.same_set:
         query_scored = view.query_total - view.query_unscored
-        text += (f"; test (query): {view.query_flagged:,} flagged + {query_scored - view.query_flagged:,} not flagged "
-                 f"+ {view.query_unscored:,} unscored = {view.query_total:,}")
-    return text + ". Unscored items are neither flagged nor cleared (listed below, with why)."
+        text += (f" · test (query): {view.query_flagged:,} flagged + {query_scored - view.query_flagged:,} not "
+                 f"flagged + {view.query_unscored:,} unscored = {view.query_total:,}")
+    return text + "."
 
 
 def _threshold_moved(scorer: str) -> None:

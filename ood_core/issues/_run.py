@@ -166,8 +166,9 @@ def cached_issue_scores(analysis, issue: str, progress: Progress | None = None) 
     return kept[family][issue]
 
 
-STATS_FAILED = ("its image statistics could not be computed (the image could not be measured, or its file not "
-                "read, in the statistics pass; the log names the error)")
+# why an image type leaves an item unscored: measuring it failed in the decoding (or statistics) pass,
+# which keeps its features and logs the error
+STATS_FAILED = "its image statistics could not be computed (the log names the error)"
 
 
 def unscored_items(analysis, issue: str) -> dict[int, str]:
