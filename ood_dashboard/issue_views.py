@@ -72,10 +72,9 @@ def issue_counts(analysis: ood_core.Analysis, names: Sequence[str]) -> list[dict
         spec, found = get_issue_type(name), analysis.issue_scores(name)
         threshold = issue_threshold(analysis, name)
         rows.append({"issue": spec.title, "type": name, "flagged": int(found.flagged(threshold).sum()),
-                     "scored": int(found.scored.sum()), "unscored": int((~found.scored).sum()),
-                     "why unscored": unscored_reasons(analysis, name), "threshold": threshold,
+                     "scored": int(found.scored.sum()), "unscored": int((~found.scored).sum()), "threshold": threshold,
                      "flagged at default": int(found.flagged().sum()), "default": float(found.threshold),
-                     "why the default": spec.reason})
+                     "why the default": spec.reason, "why unscored": unscored_reasons(analysis, name)})
     return rows
 
 
@@ -86,9 +85,11 @@ def unscored_items(analysis: ood_core.Analysis, issue: str) -> dict[int, str]:
 
 
 def unscored_reasons(analysis: ood_core.Analysis, issue: str) -> str:
-    """Why ``issue`` leaves items unscored, each reason with its count ("" when it scores every item)."""
+    """Why ``issue`` leaves items unscored: the reason, or each reason with its count when there are
+    several ("" when it scores every item)."""
     why = list(unscored_items(analysis, issue).values())
-    return "; ".join(f"{why.count(r):,}: {r}" for r in dict.fromkeys(why))
+    reasons = list(dict.fromkeys(why))
+    return reasons[0] if len(reasons) == 1 else "; ".join(f"{why.count(r):,}: {r}" for r in reasons)
 
 
 def flag_matrix(analysis: ood_core.Analysis, names: Sequence[str]) -> dict[str, np.ndarray]:

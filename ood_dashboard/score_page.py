@@ -166,8 +166,8 @@ def unscored_counts(analysis: ood_core.Analysis, view: ood_core.ThresholdView) -
     """One line that makes an issue type's counts add up: the percentile is of the scored train (fit)
     items, and the unscored ones (NaN: never flagged, never cleared) are counted apart."""
     fit_scored = view.fit_total - view.fit_unscored
-    text = (f"p = {view.percentile:.4g} of {fit_scored:,} scored train (fit) items; {view.fit_unscored:,} unscored "
-            f"({escape(unscored_reasons(analysis, view.scorer))}): neither flagged nor cleared, listed below. "
+    text = (f"p = {view.percentile:.4g} of {fit_scored:,} scored train (fit) items; {view.fit_unscored:,} unscored, "
+            f"neither flagged nor cleared (listed below): {escape(unscored_reasons(analysis, view.scorer))}. "
             f"Train (fit): {view.fit_flagged:,} flagged + {fit_scored - view.fit_flagged:,} not flagged + "
             f"{view.fit_unscored:,} unscored = {view.fit_total:,}")
     if not analysis.same_set:
