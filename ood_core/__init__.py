@@ -59,7 +59,7 @@ _ELSEWHERE: dict[str, list[str]] = {
     ".scorers": ["FeatureScorer", "PredProbScorer", "PRED_SCORE_METHODS", "INDEX_CHOICES", "AUTO_APPROXIMATE_ROWS",
                  "IndexParams", "faiss_available"],
     ".thresholds": ["percentile_threshold", "percentile_of", "flag", "rank_outliers", "ood_metrics", "roc_points",
-                    "flag_metrics"],
+                    "flag_metrics", "scored_values"],
     ".explain": ["explain_neighbours", "project_2d", "PROJECTION_TITLES", "quadrants", "QUADRANTS", "rank_average",
                  "rank_average_fit_query", "compare_auroc", "per_class_thresholds", "flag_per_class",
                  "per_class_counts"],

@@ -48,7 +48,7 @@ from .scorers import (
 from .thresholds import (
     percentile_threshold as percentile_threshold, percentile_of as percentile_of, flag as flag,
     rank_outliers as rank_outliers, ood_metrics as ood_metrics, roc_points as roc_points,
-    flag_metrics as flag_metrics,
+    flag_metrics as flag_metrics, scored_values as scored_values,
 )
 from .explain import (
     explain_neighbours as explain_neighbours, project_2d as project_2d, PROJECTION_TITLES as PROJECTION_TITLES,

@@ -24,7 +24,7 @@ from .explain.neighbours import explain_neighbours
 from ._scorer_registry import SCORERS, ScorerKind, fit_feature, fit_prediction, register_scorer  # noqa: F401 - re-exported
 from .scorers import PRED_SCORE_METHODS, FeatureScorer, PredProbScorer
 from .settings import DEFAULT_INDEX, DEFAULT_PRED_METHOD, DEFAULT_TEMPERATURE
-from .thresholds import flag, ood_metrics, percentile_of, percentile_threshold
+from .thresholds import flag, ood_metrics, percentile_of, percentile_threshold, scored_values
 
 PROJECTION_FORMAT = "ood-explorer-projection-v1"  # bump when project_2d's output changes for equal input
 # The scorers, by name: SCORERS (a registry of ScorerKind: title, settings, how each is fitted) lives in
@@ -67,14 +67,17 @@ class ThresholdView:
     query_flagged: int
     query_total: int
     metrics: dict[str, float] | None  # ood_metrics at the threshold, when truth is known
+    fit_unscored: int = 0  # fit items without a score (an issue type's NaN): in fit_total, never flagged
+    query_unscored: int = 0  # the same among the query items
 
     @property
     def fit_flagged_pct(self) -> float:
-        return 100.0 * self.fit_flagged / self.fit_total
+        """Flagged share of the *scored* fit items, in percent (the percentile is taken over them)."""
+        return 100.0 * self.fit_flagged / max(self.fit_total - self.fit_unscored, 1)
 
     @property
     def query_flagged_pct(self) -> float:
-        return 100.0 * self.query_flagged / self.query_total
+        return 100.0 * self.query_flagged / max(self.query_total - self.query_unscored, 1)
 
 
 @dataclass(frozen=True)
@@ -256,6 +259,11 @@ class Analysis:
 
         return issue_table(self, types, thresholds, progress)
 
+    def _unscored(self, issue: str) -> dict[int, str]:  # position -> why (ood_core.issues.unscored_items)
+        from .issues._run import unscored_items
+
+        return unscored_items(self, issue)
+
     def duplicate_sets(self, near_threshold: float | None = None):
         """:class:`~ood_core.issues.DuplicateSet` s (exact copies and near duplicates), largest first."""
         from .issues.duplicates import analysis_duplicate_sets
@@ -275,22 +283,26 @@ class Analysis:
     # ------------------------------------------------------------------ a threshold
     def threshold_view(self, scorer: str, percentile: float | None = None,
                        threshold: float | None = None) -> ThresholdView:
-        """Resolve a percentile of the fit scores (or a raw threshold value) into counts and metrics."""
-        fit_scores, query_scores = self.scores(scorer)  # an issue type's unscored query items (NaN): not flagged
+        """Resolve a percentile of the fit scores (or a raw threshold value) into counts and metrics.
+        An issue type's unscored items (NaN) are left out of the percentile, counted apart
+        (``fit_unscored``, ``query_unscored``) and never flagged; ValueError when no fit item is scored."""
+        fit_scores, query_scores = self.scores(scorer)
         if (percentile is None) == (threshold is None):
             raise ValueError("pass exactly one of percentile or threshold")
+        scored = scored_values(fit_scores, f"the train (fit) scores of {scorer!r}") if scorer not in SCORERS \
+            else fit_scores
         if threshold is None:
-            threshold = percentile_threshold(fit_scores, percentile)
-        reached = percentile_of(fit_scores, threshold)
+            threshold = percentile_threshold(scored, percentile)
+        reached = percentile_of(scored, threshold)
         percentile = reached if percentile is None else percentile
         metrics = (ood_metrics(query_scores, self.is_ood, threshold)
                    if self.is_ood is not None and scorer in SCORERS else None)
+        query = np.asarray(query_scores)
         return ThresholdView(
             scorer=scorer, percentile=float(percentile), threshold=float(threshold), reached=float(reached),
-            fit_flagged=int(flag(fit_scores, threshold).sum()), fit_total=len(fit_scores),
-            query_flagged=int(np.count_nonzero(np.asarray(query_scores) < threshold)), query_total=len(query_scores),
-            metrics=metrics,
-        )
+            fit_flagged=int(flag(scored, threshold).sum()), fit_total=len(fit_scores),
+            query_flagged=int(np.count_nonzero(query < threshold)), query_total=len(query), metrics=metrics,
+            fit_unscored=len(fit_scores) - len(scored), query_unscored=int(np.count_nonzero(np.isnan(query))))
 
     def explain(self, position: int, k: int | None = None, threshold: float | None = None) -> dict[str, Any]:
         """:func:`~ood_core.explain.explain_neighbours` for the item at ``position`` (into ``ids``).
@@ -320,7 +332,8 @@ class Analysis:
         if not self.same_set:
             sets.append(("query", self.query_index, 1))
         table: list[dict[str, Any]] = []
-        columns = {name: SCORERS[name].columns(self) for name in thresholds}  # e.g. the approximate search
+        columns = {name: SCORERS[name].columns(self) if name in SCORERS else {} for name in thresholds}
+        unscored = {name: self._unscored(name) for name in thresholds if name not in SCORERS}  # issue types
         for set_name, index, which in sets:
             for j, pos in enumerate(index):
                 row: dict[str, Any] = {"id": self.ids[pos], "path": self.paths[pos], "set": set_name,
@@ -329,9 +342,11 @@ class Analysis:
                     row["is_ood"] = bool(self.is_ood[j]) if set_name == "query" else ""
                 for name, thr in thresholds.items():
                     s = float(scores[name][which][j])
-                    row[f"{name}_score"] = s
-                    row[f"{name}_flagged"] = s < thr
+                    row[f"{name}_score"] = "" if np.isnan(s) else s  # an issue type's unscored item: no flag
+                    row[f"{name}_flagged"] = "" if np.isnan(s) else s < thr
                     row.update(columns[name])
+                    if name in unscored:
+                        row[f"{name}_unscored"] = unscored[name].get(int(pos), "")
                 table.append(row)
         return table
 
@@ -343,15 +358,15 @@ class Analysis:
         """The flagged rates 95% of in-distribution batches fall in at ``view``'s threshold, a percentile
         of the fit scores (``ood_core._binomial.expected_flag_rate``, with its sentence): for batches the
         size of the query set, or of 1,000 when the query set is the fit set. None below 2 fit items."""
-        if view.fit_total < 2:
+        n_fit, n_query = view.fit_total - view.fit_unscored, view.query_total - view.query_unscored  # scored
+        if n_fit < 2:
             return None
-        batch = view.query_total if not self.same_set and view.query_total else DEFAULT_BATCH
-        return expected_flag_rate(view.fit_total, view.percentile, batch,
-                                  below=min(view.fit_flagged, view.fit_total - 1))
+        batch = n_query if not self.same_set and n_query else DEFAULT_BATCH
+        return expected_flag_rate(n_fit, view.percentile, batch, below=min(view.fit_flagged, n_fit - 1))
 
     def threshold_card(self, view: ThresholdView) -> dict[str, Any]:
         """A JSON-ready record of a threshold: what was scored, how, and what it flags."""
-        scorer_params = SCORERS[view.scorer].card(self)
+        scorer_params = SCORERS[view.scorer].card(self) if view.scorer in SCORERS else {}
         card = {
             "run_id": self.run_id,
             "source": self.source,
@@ -362,13 +377,15 @@ class Analysis:
             "percentile_reached": view.reached,
             "threshold": view.threshold,
             "flagged_rule": "score < threshold",
-            "fit": {"flagged": view.fit_flagged, "total": view.fit_total},
-            "query": {"flagged": view.query_flagged, "total": view.query_total},
+            "fit": {"flagged": view.fit_flagged, "total": view.fit_total, "unscored": view.fit_unscored},
+            "query": {"flagged": view.query_flagged, "total": view.query_total, "unscored": view.query_unscored},
         }
+        if view.scorer not in SCORERS:  # an issue type: the percentile is of the scored fit items; the rest named
+            card["unscored"] = [{"id": self.ids[p], "why": why} for p, why in self._unscored(view.scorer).items()]
         expected = self.expected_flag_rate(view)
         if expected is not None:
             card["expected_flag_rate"] = expected
-        caveats = self.caveats(view.scorer)
+        caveats = self.caveats(view.scorer) if view.scorer in SCORERS else []
         if caveats:
             card["caveats"] = caveats
         if view.metrics is not None:

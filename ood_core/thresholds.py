@@ -18,6 +18,21 @@ def percentile_threshold(fit_scores, percentile: float) -> float:
     return float(np.percentile(s, p))
 
 
+def scored_values(scores, name: str = "fit_scores") -> np.ndarray:
+    """The values of ``scores`` that are not NaN, in their order. An issue type leaves the items it
+    cannot score NaN (:class:`~ood_core.issues.IssueScores`); a percentile threshold is taken over
+    the scored items only, and the unscored ones are counted apart, never flagged. ValueError
+    naming ``name`` when no item is scored, or for an infinite value."""
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 1:
+        raise ValueError(f"{name} must be 1-D; got shape {s.shape}")
+    kept = s[~np.isnan(s)]
+    if len(kept) == 0:
+        raise ValueError(f"{name} holds no scored item ({len(s)} item(s), every one NaN = not scored): "
+                         "a percentile of them does not exist")
+    return check_vector(kept, name)
+
+
 def flag(scores, threshold: float) -> np.ndarray:
     """Boolean mask of flagged items: score strictly below ``threshold``."""
     return check_vector(scores, "scores") < float(threshold)

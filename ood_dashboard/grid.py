@@ -133,50 +133,57 @@ def _frozen(array: np.ndarray) -> np.ndarray:
 class Ranking:
     """The scores of one set in order, sorted once per run so that a threshold change costs a
     binary search instead of a sort. Equal scores are ordered by index, as in
-    :func:`ood_core.rank_outliers`."""
+    :func:`ood_core.rank_outliers`. Unscored items (an issue type's NaN) sort last and are in no
+    listing, percentile or count: ``scored`` of the ``len`` items have a score."""
 
-    ascending: np.ndarray  # indices into the scores, lowest score first
-    values: np.ndarray  # the scores in that order (non-decreasing)
+    ascending: np.ndarray  # indices into the scores, lowest score first (the unscored last)
+    values: np.ndarray  # the scores in that order (non-decreasing, then the NaN of the unscored)
     scores: np.ndarray  # the scores themselves
+    scored: int  # how many have a score: the first ``scored`` of ``ascending``
     _descending: list = field(default_factory=list, repr=False, compare=False)  # built on first use
 
     @classmethod
     def of(cls, scores: np.ndarray) -> "Ranking":
         scores = np.asarray(scores, dtype=np.float64)
         ascending = np.argsort(scores, kind="stable")
-        return cls(_frozen(ascending), _frozen(scores[ascending]), scores, [])
+        return cls(_frozen(ascending), _frozen(scores[ascending]), scores, int(np.count_nonzero(~np.isnan(scores))), [])
 
     def __len__(self) -> int:
         return len(self.values)
 
     @property
+    def unscored(self) -> np.ndarray:
+        """Indices of the unscored items, in index order."""
+        return np.sort(self.ascending[self.scored:])
+
+    @property
     def descending(self) -> np.ndarray:
-        """Indices, highest score first (equal scores by index, ascending)."""
+        """Indices, highest score first (equal scores by index, ascending; the unscored last)."""
         if not self._descending:
             self._descending.append(_frozen(np.argsort(-self.scores, kind="stable")))
         return self._descending[0]
 
     def count_below(self, threshold: float) -> int:
         """How many scores lie strictly below ``threshold`` (the flagged count)."""
-        return int(np.searchsorted(self.values, float(threshold), side="left"))
+        return int(np.searchsorted(self.values[:self.scored], float(threshold), side="left"))
 
     def percentile_threshold(self, percentile: float) -> float:
         """:func:`ood_core.percentile_threshold` of these scores, to the bit (``numpy.percentile``
         of the sorted values picks the same order statistics), without its sort."""
-        return ood_core.percentile_threshold(self.values, percentile)
+        return ood_core.percentile_threshold(self.values[:self.scored], percentile)
 
     def listing(self, which: str, threshold: float | None) -> np.ndarray:
         """Indices in the order of :func:`ood_core.rank_outliers`'s ``which`` (``top``, ``bottom``
-        or ``borderline``), all of them (take the first n): a view, not a copy."""
+        or ``borderline``), all the scored ones (take the first n): a view, not a copy."""
         if which == "top":
-            return self.ascending
+            return self.ascending[:self.scored]
         if which == "bottom":
-            return self.descending
+            return self.descending[:self.scored]
         if which == "borderline":
             if threshold is None:
                 return self.ascending[:0]
             # descending order puts the scores >= threshold first; the flagged ones follow
-            return self.descending[len(self) - self.count_below(threshold):]
+            return self.descending[self.scored - self.count_below(threshold):self.scored]
         raise ValueError(f"which must be 'top', 'bottom' or 'borderline'; got {which!r}")
 
 

@@ -16,6 +16,7 @@ import streamlit as st
 
 import ood_core
 from ood_core.issues import DuplicateSet, get_issue_type, list_issue_types
+from ood_core.issues import unscored_items as find_unscored
 from ood_dashboard import review
 from ood_dashboard.grid import run_cached
 from ood_dashboard.markup import escape
@@ -56,24 +57,39 @@ def issue_threshold(analysis: ood_core.Analysis, issue: str) -> float:
     if st.session_state.get(token_key) != token or t_key not in st.session_state:
         default = float(analysis.issue_scores(issue).threshold)
         fit = analysis.scores(issue)[0]
+        scored = fit[~np.isnan(fit)]  # the percentile it reaches is of the scored train items
         st.session_state[token_key] = token
         st.session_state[t_key] = default
-        st.session_state[p_key] = round(float(100.0 * np.count_nonzero(fit < default) / len(fit)), 2)
+        st.session_state[p_key] = round(float(100.0 * np.count_nonzero(scored < default) / max(len(scored), 1)), 2)
     return sync_threshold(analysis, issue)
 
 
 def issue_counts(analysis: ood_core.Analysis, names: Sequence[str]) -> list[dict]:
-    """One row per issue type: flagged at the session's threshold (and at its default), scored, the
-    default and its reason."""
+    """One row per issue type: flagged at the session's threshold (and at its default), scored,
+    unscored (never flagged) and why, the default and its reason."""
     rows = []
     for name in names:
         spec, found = get_issue_type(name), analysis.issue_scores(name)
         threshold = issue_threshold(analysis, name)
         rows.append({"issue": spec.title, "type": name, "flagged": int(found.flagged(threshold).sum()),
-                     "scored": int(found.scored.sum()), "threshold": threshold,
+                     "scored": int(found.scored.sum()), "unscored": int((~found.scored).sum()), "threshold": threshold,
                      "flagged at default": int(found.flagged().sum()), "default": float(found.threshold),
-                     "why the default": spec.reason})
+                     "why the default": spec.reason, "why unscored": unscored_reasons(analysis, name)})
     return rows
+
+
+def unscored_items(analysis: ood_core.Analysis, issue: str) -> dict[int, str]:
+    """``ood_core.issues.unscored_items``: the items ``issue`` leaves unscored, each with why (once per run)."""
+    return run_cached(("unscored", analysis.scores_id(issue)), (analysis.issue_scores(issue).scores,),
+                      lambda: find_unscored(analysis, issue))
+
+
+def unscored_reasons(analysis: ood_core.Analysis, issue: str) -> str:
+    """Why ``issue`` leaves items unscored: the reason, or each reason with its count when there are
+    several ("" when it scores every item)."""
+    why = list(unscored_items(analysis, issue).values())
+    reasons = list(dict.fromkeys(why))
+    return reasons[0] if len(reasons) == 1 else "; ".join(f"{why.count(r):,}: {r}" for r in reasons)
 
 
 def flag_matrix(analysis: ood_core.Analysis, names: Sequence[str]) -> dict[str, np.ndarray]:

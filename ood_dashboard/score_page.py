@@ -17,6 +17,7 @@ from ood_core.issues import get_issue_type
 from ood_dashboard.figures import roc_figure
 from ood_dashboard.grid import image_grid, listing_page, ranking, review_codes, run_cached
 from ood_dashboard.groups import available_groupings, item_groups
+from ood_dashboard.issue_views import unscored_reasons
 from ood_dashboard import review
 from ood_dashboard.markup import escape
 from ood_dashboard.session import (adopt_url_percentile, apply_score_config, persistent, require_analysis,
@@ -123,6 +124,8 @@ def threshold_section(analysis: ood_core.Analysis, scorer: str) -> None:
     row[2].metric("Train (fit) flagged", f"{view.fit_flagged:,} ({view.fit_flagged_pct:.1f}%)")
     row[3].metric("Test (query) flagged", "same items" if analysis.same_set
                   else f"{view.query_flagged:,} ({view.query_flagged_pct:.1f}%)")
+    if view.fit_unscored or view.query_unscored:  # an issue type's unscored items: counted apart, never flagged
+        st.caption(unscored_counts(analysis, view))
     expected = analysis.expected_flag_rate(view)  # the threshold's own uncertainty (issue 20.5)
     if expected is not None:
         st.caption(f"{expected['text']}.")
@@ -139,7 +142,8 @@ def threshold_section(analysis: ood_core.Analysis, scorer: str) -> None:
     scored = np.isfinite(query_scores)  # an issue type leaves items it cannot score NaN: not drawn
     drawn = query_scores if scored.all() else query_scores[scored]
     names = None if groups is None else groups.names if scored.all() else list(np.asarray(groups.names)[scored])
-    threshold_histogram(fit_scores, None if analysis.same_set else drawn, threshold,
+    fit_drawn = fit_scores if not view.fit_unscored else fit_scores[np.isfinite(fit_scores)]
+    threshold_histogram(fit_drawn, None if analysis.same_set else drawn, threshold,
                         key=page_key(scorer, "histogram"), percentile=st.session_state[p_key],
                         labels=("train (fit)", "test (query)"), on_change=on_drag,
                         query_groups=names, group_colors=None if groups is None else groups.colors)
@@ -156,6 +160,21 @@ def threshold_section(analysis: ood_core.Analysis, scorer: str) -> None:
                        scores=query_scores[rows], truth=truth, title="Evaluation against your marks")
     export(analysis, scorer, view)
     review.export_panel(analysis, scorer, threshold, item_marks)
+
+
+def unscored_counts(analysis: ood_core.Analysis, view: ood_core.ThresholdView) -> str:
+    """One line that makes an issue type's counts add up: the percentile is of the scored train (fit)
+    items, and the unscored ones (NaN: never flagged, never cleared) are counted apart."""
+    fit_scored = view.fit_total - view.fit_unscored
+    text = (f"p = {view.percentile:.4g} of {fit_scored:,} scored train (fit) items; {view.fit_unscored:,} unscored, "
+            f"neither flagged nor cleared (listed below): {escape(unscored_reasons(analysis, view.scorer))}. "
+            f"Train (fit): {view.fit_flagged:,} flagged + {fit_scored - view.fit_flagged:,} not flagged + "
+            f"{view.fit_unscored:,} unscored = {view.fit_total:,}")
+    if not analysis.same_set:
+        query_scored = view.query_total - view.query_unscored
+        text += (f" · test (query): {view.query_flagged:,} flagged + {query_scored - view.query_flagged:,} not "
+                 f"flagged + {view.query_unscored:,} unscored = {view.query_total:,}")
+    return text + "."
 
 
 def _threshold_moved(scorer: str) -> None:
@@ -219,7 +238,7 @@ def threshold_view(analysis: ood_core.Analysis, scorer: str) -> ood_core.Thresho
     percentile = float(st.session_state[threshold_keys(scorer)[0]])
     fit, query = ranking(analysis, scorer, "fit"), ranking(analysis, scorer, "query")
     fit_flagged = fit.count_below(threshold)
-    reached = float(100.0 * fit_flagged / len(fit))
+    reached = float(100.0 * fit_flagged / max(fit.scored, 1))  # of the scored items (an issue type's NaN left out)
     if _percentile_threshold(analysis, scorer, percentile) != threshold:
         percentile = reached  # a dragged line: the percentile it reaches
     metrics = None
@@ -231,7 +250,8 @@ def threshold_view(analysis: ood_core.Analysis, scorer: str) -> ood_core.Thresho
     return ood_core.ThresholdView(
         scorer=scorer, percentile=percentile, threshold=float(threshold), reached=reached,
         fit_flagged=fit_flagged, fit_total=len(fit), query_flagged=query.count_below(threshold),
-        query_total=len(query), metrics=metrics)
+        query_total=len(query), metrics=metrics, fit_unscored=len(fit) - fit.scored,
+        query_unscored=len(query) - query.scored)
 
 
 def evaluation(analysis: ood_core.Analysis, scorer: str, m: dict, scores: np.ndarray | None = None,

@@ -176,6 +176,14 @@ def threshold_keys(scorer: str) -> tuple[str, str]:
     return state.scorer_key(scorer, state.PERCENTILE), state.scorer_key(scorer, state.THRESHOLD)
 
 
+def fit_scored(scorer: str, fit_scores: np.ndarray) -> np.ndarray:
+    """The fit scores a percentile is taken over: an issue type's scored items only (its unscored
+    items, NaN, are counted apart and never flagged: ``ood_core.scored_values``); a scorer's all."""
+    if scorer in ood_core.SCORERS:
+        return fit_scores
+    return ood_core.scored_values(fit_scores, f"the train (fit) scores of {scorer!r}")
+
+
 def sync_threshold(analysis: ood_core.Analysis, scorer: str) -> float:
     """The scorer's current threshold. When its scores changed (a new run or new scorer settings)
     the threshold is recomputed from the kept percentile."""
@@ -184,7 +192,8 @@ def sync_threshold(analysis: ood_core.Analysis, scorer: str) -> float:
     token_key, token = state.scorer_key(scorer, state.SCORES_ID), analysis.scores_id(scorer)
     if st.session_state.get(token_key) != token or t_key not in st.session_state:
         st.session_state[token_key] = token
-        st.session_state[t_key] = ood_core.percentile_threshold(analysis.scores(scorer)[0], st.session_state[p_key])
+        st.session_state[t_key] = ood_core.percentile_threshold(fit_scored(scorer, analysis.scores(scorer)[0]),
+                                                                st.session_state[p_key])
     return float(st.session_state[t_key])
 
 
@@ -193,23 +202,24 @@ def current_view(analysis: ood_core.Analysis, scorer: str) -> ood_core.Threshold
     threshold came from it (after a drag: the percentile the threshold reaches)."""
     threshold = sync_threshold(analysis, scorer)
     percentile = st.session_state[threshold_keys(scorer)[0]]
-    if ood_core.percentile_threshold(analysis.scores(scorer)[0], percentile) == threshold:
+    if ood_core.percentile_threshold(fit_scored(scorer, analysis.scores(scorer)[0]), percentile) == threshold:
         return analysis.threshold_view(scorer, percentile=percentile)
     return analysis.threshold_view(scorer, threshold=threshold)
 
 
 def set_percentile(scorer: str, fit_scores: np.ndarray, percentile: float) -> None:
-    """Move the threshold to ``percentile`` of the fit scores (what typing a percentile does)."""
+    """Move the threshold to ``percentile`` of the (scored) fit scores (what typing a percentile does)."""
     p_key, t_key = threshold_keys(scorer)
     st.session_state[p_key] = float(percentile)
-    st.session_state[t_key] = ood_core.percentile_threshold(fit_scores, float(percentile))
+    st.session_state[t_key] = ood_core.percentile_threshold(fit_scored(scorer, fit_scores), float(percentile))
 
 
 def set_threshold(scorer: str, fit_scores: np.ndarray, threshold: float) -> None:
-    """Move the threshold to the value ``threshold`` (what dragging the line does)."""
+    """Move the threshold to the value ``threshold`` (what dragging the line does); the percentile it
+    reaches is of the scored fit items."""
     p_key, t_key = threshold_keys(scorer)
     st.session_state[t_key] = float(threshold)
-    st.session_state[p_key] = round(ood_core.percentile_of(fit_scores, float(threshold)), 2)
+    st.session_state[p_key] = round(ood_core.percentile_of(fit_scored(scorer, fit_scores), float(threshold)), 2)
 
 
 # ------------------------------------------------------------------ widgets across pages

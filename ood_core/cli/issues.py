@@ -31,7 +31,8 @@ def add_parsers(sub) -> None:
     p.add_argument("source", help=f"image folder, .zip, .npz of features, or a {BUILTIN_HELP}")
     p.add_argument("--out", required=True, type=output(".csv"),
                    help="output .csv: one row per item and issue type (id, issue, score, flagged, detail; "
-                        "score in [0, 1], lower = more severe, flagged = score < the type's threshold); the "
+                        "score in [0, 1], lower = more severe, flagged = score < the type's threshold; an item "
+                        "a type cannot score has score and flagged empty, and why in detail); the "
                         "settings, each type's threshold and reason and the counts go to a .json beside it")
     p.add_argument("--types", type=issue_types, default=None,
                    help=f"comma-separated issue types (default: every type the source allows: "
@@ -63,6 +64,9 @@ def run_issues(args) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     rows = [{"id": r["id"], "issue": r["issue"], "score": float(r["score"]), "flagged": bool(r["flagged"]),
              "detail": r["detail"]} for r in table]
+    # an unscored item is neither flagged nor clear: its row says so, with why (score and flagged empty)
+    rows += [{"id": u["id"], "issue": name, "score": "", "flagged": "", "detail": f"not scored: {u['why']}"}
+             for name, t in card["types"].items() for u in t["unscored_items"]]
     args.out.write_text(to_csv(rows) if rows else "id,issue,score,flagged,detail\n")
     json_path = args.out.with_suffix(".json")
     json_path.write_text(json.dumps(card, indent=2, default=str))

@@ -13,7 +13,7 @@ Use them through an analysis: ``analysis.issues()`` (a table), ``analysis.issue_
 from ._image_pass import (PROPERTY_COLUMNS, ImageStats, ImageStatsCollector, collect_image_stats, hamming,
                           image_record, perceptual_hashes)
 from ._registry import IssueScores, IssueType, get_issue_type, list_issue_types
-from ._run import TABLE_DTYPE, issue_table
+from ._run import TABLE_DTYPE, issue_table, unscored_items
 from ._summary import issue_summary, summary_lines
 from .duplicates import (DuplicateSet, analysis_duplicate_sets, bucket_pairs, duplicate_sets,
                          feature_scores_without_duplicates)
@@ -23,4 +23,5 @@ from .properties import image_properties, property_scores
 __all__ = ["PROPERTY_COLUMNS", "RANK_BY", "TABLE_DTYPE", "DuplicateSet", "ImageStats", "ImageStatsCollector",
            "IssueScores", "IssueType", "analysis_duplicate_sets", "bucket_pairs", "collect_image_stats", "duplicate_sets",
            "feature_scores_without_duplicates", "get_issue_type", "hamming", "image_properties", "image_record",
-           "issue_summary", "issue_table", "label_issues", "list_issue_types", "perceptual_hashes", "property_scores", "summary_lines"]
+           "issue_summary", "issue_table", "label_issues", "list_issue_types", "perceptual_hashes", "property_scores", "summary_lines",
+           "unscored_items"]

@@ -172,6 +172,39 @@ def cached_issue_scores(analysis, issue: str, progress: Progress | None = None) 
     return kept[family][issue]
 
 
+# why an image type leaves an item unscored: measuring it failed in the decoding (or statistics) pass,
+# which keeps its features and logs the error
+STATS_FAILED = "its image statistics could not be computed (the log names the error)"
+
+
+def unscored_items(analysis, issue: str) -> dict[int, str]:
+    """The items (positions into ``analysis.ids``) that ``issue`` leaves unscored (NaN), each with why:
+    the type's ``unavailable`` reason when it scores nothing on this analysis, a class the classifier
+    was not trained on (``label``), or image statistics that could not be computed (the image
+    types and ``near_duplicate``: the embedder keeps an image's features when measuring it fails)."""
+    found = cached_issue_scores(analysis, issue)
+    missing = np.flatnonzero(~found.scored)
+    if not len(missing):
+        return {}
+    if "unavailable" in found.info:
+        return {int(p): str(found.info["unavailable"]) for p in missing}
+    family = get_issue_type(issue).family
+    stats = cached_image_stats(analysis) if family != "label" else None
+    known = set(np.asarray(analysis.pred_classes if analysis.pred_classes is not None else [], dtype=np.int64).tolist())
+    why = {}
+    for p in missing.tolist():
+        if stats is not None and p < len(stats) and not stats.ok[p]:
+            why[p] = STATS_FAILED
+        elif family == "label":
+            label = int(analysis.labels[p])
+            why[p] = ("no known class" if label < 0 else
+                      f"its class ({analysis.class_name(p)}) is not one the classifier was trained on"
+                      if label not in known else "not scored by the label issue pass")
+        else:
+            why[p] = found.detail[p] or "no score for this item"
+    return why
+
+
 def issue_table(analysis, types=None, thresholds: dict[str, float] | None = None,
                 progress: Progress | None = None) -> np.ndarray:
     """One row per (scored item, issue type): a structured array of :data:`TABLE_DTYPE` (id,

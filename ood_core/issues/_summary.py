@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ._registry import get_issue_type
-from ._run import TABLE_DTYPE
+from ._run import TABLE_DTYPE, unscored_items
 
 SUMMARY_FORMAT = "ood-explorer-issues-card-v1"
 
@@ -21,7 +21,8 @@ def _json_number(value: float) -> float | None:
 def issue_summary(analysis, table: np.ndarray, thresholds: dict[str, float] | None = None) -> dict[str, Any]:
     """A JSON-ready record of ``table`` (:meth:`~ood_core.analysis.Analysis.issues` of ``analysis``): the
     run's settings, and per issue type in ``table`` its threshold (``thresholds`` overrides the
-    default) and why, and how many items it flags of those it scores (fit and query apart); the
+    default) and why, how many items it flags of those it scores and how many it leaves unscored, each
+    named with why (fit and query apart); the
     number of duplicate sets and of those with items in both fit and query (leakage), when the
     duplicate types are in ``table``."""
     if table.dtype != TABLE_DTYPE:
@@ -41,6 +42,7 @@ def issue_summary(analysis, table: np.ndarray, thresholds: dict[str, float] | No
             "flagged": int(rows["flagged"].sum()), "scored": int(len(rows)),
             "flagged_fit": int(fit[flagged_pos].sum()),
             "flagged_query": int((~fit[flagged_pos]).sum()) if not analysis.same_set else 0,
+            **_unscored(analysis, name, fit),
             "info": scores.info,
         }
     card: dict[str, Any] = {
@@ -59,12 +61,25 @@ def issue_summary(analysis, table: np.ndarray, thresholds: dict[str, float] | No
     return card
 
 
+def _unscored(analysis, name: str, fit: np.ndarray) -> dict[str, Any]:
+    """How many items ``name`` leaves unscored (never flagged; fit and query apart) and why, each named."""
+    why = unscored_items(analysis, name)
+    positions = np.fromiter(why, dtype=np.int64, count=len(why))
+    return {"unscored": len(why), "unscored_fit": int(fit[positions].sum()),
+            "unscored_query": int((~fit[positions]).sum()) if not analysis.same_set else 0,
+            "unscored_reasons": {r: sum(1 for w in why.values() if w == r) for r in dict.fromkeys(why.values())},
+            "unscored_items": [{"id": analysis.ids[p], "why": w} for p, w in why.items()]}
+
+
 def summary_lines(card: dict[str, Any]) -> list[str]:
     """:func:`issue_summary`'s counts as a short table of text lines."""
-    lines = [f"{'issue':<18}{'flagged':>8}{'scored':>8}{'threshold':>11}"]
+    lines = [f"{'issue':<18}{'flagged':>8}{'scored':>8}{'unscored':>9}{'threshold':>11}"]
     for name, t in card["types"].items():
         thr = "-" if t["threshold"] is None else f"{t['threshold']:.4g}"
-        lines.append(f"{name:<18}{t['flagged']:>8}{t['scored']:>8}{thr:>11}")
+        lines.append(f"{name:<18}{t['flagged']:>8}{t['scored']:>8}{t.get('unscored', 0):>9}{thr:>11}")
+    for name, t in card["types"].items():
+        for reason, count in t.get("unscored_reasons", {}).items():
+            lines.append(f"not scored for {name}: {count} item(s): {reason}")
     dup = card["duplicate_sets"]
     if dup is not None:
         lines.append(f"duplicate sets: {dup['sets']} ({dup['items']} items); "

@@ -5,7 +5,8 @@ import numpy as np
 import streamlit as st
 
 from ood_core.issues import get_issue_type
-from ood_dashboard.issue_views import DUPLICATE_TYPES, compute_issues, issue_threshold
+from ood_dashboard.issue_views import (DUPLICATE_TYPES, compute_issues, issue_threshold, unscored_items,
+                                       unscored_reasons)
 from ood_dashboard.markup import escape
 from ood_dashboard.navigation import page_path
 from ood_dashboard.score_page import grid_section, threshold_section
@@ -45,17 +46,27 @@ st.write(f"Low score: {escape(spec.description)}. Score in [0, 1], lower = more 
          "sides of it. Marks are the same as on the outlier pages (one mark per image): mark an image *outlier* "
          "when it has the problem, *fine* when it does not.")
 st.caption(f"Default threshold {found.threshold:.4f}: {escape(spec.reason)}.")
-unscored = int((~found.scored).sum())
-if unscored:
-    st.caption(f"{unscored:,} of {len(analysis.ids):,} items are not scored for this type and never flagged"
-               + (f" ({escape(found.info['unavailable'])})." if "unavailable" in found.info else
-                  " (e.g. test items of a class the classifier was not trained on)."))
-if np.isnan(analysis.scores(issue)[0]).any():
-    st.info("Some train (fit) items have no score for this type, so percentiles of the train scores are "
-            "undefined; see the counts on the Data issues page.")
+why_unscored = unscored_items(analysis, issue)  # position -> why: never flagged, never cleared
+if not np.isfinite(analysis.scores(issue)[0]).any():
+    st.info(f"No train (fit) item has a score for {escape(spec.title.lower())}, so there is no percentile of train "
+            f"scores to set its threshold by: {escape(unscored_reasons(analysis, issue))}.")
     st.stop()
 
 threshold_section(analysis, issue)
+if why_unscored:
+    st.subheader("Unscored items")
+    st.caption(f"{len(why_unscored):,} of {len(analysis.ids):,} items have no {escape(spec.title.lower())} score: "
+               "they are left out of the percentile and the histogram, and are neither flagged nor cleared.")
+    listed = sorted(why_unscored)[:TABLE_ROWS]
+    fit = np.zeros(len(analysis.ids), dtype=bool)
+    fit[np.asarray(analysis.fit_index, dtype=np.int64)] = True
+    st.dataframe({"position": listed, "id": [analysis.ids[p] for p in listed],
+                  "set": ["train (fit)" if fit[p] else "test (query)" for p in listed],
+                  "class": [analysis.class_name(p) for p in listed], "why unscored": [why_unscored[p] for p in listed]},
+                 hide_index=True, key=page_key("issues", "unscored"),
+                 column_config={"why unscored": st.column_config.TextColumn(width="large")})
+    if len(why_unscored) > len(listed):
+        st.caption(f"The first {len(listed):,} by position; every one is in the CSV below, with why.")
 grid_section(analysis, issue)
 
 # why the most severe items score as they do (independent of the threshold, which the section above moves alone)

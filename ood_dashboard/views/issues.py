@@ -34,11 +34,13 @@ if not names:
 st.subheader("Counts per issue type")
 rows = issue_counts(analysis, names)
 st.caption("Flagged at each type's current threshold (its default until you move it on the type's score page), "
-           f"out of the items it scores ({len(analysis.ids):,} items in all).")
+           f"out of the items it scores ({len(analysis.ids):,} items in all); an item a type cannot score is counted "
+           "as unscored, with why, and is never flagged.")
 st.dataframe(rows, hide_index=True, key=page_key("issues", "counts"),
              column_config={"threshold": st.column_config.NumberColumn(format="%.4f"),
                             "default": st.column_config.NumberColumn(format="%.4f"),
-                            "why the default": st.column_config.TextColumn(width="large")})
+                            "why the default": st.column_config.TextColumn(width="large"),
+                            "why unscored": st.column_config.TextColumn(width="large")})
 
 # ------------------------------------------------------------------ overlaps
 st.subheader("Which issues overlap")
