@@ -122,7 +122,7 @@ def expected_flag_rate(n_fit: int, percentile: float, batch_size: int = DEFAULT_
     e.g. "p = 5 of 5,000 fit images: 95% of in-distribution batches of 1,000 will flag between 3.6%
     and 6.6%"."""
     lo, hi = flag_rate_interval(n_fit, percentile, batch_size, level, below=below)
-    text = (f"p = {percentile:g} of {n_fit:,} fit images: {level:.0%} of in-distribution batches of "
+    text = (f"p = {round(percentile, 2):g} of {n_fit:,} fit images: {level:.0%} of in-distribution batches of "
             f"{batch_size:,} will flag between {lo:.1%} and {hi:.1%}")
     return {"n_fit": int(n_fit), "percentile": float(percentile), "batch_size": int(batch_size), "level": level,
             "interval": [lo, hi], "text": text}

@@ -88,16 +88,34 @@ def test_neighbours_closer_together_than_bfloat16_can_tell(monkeypatch):
     assert np.abs(dist - brute(X, Q, 10)).max() > 1e-5
 
 
+def test_non_negative_neighbours_closer_together_than_bfloat16_can_tell(monkeypatch):
+    """Pooled CNN features have no negative entry; the floor is then relative (relative_floor)."""
+    rng = np.random.default_rng(8)
+    bases = np.abs(rng.normal(size=(40, 64)))
+    X = np.concatenate([b + rng.uniform(0, 3, (150, 1)) * np.abs(rng.normal(size=(150, 64))) for b in bases])
+    X, Q = X.astype(np.float32), bases.astype(np.float32)
+    for query in (None, Q):
+        dist, idx = search(X, query, 10, 1024, True)
+        assert_exact(X, query, 10, dist, idx, 1e-6)
+    monkeypatch.setattr(prefilter, "error_bound", lambda d: 1.0)  # the relative floor alone decides
+    dist, idx = search(X, Q, 10, 1024, True)
+    assert_exact(X, Q, 10, dist, idx, 1e-6)
+    monkeypatch.setattr(prefilter, "relative_floor", lambda d: 1.0)  # no margin: neighbours dropped
+    dist, _ = search(X, Q, 10, 1024, True)
+    assert np.abs(dist - brute(X, Q, 10)).max() > 1e-5
+
+
 def test_a_block_of_duplicated_rows_is_searched_exactly(monkeypatch):
     calls, results = [], []
     real_exact, real_search = prefilter._exact, prefilter.knn_prefiltered
     monkeypatch.setattr(prefilter, "_exact", lambda A, B, diagonal: calls.append(1) or real_exact(A, B, diagonal))
     monkeypatch.setattr(prefilter, "knn_prefiltered", lambda *a: results.append(real_search(*a)) or results[-1])
+    monkeypatch.setattr(prefilter, "GIVE_WAY", 2.0)  # small random blocks are dense too: never give way here
     rng = np.random.default_rng(4)
     X = rng.normal(size=(1000, 32)).astype(np.float32)
     X[900:] = X[900]  # the last block: 100 copies of one row, all within bfloat16's margin of each other
     dist, idx = search(X, None, 10, 128, True)
-    assert calls and results[0] is not None, "the duplicated block should have been computed exactly, the rest not"
+    assert calls and results[0] is not None, "the duplicated block should have been computed exactly"
     assert_exact(X, None, 10, dist, idx, 1e-6)
     assert np.all(dist[900:] < 1e-6) and np.all(idx[900:] >= 900)  # a copy's 10 nearest are copies
 
