@@ -232,8 +232,13 @@ def knn_prefiltered(fit: torch.Tensor, k: int, query: torch.Tensor | None, block
     else:
         def floor_of(m: torch.Tensor) -> torch.Tensor:
             return m - two_eps
-    Fb = fit.bfloat16()
-    Qb = Fb if self_query else Q.bfloat16()
+    fit_blocks: dict[int, torch.Tensor] = {}  # bfloat16 copies, made on first use (none if it gives way early)
+    query_blocks: dict[int, torch.Tensor] = fit_blocks if self_query else {}
+
+    def bfloat16_block(rows: torch.Tensor, blocks: dict, start: int) -> torch.Tensor:
+        if start not in blocks:
+            blocks[start] = rows[start:start + block_size].bfloat16()
+        return blocks[start]
     run_v = torch.full((n_q, k), -torch.inf)  # each row's k largest group maxima so far (bfloat16)
     kept = _Candidates()
     starts_q, starts_f = list(range(0, n_q, block_size)), list(range(0, n_fit, block_size))
@@ -244,7 +249,7 @@ def knn_prefiltered(fit: torch.Tensor, k: int, query: torch.Tensor | None, block
             q1 = min(q0 + block_size, n_q)
             for f0 in (starts_f[qi:] if self_query else starts_f):
                 f1 = min(f0 + block_size, n_fit)
-                S = Qb[q0:q1] @ Fb[f0:f1].T
+                S = bfloat16_block(Q, query_blocks, q0) @ bfloat16_block(fit, fit_blocks, f0).T
                 diagonal = self_query and f0 == q0
                 if diagonal:
                     S.fill_diagonal_(-torch.inf)
