@@ -120,7 +120,9 @@ def out_of_sample_pred_probs(
             f"class {int(small[0])} has {int(counts[small[0]])}. Lower n_splits or add examples"
         )
     folds = list(StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state).split(X, y))
-    tasks = [(C, train, test) for C in Cs for train, test in folds]
+    # Weakest regularisation first: its fits take the most iterations (C=1e-2 about 5x C=1e-4), and
+    # starting the longest tasks first leaves no worker idle at the end (same fits, same results).
+    tasks = [(C, train, test) for C in sorted(Cs, reverse=True) for train, test in folds]
     total = len(tasks) + 1
     # Small problems are not worth the worker processes' start-up.
     jobs = n_jobs if n_jobs is not None else (1 if X.size < 2_000_000 else 2)
