@@ -41,11 +41,7 @@ from ood_core.embedder import Embedder  # noqa: E402
 from ood_core.sources import cifar10, demo_split  # noqa: E402
 
 
-def cifar_path() -> str:
-    path = os.environ.get("OOD_CIFAR10") or str(ROOT.parent / "shared" / "data" / "cifar10-jpeg.zip")
-    if not Path(path).exists():
-        sys.exit(f"CIFAR-10 not found at {path}; set OOD_CIFAR10")
-    return path
+from _cifar_features import cifar_path  # noqa: E402 - bench/ is on sys.path when run as a script
 
 
 def seed_loop(net, images, size: int, mean, std) -> np.ndarray:

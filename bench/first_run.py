@@ -27,11 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cifar_path() -> str:
-    path = os.environ.get("OOD_CIFAR10") or str(ROOT.parent / "shared" / "data" / "cifar10-jpeg.zip")
-    if not Path(path).exists():
-        sys.exit(f"CIFAR-10 not found at {path}; set OOD_CIFAR10")
-    return path
+from _cifar_features import cifar_path  # noqa: E402 - bench/ is on sys.path when run as a script
 
 
 def first_run(variant: str, cifar: str, baseline_dir: Path | None) -> tuple[float, str]:

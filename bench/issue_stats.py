@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from ood_core.embedder import Embedder  # noqa: E402
 from ood_core.issues import ImageStatsCollector, collect_image_stats  # noqa: E402
 from ood_core.sources import cifar10  # noqa: E402
+from _cifar_features import cifar_path  # noqa: E402 - bench/ is on sys.path when run as a script
 
 
 def main() -> None:
@@ -35,8 +36,7 @@ def main() -> None:
     parser.add_argument("--model", default="auto")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    path = os.environ.get("OOD_CIFAR10") or str(ROOT.parent / "shared" / "data" / "cifar10-jpeg.zip")
-    cifar = cifar10(path)
+    cifar = cifar10(cifar_path())
     test = np.flatnonzero(cifar.split == "test")
     images = cifar.subset(test[np.linspace(0, len(test) - 1, args.n).astype(int)])
     embedder = Embedder(model=args.model, device=args.device)

@@ -40,11 +40,7 @@ VEHICLES = ["airplane", "automobile", "ship", "truck"]
 GRID = "lite0:128,lite0:160,lite1:128,lite1:160,lite2:128,lite2:160,lite2:192"
 
 
-def cifar_path() -> str:
-    path = os.environ.get("OOD_CIFAR10") or str(ROOT.parent / "shared" / "data" / "cifar10-jpeg.zip")
-    if not Path(path).exists():
-        sys.exit(f"CIFAR-10 not found at {path}; set OOD_CIFAR10")
-    return path
+from _cifar_features import cifar_path  # noqa: E402 - bench/ is on sys.path when run as a script
 
 
 def splits(cifar, quick: bool) -> dict:

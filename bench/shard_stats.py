@@ -29,6 +29,7 @@ from ood_core.embedder import Embedder  # noqa: E402
 from ood_core.issues._run import STATS_FORMAT  # noqa: E402
 from ood_core.shards import ShardWriter  # noqa: E402
 from ood_core.sources import cifar10  # noqa: E402
+from _cifar_features import cifar_path  # noqa: E402 - bench/ is on sys.path when run as a script
 
 
 def run(images, embedder, shard_rows: int, folder: Path, stats: bool) -> float:
@@ -55,8 +56,7 @@ def main() -> None:
     parser.add_argument("--model", default="auto")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    path = os.environ.get("OOD_CIFAR10") or str(ROOT.parent / "shared" / "data" / "cifar10-jpeg.zip")
-    cifar = cifar10(path)
+    cifar = cifar10(cifar_path())
     test = np.flatnonzero(cifar.split == "test")
     images = cifar.subset(test[np.linspace(0, len(test) - 1, args.n).astype(int)])
     cfg = Embedder(model=args.model, device=args.device).config_for(images)
