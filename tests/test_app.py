@@ -236,8 +236,9 @@ def test_export_payloads_parse_and_match_the_scores(at):
         card = json.loads(card_text)
         assert card["scorer"] == scorer and card["threshold"] == threshold
         assert card["percentile"] == pytest.approx(percentile_of(fit, threshold))
-        assert card["fit"] == {"flagged": int(np.sum(fit < threshold)), "total": 450}
-        assert card["query"] == {"flagged": int(np.sum(query < threshold)), "total": 1347}
+        # a scorer scores every item: nothing unscored (issue types may leave some, tests/test_unscored.py)
+        assert card["fit"] == {"flagged": int(np.sum(fit < threshold)), "total": 450, "unscored": 0}
+        assert card["query"] == {"flagged": int(np.sum(query < threshold)), "total": 1347, "unscored": 0}
         assert card["embedding"]["model"] == analysis.embed_config["model"]  # the model the run used
         assert card["metrics"]["tp"] + card["metrics"]["fp"] == card["query"]["flagged"]
     assert card["scorer_params"]["method"] == "entropy"
