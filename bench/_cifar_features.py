@@ -20,6 +20,15 @@ def cifar_path() -> str:
     return path
 
 
+def cifar_test_images(n: int):
+    """``n`` CIFAR-10 test images spread evenly over the test set (an ImageSet)."""
+    from ood_core.sources import cifar10
+
+    cifar = cifar10(cifar_path())
+    test = np.flatnonzero(cifar.split == "test")
+    return cifar.subset(test[np.linspace(0, len(test) - 1, n).astype(int)])
+
+
 def cifar_features() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(train features, train labels, test features, test labels), float32 rows in file order."""
     from ood_core.cache import cached_embed

@@ -25,8 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from ood_core.embedder import Embedder  # noqa: E402
 from ood_core.issues import ImageStatsCollector, collect_image_stats  # noqa: E402
-from ood_core.sources import cifar10  # noqa: E402
-from _cifar_features import cifar_path  # noqa: E402 - bench/ is on sys.path when run as a script
+from _cifar_features import cifar_test_images  # noqa: E402 - bench/ is on sys.path when run as a script
 
 
 def main() -> None:
@@ -36,9 +35,7 @@ def main() -> None:
     parser.add_argument("--model", default="auto")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    cifar = cifar10(cifar_path())
-    test = np.flatnonzero(cifar.split == "test")
-    images = cifar.subset(test[np.linspace(0, len(test) - 1, args.n).astype(int)])
+    images = cifar_test_images(args.n)
     embedder = Embedder(model=args.model, device=args.device)
     cfg = embedder.config_for(images)
     embedder.embed(images.subset(np.arange(64)))  # warm-up: the model, the backend's export

@@ -28,8 +28,7 @@ from ood_core._shard_work import embed_shard, make_embedder  # noqa: E402
 from ood_core.embedder import Embedder  # noqa: E402
 from ood_core.issues._run import STATS_FORMAT  # noqa: E402
 from ood_core.shards import ShardWriter  # noqa: E402
-from ood_core.sources import cifar10  # noqa: E402
-from _cifar_features import cifar_path  # noqa: E402 - bench/ is on sys.path when run as a script
+from _cifar_features import cifar_test_images  # noqa: E402 - bench/ is on sys.path when run as a script
 
 
 def run(images, embedder, shard_rows: int, folder: Path, stats: bool) -> float:
@@ -56,9 +55,7 @@ def main() -> None:
     parser.add_argument("--model", default="auto")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    cifar = cifar10(cifar_path())
-    test = np.flatnonzero(cifar.split == "test")
-    images = cifar.subset(test[np.linspace(0, len(test) - 1, args.n).astype(int)])
+    images = cifar_test_images(args.n)
     cfg = Embedder(model=args.model, device=args.device).config_for(images)
     embedder = make_embedder(cfg, "bundled", args.device, 64)
     embedder.embed(images.subset(np.arange(32)))  # warm-up: the model, the backend's export
