@@ -23,7 +23,6 @@ import logging
 import time
 from typing import Callable
 
-import numpy as np
 import torch
 
 logger = logging.getLogger(__name__)
