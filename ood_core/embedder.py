@@ -9,7 +9,6 @@ built from it; see :mod:`ood_core._embed_config` for the automatic input size).
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import os
 import threading
@@ -30,7 +29,6 @@ from ood_core.sources._io import describe_error
 from ood_core.sources import ImageSet
 from ood_core.weights import DEFAULT_MODEL, DEFAULT_NETWORK, load_model
 
-logger = logging.getLogger(__name__)
 
 
 def _prepare(img: Image.Image, size: int, crop_pct: float, resample) -> np.ndarray:
@@ -155,9 +153,10 @@ class Embedder:
 
         A network gives its pooled pre-logits features; a pixel model the pixels
         (``pixels`` centred on the mean of the set's fit rows, see :mod:`ood_core._pixels`).
-        ``collector`` (e.g. an :class:`~ood_core.issues.ImageStatsCollector`): its ``add(i, img)``
-        gets each image as decoded, before it is resized for the model, and ``fail(i)`` each
-        image that could not be decoded, so image statistics cost no second read of the files."""
+        ``collector`` (e.g. an :class:`~ood_core.issues.ImageStatsCollector`): its
+        ``add_decoded(items, imgs)`` gets each batch of images as decoded, before they are resized
+        for the model, and ``fail(i)`` each image that could not be decoded, so image statistics
+        cost no second read of the files."""
         if not isinstance(images, ImageSet):
             raise TypeError(f"images must be an ImageSet (see ood_core.sources), got {type(images).__name__}")
         cfg = self.config_for(images)
@@ -256,17 +255,21 @@ class Embedder:
         def decode(start: int):
             stop = min(start + bs, n)
             buf = np.zeros((stop - start, size, size, 3), dtype=np.uint8)
-            bad = []
+            bad, decoded, imgs = [], [], []
             for j, i in enumerate(range(start, stop)):
                 try:
                     img = images._load(i, draft)
-                    if collector is not None:
-                        _collect(collector, i, img)
                     buf[j] = _prepare(img, size, cfg.crop_pct, resample)
                 except Exception as exc:  # noqa: BLE001 - one bad image must not stop the run
                     if collector is not None:
                         collector.fail(i)
                     bad.append((i, images.paths[i], describe_error(exc)))
+                    continue
+                if collector is not None:
+                    decoded.append(i)
+                    imgs.append(img)
+            if collector is not None:
+                collector.add_decoded(decoded, imgs)  # the whole batch at once: cheaper than one by one
             return start, stop, buf, bad
 
         workers = self.num_workers or (min(8, os.cpu_count() or 1) if self.device_.type == "cuda" else 2)
@@ -280,15 +283,6 @@ class Embedder:
                     pending.append(pool.submit(decode, starts[queued]))
                     queued += 1
                 yield batch
-
-
-def _collect(collector, i: int, img: Image.Image) -> None:
-    """``collector.add(i, img)``; statistics that cannot be computed never cost the image its features."""
-    try:
-        collector.add(i, img)
-    except Exception as exc:  # noqa: BLE001 - logged; the item's statistics stay missing
-        logger.warning("image statistics of item %d could not be computed (%s)", i, exc)
-        collector.fail(i)
 
 
 def drop_failed(images: ImageSet, features: np.ndarray,

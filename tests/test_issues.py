@@ -51,6 +51,33 @@ def test_hashes_separate_a_resized_copy_from_another_picture():
     assert hamming(ra[1], rc[1]) <= 3 and hamming(ra[1], rb[1]) >= 14
 
 
+def test_a_batch_of_mixed_images_gives_each_image_its_own_record():
+    """The decoding pass records a whole batch at once (images of several sizes, modes and array
+    kinds): every image's record is the one it gets alone, and the thumbnails and the luma are
+    PIL's own (BOX resize within one grey level, ``convert("L")`` exactly)."""
+    from ood_core.issues._image_pass import _brightness, image_records
+
+    rng = np.random.default_rng(3)
+    imgs = [Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(3)]
+    imgs += [Image.fromarray(rng.integers(0, 256, (70, 50, 3), dtype=np.uint8)),  # reduced to 35 x 25
+             rng.integers(0, 256, (20, 90), dtype=np.uint8),  # grayscale array, odd aspect
+             Image.fromarray(rng.integers(0, 256, (2, 5, 3), dtype=np.uint8)),  # too small for a Laplacian
+             Image.new("RGB", (40, 40), (0, 0, 0))]
+    batch = image_records(imgs)
+    for b, img in enumerate(imgs):
+        alone = image_records([img])
+        np.testing.assert_allclose(batch.properties[b], alone.properties[0], rtol=1e-6)
+        assert (batch.phash[b], batch.dhash[b], batch.pixel_digest[b]) == (alone.phash[0], alone.dhash[0],
+                                                                             alone.pixel_digest[0])
+        np.testing.assert_array_equal(batch.thumbs[b], alone.thumbs[0])
+        small = ood_core.issues._image_pass.small_copy(ood_core.issues._image_pass.as_rgb_image(img)).convert("L")
+        pil_thumb = np.asarray(small.resize((16, 16), Image.Resampling.BOX), dtype=np.int16)
+        assert np.abs(pil_thumb - batch.thumbs[b]).max() <= 1, b
+    assert batch.phash[-1] == 0 and batch.dhash[-1] == 0  # a flat picture has no edge and no frequency
+    rgb = rng.integers(0, 256, (4, 9, 7, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(_brightness(rgb), [np.asarray(Image.fromarray(x).convert("L")) for x in rgb])
+
+
 def test_image_properties_of_known_images():
     flat = np.full((40, 80, 3), 200, np.uint8)
     props = image_properties(flat)

@@ -35,14 +35,14 @@ def fail_statistics_of(monkeypatch, root, rel: str) -> None:
     failure (``collector.fail``) and keeps the image's features."""
     paths = [str(p).replace("\\", "/") for p in ood_core.open_source(root).paths]
     target = next(i for i, p in enumerate(paths) if p.endswith(rel))
-    add = ImageStatsCollector.add
+    add_batch = ImageStatsCollector.add_batch
 
-    def failing_add(self, i, img):
-        if i == target:
+    def failing_add_batch(self, items, imgs):
+        if target in list(items):
             raise ValueError("the statistics code cannot handle this image")
-        return add(self, i, img)
+        return add_batch(self, items, imgs)
 
-    monkeypatch.setattr(ImageStatsCollector, "add", failing_add)
+    monkeypatch.setattr(ImageStatsCollector, "add_batch", failing_add_batch)
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@
 
 A light crop moves a 64-bit perceptual hash by 10-20 bits (CIFAR-10, a 10% crop), as far as two
 distinct pictures can lie, so hashes alone miss it. Here each image keeps a :data:`THUMB` x
-:data:`THUMB` grayscale thumbnail (:func:`thumbnail`, :data:`THUMB` ** 2 bytes, computed in the
-decoding pass with the hashes), and a candidate pair (from the neighbour search and the hash
+:data:`THUMB` grayscale thumbnail (:data:`THUMB` ** 2 bytes, computed in the decoding pass with the hashes
+by :func:`~._image_pass.image_records`), and a candidate pair (from the neighbour search and the hash
 buckets: never all pairs) is verified by :func:`crop_similarity`: the region of one thumbnail that a
 crop hypothesis keeps (each side's share 1.0, 0.95, 0.9, 0.85 or 0.8, at the start, centre or end of
 the axis: 13 per axis, 169 in all, in both directions) is resampled to the full thumbnail and
@@ -20,18 +20,10 @@ default lite2 160 px embedding (89.6 ms per image, bench/issue_stats.py).
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
 
 THUMB = 16  # thumbnail side, pixels: 256 bytes per image
 SCALES = (1.0, 0.95, 0.9, 0.85, 0.8)  # share of each side a crop hypothesis keeps
 _CHUNK = 512  # pairs compared at once (about 40 MB of float32 work arrays)
-
-
-def thumbnail(rgb_small: Image.Image) -> np.ndarray:
-    """The :data:`THUMB` x :data:`THUMB` grayscale uint8 thumbnail of an RGB image (the whole
-    picture, squeezed to a square; an area filter)."""
-    gray = rgb_small.convert("L")
-    return np.asarray(gray.resize((THUMB, THUMB), Image.Resampling.BOX), dtype=np.uint8)
 
 
 def _axis_variants(n: int) -> np.ndarray:

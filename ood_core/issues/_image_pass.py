@@ -4,11 +4,12 @@
 (:func:`~ood_core.issues.properties.image_properties`), two 64-bit perceptual hashes (pHash, dHash)
 a digest of the decoded pixels and a 16 x 16 grayscale thumbnail (256 bytes, for the crop-tolerant
 near-duplicate check of :mod:`._crops`). :class:`ImageStatsCollector` holds them for a whole image set:
-the embedder's decoding threads can call ``collector.add(i, img)`` on each image they decode (so the
-files are read once), or :func:`collect_image_stats` runs its own pass through the set's reader.
+the embedder's decoding threads call ``collector.add_decoded(items, imgs)`` on each batch of images
+they decode (so the files are read once), or :func:`collect_image_stats` runs its own pass through the set's reader.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -21,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from .._progress import StepProgress
-from ._crops import THUMB, thumbnail
+from ._crops import THUMB
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,6 @@ SMALL_SIDE = 64
 # Raw properties, in the column order of image_properties().
 PROPERTY_COLUMNS = ("width", "height", "brightness_p05", "brightness_p95", "sharpness", "entropy",
                     "colour_spread")
-_BIT_WEIGHTS = (np.uint64(1) << np.arange(64, dtype=np.uint64)).astype(np.uint64)
 
 
 def _dct_matrix(n: int) -> np.ndarray:
@@ -42,10 +42,6 @@ def _dct_matrix(n: int) -> np.ndarray:
 
 
 _DCT32 = _dct_matrix(32)
-
-
-def _pack(bits: np.ndarray) -> np.uint64:
-    return np.uint64(np.bitwise_or.reduce(_BIT_WEIGHTS[bits.reshape(-1)]) if bits.any() else 0)
 
 
 def as_rgb_image(img) -> Image.Image:
@@ -66,62 +62,153 @@ def small_copy(img: Image.Image) -> Image.Image:
     return img if factor <= 1 else img.reduce(factor)
 
 
-def raw_properties(rgb_small: Image.Image, source_size: tuple[int, int]) -> np.ndarray:
-    """The :data:`PROPERTY_COLUMNS` of an image from its small RGB copy and its file's size:
-    brightness percentiles (5th, 95th, 0-255), sharpness (standard deviation of the Laplacian per
-    unit of contrast), entropy of the brightness histogram (bits, 0-8) and colour spread (mean of
-    max - min over the three channels, 0-255)."""
-    rgb = np.asarray(rgb_small)
-    gray8 = np.asarray(rgb_small.convert("L"))
-    counts = np.bincount(gray8.reshape(-1), minlength=256)
-    cdf = np.cumsum(counts)
-    p05, p95 = np.searchsorted(cdf, [0.05 * gray8.size, 0.95 * gray8.size])  # from the histogram
+def _properties_of_group(rgb: np.ndarray, gray8: np.ndarray) -> np.ndarray:
+    """Brightness percentiles, sharpness, entropy and colour spread (:data:`PROPERTY_COLUMNS` 2-6)
+    of G equally sized small copies: ``rgb`` uint8 (G, h, w, 3), ``gray8`` their uint8 (G, h, w)
+    brightness. Vectorised over the group: a handful of array operations for a whole batch."""
+    g, size = len(gray8), gray8[0].size
+    flat = gray8.reshape(g, -1)
+    counts = np.bincount((flat + (256 * np.arange(g))[:, None]).reshape(-1), minlength=256 * g).reshape(g, 256)
+    cdf = np.cumsum(counts, axis=1)
+    # the first brightness whose cumulative count reaches 5% (95%) of the pixels: np.searchsorted per row
+    p05 = (cdf < 0.05 * size).sum(axis=1)
+    p95 = (cdf < 0.95 * size).sum(axis=1)
     gray = gray8.astype(np.float32)
-    if min(gray.shape) >= 3:
-        lap = 4 * gray[1:-1, 1:-1] - gray[:-2, 1:-1] - gray[2:, 1:-1] - gray[1:-1, :-2] - gray[1:-1, 2:]
-        sharpness = float(lap.std()) / max(float(gray.std()), 1.0)  # edge strength per unit of contrast
+    if min(gray8.shape[1:]) >= 3:
+        lap = 4 * gray[:, 1:-1, 1:-1] - gray[:, :-2, 1:-1] - gray[:, 2:, 1:-1] - gray[:, 1:-1, :-2] - gray[:, 1:-1, 2:]
+        # edge strength per unit of contrast
+        sharpness = lap.reshape(g, -1).std(axis=1) / np.maximum(gray.reshape(g, -1).std(axis=1), 1.0)
     else:
-        sharpness = 0.0
-    p = counts[counts > 0] / gray8.size
-    entropy = float(-(p * np.log2(p)).sum())
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    spread = float((np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)).mean())
-    return np.array([source_size[0], source_size[1], p05, p95, sharpness, entropy, spread], dtype=np.float64)
+        sharpness = np.zeros(g)
+    p = counts / size
+    entropy = -(p * np.log2(np.where(p > 0, p, 1.0))).sum(axis=1)
+    r, gr, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    spread = (np.maximum(np.maximum(r, gr), b) - np.minimum(np.minimum(r, gr), b)).reshape(g, -1).mean(axis=1)
+    return np.stack([p05, p95, sharpness, entropy, spread], axis=1).astype(np.float64)
 
 
 def perceptual_hashes(rgb_small: Image.Image) -> tuple[np.uint64, np.uint64]:
-    """64-bit pHash (signs of the 8x8 lowest frequencies of a 32x32 DCT against their median) and
-    dHash (whether each pixel of a 9x8 copy is brighter than its left neighbour)."""
-    gray = rgb_small.convert("L")
-    g32 = np.asarray(gray.resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)
-    low = (_DCT32 @ g32 @ _DCT32.T)[:8, :8]
-    phash = _pack(low > np.median(low))
-    g9 = np.asarray(gray.resize((9, 8), Image.Resampling.LANCZOS), dtype=np.int16)
-    dhash = _pack(g9[:, 1:] > g9[:, :-1])
+    """64-bit pHash and dHash of one image (see :func:`image_records`)."""
+    r = image_records([rgb_small], pixel_digest=False)
+    return r.phash[0], r.dhash[0]
+
+
+def _pack_rows(bits: np.ndarray) -> np.ndarray:
+    """Each row of 64 booleans (B, 64) as a uint64: element ``k`` is bit ``k``."""
+    return np.packbits(bits, axis=1, bitorder="little").view("<u8").reshape(-1).astype(np.uint64)
+
+
+def _hashes_of(g32: np.ndarray, g9: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """pHash and dHash (uint64 (B,)) from the 32 x 32 and 9 x 8 grayscale copies (B, 32, 32), (B, 8, 9)."""
+    low = (_DCT32[:8] @ g32 @ _DCT32[:8].T).reshape(len(g32), 64)  # the 8 x 8 lowest frequencies
+    phash = _pack_rows(low > np.median(low, axis=1, keepdims=True))
+    dhash = _pack_rows((g9[:, :, 1:] > g9[:, :, :-1]).reshape(len(g9), 64))
     return phash, dhash
+
+
+@dataclass(frozen=True)
+class ImageRecords:
+    """:func:`image_records` of B images (row ``b`` = image ``b``)."""
+
+    properties: np.ndarray  # float64 (B, len(PROPERTY_COLUMNS))
+    phash: np.ndarray  # uint64 (B,)
+    dhash: np.ndarray  # uint64 (B,)
+    pixel_digest: list[str]  # "" where not asked for
+    thumbs: np.ndarray  # uint8 (B, THUMB, THUMB)
+
+
+def _lanczos(x: np.ndarray) -> np.ndarray:
+    return np.where(np.abs(x) < 3, np.sinc(x) * np.sinc(x / 3), 0.0)
+
+
+def _box(x: np.ndarray) -> np.ndarray:
+    return ((x > -0.5) & (x <= 0.5)).astype(np.float64)
+
+
+_FILTERS = {"lanczos": (_lanczos, 3.0), "box": (_box, 0.5)}
+
+
+@functools.lru_cache(maxsize=256)
+def _resize_matrix(n_in: int, n_out: int, kind: str) -> np.ndarray:
+    """(n_out, n_in) weights of a one-axis resize as PIL's resampling computes them (``kind``:
+    "lanczos" or "box"; a wider kernel when shrinking, so it averages, weights normalised to sum
+    to 1): ``M @ signal`` is the resized signal, before rounding."""
+    fn, support = _FILTERS[kind]
+    scale = n_in / n_out
+    wide = max(scale, 1.0)
+    M = np.zeros((n_out, n_in))
+    for out in range(n_out):
+        centre = (out + 0.5) * scale
+        lo = max(int(centre - support * wide + 0.5), 0)
+        hi = min(int(centre + support * wide + 0.5), n_in)
+        w = fn((np.arange(hi - lo) + lo - centre + 0.5) * (1.0 / wide))  # PIL's arithmetic, ties included
+        M[out, lo:hi] = w / w.sum() if w.sum() else 0.0
+    return M
+
+
+def _resized(gray: np.ndarray, rows: int, cols: int, kind: str) -> np.ndarray:
+    """Grayscale stack (G, h, w) resized to (G, rows, cols), rounded to whole grey levels as an
+    8-bit image is (flat regions stay exactly flat)."""
+    out = _resize_matrix(gray.shape[1], rows, kind) @ gray @ _resize_matrix(gray.shape[2], cols, kind).T
+    return np.clip(np.rint(out), 0, 255)
+
+
+def _brightness(rgb: np.ndarray) -> np.ndarray:
+    """uint8 brightness (ITU-R 601 luma) of an RGB stack (..., 3), exactly as PIL's ``convert("L")``."""
+    r, g, b = (rgb[..., c].astype(np.uint32) for c in range(3))
+    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
+
+
+def image_records(imgs, pixel_digest: bool = True) -> ImageRecords:
+    """Raw properties (:data:`PROPERTY_COLUMNS`), 64-bit pHash and dHash, pixel digest ("" unless
+    ``pixel_digest``) and :data:`~._crops.THUMB` x :data:`~._crops.THUMB` grayscale thumbnail of each
+    decoded image of ``imgs`` (PIL images or uint8 arrays (H, W) or (H, W, 3)).
+
+    Every statistic is computed on a small copy (longer side at most :data:`SMALL_SIDE`,
+    :func:`small_copy`) and its brightness: brightness percentiles (5th, 95th, 0-255), sharpness
+    (standard deviation of the Laplacian per unit of contrast), entropy of the brightness histogram
+    (bits, 0-8), colour spread (mean of max - min over the three channels, 0-255); pHash: the signs
+    of the 8 x 8 lowest frequencies of the DCT of a 32 x 32 Lanczos copy against their median;
+    dHash: whether each pixel of a 9 x 8 Lanczos copy is brighter than its left neighbour; the
+    thumbnail: the whole picture squeezed to a square by an area filter. Only the reduction to the
+    small copy is per image; the rest runs on all equally sized small copies at once (array
+    products), which is what keeps it cheap beside the embedder (bench/issue_stats.py).
+
+    An image's own size is read from ``img.info["source_size"]`` when the decoder reduced it
+    (``ood_core.sources`` records it), else it is the decoded size."""
+    n = len(imgs)
+    props = np.empty((n, len(PROPERTY_COLUMNS)))
+    g32 = np.empty((n, 32, 32))
+    g9 = np.empty((n, 8, 9))
+    thumbs = np.empty((n, THUMB, THUMB), dtype=np.uint8)
+    digests = [""] * n
+    groups: dict[tuple[int, int], list[tuple[int, bytes]]] = {}
+    for b, img in enumerate(imgs):
+        source_size = img.info.get("source_size") if isinstance(img, Image.Image) else None
+        rgb = as_rgb_image(img)
+        props[b, :2] = tuple(source_size) if source_size else rgb.size
+        if pixel_digest:
+            digests[b] = hashlib.blake2b(rgb.tobytes(), digest_size=20).hexdigest() + f":{rgb.size[0]}x{rgb.size[1]}"
+        small = small_copy(rgb)
+        groups.setdefault(small.size, []).append((b, small.tobytes()))
+    for (w, h), members in groups.items():
+        rows = [b for b, _ in members]
+        rgb = np.frombuffer(b"".join(data for _, data in members), dtype=np.uint8).reshape(len(rows), h, w, 3)
+        gray8 = _brightness(rgb)
+        props[rows, 2:] = _properties_of_group(rgb, gray8)
+        gray = gray8.astype(np.float64)
+        g32[rows] = _resized(gray, 32, 32, "lanczos")
+        g9[rows] = _resized(gray, 8, 9, "lanczos")
+        thumbs[rows] = _resized(gray, THUMB, THUMB, "box")
+    phash, dhash = _hashes_of(g32, g9)
+    return ImageRecords(props, phash, dhash, digests, thumbs)
 
 
 def image_record(img, pixel_digest: bool = True) -> tuple[np.ndarray, np.uint64, np.uint64, str]:
     """Raw properties, pHash, dHash and pixel digest ("" unless ``pixel_digest``) of one decoded
-    image (PIL or uint8 array).
-
-    The file's own size is read from ``img.info["source_size"]`` when the decoder reduced the
-    image (``ood_core.sources`` records it), else it is ``img.size``."""
-    return image_record_with_thumbnail(img, pixel_digest)[:4]
-
-
-def image_record_with_thumbnail(img, pixel_digest: bool = True) -> tuple[np.ndarray, np.uint64, np.uint64, str,
-                                                                          np.ndarray]:
-    """:func:`image_record` and the image's :func:`~._crops.thumbnail` (uint8 (16, 16))."""
-    source_size = img.info.get("source_size") if isinstance(img, Image.Image) else None
-    rgb = as_rgb_image(img)
-    source_size = tuple(source_size) if source_size else rgb.size
-    small = small_copy(rgb)
-    digest = ""
-    if pixel_digest:
-        digest = hashlib.blake2b(rgb.tobytes(), digest_size=20).hexdigest() + f":{rgb.size[0]}x{rgb.size[1]}"
-    phash, dhash = perceptual_hashes(small)
-    return raw_properties(small, source_size), phash, dhash, digest, thumbnail(small)
+    image (PIL or uint8 array): :func:`image_records` of a batch of one."""
+    r = image_records([img], pixel_digest)
+    return r.properties[0], r.phash[0], r.dhash[0], r.pixel_digest[0]
 
 
 @dataclass(frozen=True, eq=False)
@@ -167,11 +254,32 @@ class ImageStatsCollector:
 
     def add(self, i: int, img) -> None:
         """Record item ``i`` from its decoded image (before any resizing for the model)."""
-        props, phash, dhash, digest, thumb = image_record_with_thumbnail(img, self.pixel_digests)
-        self._props[i], self._phash[i], self._dhash[i], self._digest[i] = props, phash, dhash, digest
-        self._thumbs[i] = thumb
+        self.add_batch([i], [img])
+
+    def add_batch(self, items, imgs) -> None:
+        """Record items ``items`` from their decoded images ``imgs`` (one :func:`image_records` call)."""
+        r = image_records(imgs, self.pixel_digests)
+        rows = np.asarray(items, dtype=np.int64)
+        self._props[rows], self._phash[rows], self._dhash[rows], self._thumbs[rows] = (
+            r.properties, r.phash, r.dhash, r.thumbs)
+        for i, digest in zip(rows, r.pixel_digest):
+            self._digest[i] = digest
         with self._lock:
-            self._seen[i] = self._ok[i] = True
+            self._seen[rows] = self._ok[rows] = True
+
+    def add_decoded(self, items, imgs) -> None:
+        """:meth:`add_batch`; when the batch fails, each image alone, so that an image whose
+        statistics cannot be computed is logged and recorded as failed (:meth:`fail`) and only it:
+        statistics never cost an image its features."""
+        try:
+            self.add_batch(items, imgs)
+        except Exception:  # noqa: BLE001 - find the image(s) at fault
+            for i, img in zip(items, imgs):
+                try:
+                    self.add(i, img)
+                except Exception as exc:  # noqa: BLE001 - logged; the item's statistics stay missing
+                    logger.warning("image statistics of item %d could not be computed (%s)", i, exc)
+                    self.fail(i)
 
     def fail(self, i: int) -> None:
         """Record that item ``i`` could not be decoded."""
@@ -200,14 +308,15 @@ def collect_image_stats(images, progress: StepProgress | None = None, workers: i
     chunk = 256
 
     def work(start: int) -> int:
+        items, imgs = [], []
         for i in range(start, min(start + chunk, n)):
             try:
-                img = images._load(i, _DRAFT_SIDE)
+                imgs.append(images._load(i, _DRAFT_SIDE))
+                items.append(i)
             except Exception as exc:  # noqa: BLE001 - one bad image must not stop the pass
                 logger.info("image %s could not be decoded for its statistics (%s)", images.paths[i], exc)
                 collector.fail(i)
-                continue
-            collector.add(i, img)
+        collector.add_decoded(items, imgs)
         return min(start + chunk, n)
 
     if progress is not None:

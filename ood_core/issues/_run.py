@@ -25,8 +25,9 @@ from ._registry import FAMILIES, ISSUE_TYPES, IssueScores, get_issue_type, resol
 
 logger = logging.getLogger(__name__)
 
-# bump when image_record's output changes for equal images (v2: thumbnails)
-STATS_FORMAT = "ood-explorer-image-stats-v2"
+# bump when image_records' output changes for equal images (v2: thumbnails; v3: batched, PIL-exact resize
+# weights without the intermediate rounding)
+STATS_FORMAT = "ood-explorer-image-stats-v3"
 # bump when a family's scores change for equal input (v2: crop-tolerant near duplicates, grayscale rule)
 ISSUES_FORMAT = "ood-explorer-issues-v2"
 TABLE_DTYPE = np.dtype([("id", object), ("position", np.int64), ("issue", object), ("score", np.float64),
