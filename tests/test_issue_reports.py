@@ -67,13 +67,15 @@ def test_embedding_keeps_the_image_statistics_so_issues_read_no_image_again(writ
 # ---------------------------------------------------------------------- the CLI on the planted folder
 @pytest.fixture(scope="module")
 def hostile_planted(planted, tmp_path_factory):  # noqa: F811
-    """The planted folder with two hostile file names added (darkened copies: shown as dark images)."""
+    """The planted folder with two hostile file names added (darkened copies: shown as dark images) and
+    a file that is not an image (skipped, and named with the reason)."""
     root, plants = planted
     folder = tmp_path_factory.mktemp("hostile") / "data"
     shutil.copytree(root, folder)
     dark = np.asarray(Image.open(folder / "train/dog/dark1.jpg").convert("RGB"))
     for k, name in enumerate(HOSTILE):
         Image.fromarray((dark * (0.6 + 0.2 * k)).astype(np.uint8)).save(folder / "train/ship" / name, quality=95)
+    (folder / "train/ship/broken.jpg").write_bytes(b"not a picture")
     return folder, plants, tmp_path_factory.mktemp("cli_cache")
 
 
@@ -122,6 +124,7 @@ def test_issues_command_flags_the_planted_problems(hostile_planted, issues_run):
     for name, t in card["types"].items():
         assert re.search(rf"^{name}\s+{t['flagged']}\s+{t['scored']}\s", stdout, re.M), name
     assert "duplicate sets: 19 (39 items); with items in both fit and query (leakage): 6" in stdout
+    assert "skipped files: 1" in stdout and re.search(r"^  skipped train/ship/broken\.jpg: \S", stdout, re.M)
 
 
 def test_issues_command_refuses_an_unknown_type_before_any_work(tmp_path):

@@ -221,6 +221,14 @@ def analyze_source(source, args, split: dict | None = None):
     return analysis
 
 
+def print_skipped(skipped) -> None:
+    """Name each skipped file with the reason (the first 20, then how many more)."""
+    for path, reason in skipped[:20]:
+        print(f"  skipped {path}: {reason}")
+    if len(skipped) > 20:
+        print(f"  ... and {len(skipped) - 20} more skipped files")
+
+
 def report(analysis, percentile: float, out: Path) -> None:
     """Print each scorer's threshold and counts (and metrics when truth is known), or why a scorer is
     missing; write CSV + JSON."""
@@ -231,8 +239,7 @@ def report(analysis, percentile: float, out: Path) -> None:
     print(f"fit items: {len(analysis.fit_index)}   query items: {len(analysis.query_index)}"
           + ("   (the same items)" if analysis.same_set else "")
           + (f"   skipped files: {len(analysis.skipped)}" if analysis.skipped else ""))
-    for path, reason in analysis.skipped[:20]:
-        print(f"  skipped {path}: {reason}")
+    print_skipped(analysis.skipped)
     for name, v in views.items():
         print(f"\n{SCORERS[name].title}")
         for line in SCORERS[name].report(analysis):

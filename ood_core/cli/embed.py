@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import BUILTIN_HELP, _Bars, add_embed_args, positive_int, run_config
+from ._common import BUILTIN_HELP, _Bars, add_embed_args, positive_int, print_skipped, run_config
 
 # Suffixes of files that are never a shard folder (a likely slip for --out).
 _NOT_A_FOLDER = (".npy", ".csv", ".json", ".zip", ".txt")
@@ -65,11 +65,6 @@ def check_embed_flags(args) -> None:
         raise ValueError("--workers and --ray-address apply to --engine ray")
 
 
-def _print_skipped(skipped) -> None:
-    for path, reason in skipped[:20]:
-        print(f"  skipped {path}: {reason}")
-
-
 def run_embed_shards(args) -> int:
     from .. import embed_shards
     from ..shards import DEFAULT_SHARD_ROWS
@@ -85,7 +80,7 @@ def run_embed_shards(args) -> int:
     print(f"embedded {len(features)} images -> {result.folder}/ ({features.shape[1]} features; {result.shards} "
           f"shard(s): {result.written} embedded now{f', {reused} already there' if reused else ''}; "
           f"{len(images.skipped)} skipped)")
-    _print_skipped(images.skipped)
+    print_skipped(images.skipped)
     return 0
 
 
@@ -114,5 +109,5 @@ def run_embed(args) -> int:
     np.savez(args.out, **arrays)
     print(f"embedded {len(features)} images -> {args.out} ({features.shape[1]} features; "
           f"{'from the cache' if result.cache_hit else 'computed'}; {len(images.skipped)} skipped)")
-    _print_skipped(images.skipped)
+    print_skipped(images.skipped)
     return 0

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from ._common import (BUILTIN_HELP, _Bars, add_class_args, add_embed_args, add_score_args, analyze_source,
-                      class_split, output)
+                      class_split, output, print_skipped)
 
 
 def issue_types(text: str) -> list[str]:
@@ -57,6 +57,7 @@ def run_issues(args) -> int:
     print(f"items: {len(analysis.ids)} (fit {len(analysis.fit_index)}, query {len(analysis.query_index)}"
           + (", the same items" if analysis.same_set else "") + ")"
           + (f"   skipped files: {len(analysis.skipped)}" if analysis.skipped else ""))
+    print_skipped(analysis.skipped)
     for name in list_issue_types():  # left out of the table (only when --types did not ask for them)
         if name not in card["types"] and args.types is None:
             print(f"not scored: {name}: {analysis.issue_scores(name).info.get('unavailable', 'no item has a score')}")

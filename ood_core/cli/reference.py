@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..settings import DEFAULT_BATCH_SIZE, DEFAULT_DEVICE
 from ._common import (BUILTIN_HELP, _Bars, _number, add_embed_args, add_score_args, name_list, output,
-                      positive_int, run_config, score_config)
+                      positive_int, print_skipped, run_config, score_config)
 
 EXIT_ALARM = 1  # `check --fail-on-alarm` when the alarm is raised
 
@@ -106,6 +106,7 @@ def run_fit(args) -> int:
     print(f"fit items: {ref.n_fit:,}" + (f"   skipped files: {len(ref.skipped)}" if ref.skipped else "")
           + (f"   model: {embedding['model']} at {embedding['image_size']} px, backend {embedding['backend']}"
              if embedding else "   (precomputed features)"))
+    print_skipped(ref.skipped)
     if "prediction" not in ref.scorers:
         print(f"prediction score: none ({settings.get('prediction_missing', 'no class labels')}); "
               "the feature score works without them")
@@ -135,8 +136,7 @@ def run_check(args) -> int:
     print(f"checked in {time.perf_counter() - start:.1f} s")
     print(f"batch: {result.name}   items: {result.n:,}" + (f"   backend: {result.backend}" if result.backend else "")
           + (f"   skipped files: {len(result.skipped)}" if result.skipped else ""))
-    for path, reason in result.skipped[:20]:
-        print(f"  skipped {path}: {reason}")
+    print_skipped(result.skipped)
     for scorer, test in result.tests.items():
         lo, hi = test.interval
         print(f"{scorer} score: flagged {test.flagged}/{test.n} ({_pct(test.flagged_rate)}); expected "
