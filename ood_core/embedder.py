@@ -153,10 +153,10 @@ class Embedder:
 
         A network gives its pooled pre-logits features; a pixel model the pixels
         (``pixels`` centred on the mean of the set's fit rows, see :mod:`ood_core._pixels`).
-        ``collector`` (e.g. an :class:`~ood_core.issues.ImageStatsCollector`): its
-        ``add_decoded(items, imgs)`` gets each batch of images as decoded, before they are resized
-        for the model, and ``fail(i)`` each image that could not be decoded, so image statistics
-        cost no second read of the files."""
+        ``collector`` (e.g. an :class:`~ood_core.issues.ImageStatsCollector`): its ``reduce(i, img)``
+        gets each image as decoded, before it is resized for the model, ``add_decoded(items,
+        reduced)`` each batch, and ``fail(i)`` each image that could not be decoded, so image
+        statistics cost no second read of the files."""
         if not isinstance(images, ImageSet):
             raise TypeError(f"images must be an ImageSet (see ood_core.sources), got {type(images).__name__}")
         cfg = self.config_for(images)
@@ -255,7 +255,7 @@ class Embedder:
         def decode(start: int):
             stop = min(start + bs, n)
             buf = np.zeros((stop - start, size, size, 3), dtype=np.uint8)
-            bad, decoded, imgs = [], [], []
+            bad, decoded, smalls = [], [], []
             for j, i in enumerate(range(start, stop)):
                 try:
                     img = images._load(i, draft)
@@ -265,11 +265,12 @@ class Embedder:
                         collector.fail(i)
                     bad.append((i, images.paths[i], describe_error(exc)))
                     continue
-                if collector is not None:
+                small = collector.reduce(i, img) if collector is not None else None
+                if small is not None:  # a few kB: the decoded image itself is not kept
                     decoded.append(i)
-                    imgs.append(img)
+                    smalls.append(small)
             if collector is not None:
-                collector.add_decoded(decoded, imgs)  # the whole batch at once: cheaper than one by one
+                collector.add_decoded(decoded, smalls)  # the whole batch at once: cheaper than one by one
             return start, stop, buf, bad
 
         workers = self.num_workers or (min(8, os.cpu_count() or 1) if self.device_.type == "cuda" else 2)

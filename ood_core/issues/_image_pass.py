@@ -4,8 +4,9 @@
 (:func:`~ood_core.issues.properties.image_properties`), two 64-bit perceptual hashes (pHash, dHash)
 a digest of the decoded pixels and a 16 x 16 grayscale thumbnail (256 bytes, for the crop-tolerant
 near-duplicate check of :mod:`._crops`). :class:`ImageStatsCollector` holds them for a whole image set:
-the embedder's decoding threads call ``collector.add_decoded(items, imgs)`` on each batch of images
-they decode (so the files are read once), or :func:`collect_image_stats` runs its own pass through the set's reader.
+the embedder's decoding threads reduce each image they decode to a small copy
+(``collector.reduce(i, img)``) and record a batch at once (``collector.add_decoded(items, smalls)``),
+so the files are read once, or :func:`collect_image_stats` runs its own pass through the set's reader.
 """
 from __future__ import annotations
 
@@ -176,24 +177,44 @@ def image_records(imgs, pixel_digest: bool = True) -> ImageRecords:
 
     An image's own size is read from ``img.info["source_size"]`` when the decoder reduced it
     (``ood_core.sources`` records it), else it is the decoded size."""
-    n = len(imgs)
+    return records_of([reduce_image(img, pixel_digest) for img in imgs])
+
+
+@dataclass(frozen=True)
+class SmallCopy:
+    """What :func:`records_of` needs of one decoded image (:func:`reduce_image`): a few kB,
+    however large the image, so a batch of them can wait for its turn."""
+
+    small: bytes  # RGB, row-major, longer side at most SMALL_SIDE
+    size: tuple[int, int]  # (width, height) of ``small``
+    source_size: tuple[int, int]  # the image file's own (width, height)
+    digest: str  # of the decoded pixels, "" when not asked for
+
+
+def reduce_image(img, pixel_digest: bool = True) -> SmallCopy:
+    """The per-image part of :func:`image_records`: the small copy, the source size and the digest."""
+    source_size = img.info.get("source_size") if isinstance(img, Image.Image) else None
+    rgb = as_rgb_image(img)
+    digest = ""
+    if pixel_digest:
+        digest = hashlib.blake2b(rgb.tobytes(), digest_size=20).hexdigest() + f":{rgb.size[0]}x{rgb.size[1]}"
+    small = small_copy(rgb)
+    return SmallCopy(small.tobytes(), small.size, tuple(source_size) if source_size else rgb.size, digest)
+
+
+def records_of(smalls: list[SmallCopy]) -> ImageRecords:
+    """:func:`image_records` of images already reduced by :func:`reduce_image`: all at once."""
+    n = len(smalls)
     props = np.empty((n, len(PROPERTY_COLUMNS)))
     g32 = np.empty((n, 32, 32))
     g9 = np.empty((n, 8, 9))
     thumbs = np.empty((n, THUMB, THUMB), dtype=np.uint8)
-    digests = [""] * n
-    groups: dict[tuple[int, int], list[tuple[int, bytes]]] = {}
-    for b, img in enumerate(imgs):
-        source_size = img.info.get("source_size") if isinstance(img, Image.Image) else None
-        rgb = as_rgb_image(img)
-        props[b, :2] = tuple(source_size) if source_size else rgb.size
-        if pixel_digest:
-            digests[b] = hashlib.blake2b(rgb.tobytes(), digest_size=20).hexdigest() + f":{rgb.size[0]}x{rgb.size[1]}"
-        small = small_copy(rgb)
-        groups.setdefault(small.size, []).append((b, small.tobytes()))
-    for (w, h), members in groups.items():
-        rows = [b for b, _ in members]
-        rgb = np.frombuffer(b"".join(data for _, data in members), dtype=np.uint8).reshape(len(rows), h, w, 3)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for b, s in enumerate(smalls):
+        props[b, :2] = s.source_size
+        groups.setdefault(s.size, []).append(b)
+    for (w, h), rows in groups.items():
+        rgb = np.frombuffer(b"".join(smalls[b].small for b in rows), dtype=np.uint8).reshape(len(rows), h, w, 3)
         gray8 = _brightness(rgb)
         props[rows, 2:] = _properties_of_group(rgb, gray8)
         gray = gray8.astype(np.float64)
@@ -201,7 +222,7 @@ def image_records(imgs, pixel_digest: bool = True) -> ImageRecords:
         g9[rows] = _resized(gray, 8, 9, "lanczos")
         thumbs[rows] = _resized(gray, THUMB, THUMB, "box")
     phash, dhash = _hashes_of(g32, g9)
-    return ImageRecords(props, phash, dhash, digests, thumbs)
+    return ImageRecords(props, phash, dhash, [s.digest for s in smalls], thumbs)
 
 
 def image_record(img, pixel_digest: bool = True) -> tuple[np.ndarray, np.uint64, np.uint64, str]:
@@ -235,9 +256,9 @@ class ImageStats:
 class ImageStatsCollector:
     """Collects :func:`image_record` of each image of a set as it is decoded.
 
-    Thread-safe for distinct items: the embedder's decoding threads call ``add(i, img)`` (and
-    ``fail(i)`` for an image that could not be decoded); :meth:`result` gives the
-    :class:`ImageStats` once every item was seen.
+    Thread-safe for distinct items: the embedder's decoding threads call ``reduce(i, img)`` on each
+    image they decode, ``add_decoded(items, smalls)`` on each batch (and ``fail(i)`` for an image
+    that could not be decoded); :meth:`result` gives the :class:`ImageStats` once every item was seen.
     """
 
     def __init__(self, n: int, pixel_digests: bool = True):
@@ -254,11 +275,22 @@ class ImageStatsCollector:
 
     def add(self, i: int, img) -> None:
         """Record item ``i`` from its decoded image (before any resizing for the model)."""
-        self.add_batch([i], [img])
+        self.add_batch([i], [reduce_image(img, self.pixel_digests)])
 
-    def add_batch(self, items, imgs) -> None:
-        """Record items ``items`` from their decoded images ``imgs`` (one :func:`image_records` call)."""
-        r = image_records(imgs, self.pixel_digests)
+    def reduce(self, i: int, img) -> SmallCopy | None:
+        """Item ``i``'s :class:`SmallCopy` (made right after decoding, so the full image need not be
+        kept for :meth:`add_decoded`); None when it cannot be made: logged and recorded as failed
+        (statistics never cost an image its features)."""
+        try:
+            return reduce_image(img, self.pixel_digests)
+        except Exception as exc:  # noqa: BLE001 - logged; the item's statistics stay missing
+            logger.warning("image statistics of item %d could not be computed (%s)", i, exc)
+            self.fail(i)
+            return None
+
+    def add_batch(self, items, smalls: list[SmallCopy]) -> None:
+        """Record items ``items`` from their :class:`SmallCopy` (one :func:`records_of` call)."""
+        r = records_of(smalls)
         rows = np.asarray(items, dtype=np.int64)
         self._props[rows], self._phash[rows], self._dhash[rows], self._thumbs[rows] = (
             r.properties, r.phash, r.dhash, r.thumbs)
@@ -267,16 +299,15 @@ class ImageStatsCollector:
         with self._lock:
             self._seen[rows] = self._ok[rows] = True
 
-    def add_decoded(self, items, imgs) -> None:
-        """:meth:`add_batch`; when the batch fails, each image alone, so that an image whose
-        statistics cannot be computed is logged and recorded as failed (:meth:`fail`) and only it:
-        statistics never cost an image its features."""
+    def add_decoded(self, items, smalls: list[SmallCopy]) -> None:
+        """:meth:`add_batch`; when the batch fails, each item alone, so that an image whose
+        statistics cannot be computed is logged and recorded as failed (:meth:`fail`) and only it."""
         try:
-            self.add_batch(items, imgs)
+            self.add_batch(items, smalls)
         except Exception:  # noqa: BLE001 - find the image(s) at fault
-            for i, img in zip(items, imgs):
+            for i, small in zip(items, smalls):
                 try:
-                    self.add(i, img)
+                    self.add_batch([i], [small])
                 except Exception as exc:  # noqa: BLE001 - logged; the item's statistics stay missing
                     logger.warning("image statistics of item %d could not be computed (%s)", i, exc)
                     self.fail(i)
@@ -308,15 +339,19 @@ def collect_image_stats(images, progress: StepProgress | None = None, workers: i
     chunk = 256
 
     def work(start: int) -> int:
-        items, imgs = [], []
+        items, smalls = [], []
         for i in range(start, min(start + chunk, n)):
             try:
-                imgs.append(images._load(i, _DRAFT_SIDE))
-                items.append(i)
+                img = images._load(i, _DRAFT_SIDE)
             except Exception as exc:  # noqa: BLE001 - one bad image must not stop the pass
                 logger.info("image %s could not be decoded for its statistics (%s)", images.paths[i], exc)
                 collector.fail(i)
-        collector.add_decoded(items, imgs)
+                continue
+            small = collector.reduce(i, img)
+            if small is not None:
+                items.append(i)
+                smalls.append(small)
+        collector.add_decoded(items, smalls)
         return min(start + chunk, n)
 
     if progress is not None:
