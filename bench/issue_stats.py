@@ -58,7 +58,7 @@ def main() -> None:
     print("| run | seconds | ms / image | vs embedding alone |\n|---|---|---|---|")
     print(f"| embedding alone | {a:.2f} | {1000 * a / args.n:.2f} | 1.00 |")
     print(f"| embedding + statistics in its decoding pass | {w:.2f} | {1000 * w / args.n:.2f} | {w / a:.3f} "
-          f"(+{100 * (w - a) / a:.1f}%) |")
+          f"({100 * (w - a) / a:+.1f}%) |")
     print(f"| statistics in a separate pass (cache hit) | {s:.2f} | {1000 * s / args.n:.2f} | {s / a:.3f} |")
 
 
