@@ -4,6 +4,7 @@
     python bench/planted.py --seed 1
     python bench/planted.py --classes automobile,truck,bird,frog    # trucks filed as automobiles
     python bench/planted.py --candidates                             # + other label scores
+    python bench/planted.py --sweep --sheet docs/planted_label_errors.png   # + the label threshold dragged
 
 The folder of tests/planted_folder.py (the test fixture's writer) with ``--n-train`` train and
 ``--n-test`` test CIFAR-10 images per class: 6 exact copies (3 into test), 6 copies resized to 28 px
@@ -15,7 +16,10 @@ used here only) on the same out-of-sample pred_probs: what it finds of the plant
 false flags among clean fit items, and the overlap with ours. ``--candidates``: other label scores
 on the same folder (margin, per-class-threshold ratio, other regularisation, the mean of the pred_probs
 and the 5 nearest fit items' labels), by AUROC and average precision against the planted label errors
-and at the confident-learning count of their own pred_probs. Embeddings are cached under
+and at the confident-learning count of their own pred_probs. ``--sweep``: the label threshold dragged
+until 10, 12, ... 15 of the confused pair are flagged, and the clean items flagged with them.
+``--sheet PNG``: the confused-pair plants and the lowest-scored clean items of the first class, each
+with its label score (a contact sheet, images enlarged 4x). Embeddings are cached under
 bench/results/cache. Needs OOD_CIFAR10 or ../shared/data/cifar10-jpeg.zip.
 """
 from __future__ import annotations
@@ -114,6 +118,60 @@ def candidate_rows(analysis, plants: dict[str, set[str]]) -> list[str]:
     return rows
 
 
+def _pair_plants(plants: dict[str, set[str]]) -> set[str]:
+    """The confused-pair plants (``label (B as A)``)."""
+    return next(v for k, v in plants.items() if k.startswith("label ("))
+
+
+def sweep_rows(analysis, plants: dict[str, set[str]]) -> list[str]:
+    """Markdown rows: the label threshold dragged until 10, 12, 13, 14 and 15 of the confused pair are
+    flagged, with the clean items (no planted label error) flagged at that threshold."""
+    scores = np.asarray(analysis.issue_scores("label").scores)
+    ids = np.asarray(analysis.ids, dtype=object)
+    pair = np.isin(ids, list(_pair_plants(plants)))
+    every = set().union(*(v for k, v in plants.items() if k.split()[0] == "label"))
+    clean = ~np.isin(ids, list(every)) & np.isfinite(scores)
+    default = analysis.issue_scores("label").flagged()
+    rows = ["| label threshold | pair plants flagged | clean items flagged |", "|---|---|---|",
+            f"| {analysis.issue_scores('label').threshold:.3f} (default) | {int((default & pair).sum())}/{pair.sum()} | "
+            f"{int((default & clean).sum())} of {clean.sum()} ({(default & clean).sum() / clean.sum():.1%}) |"]
+    for found in (10, 12, 13, 14, 15):
+        t = np.sort(scores[pair])[min(found, pair.sum()) - 1]
+        flagged = scores <= t
+        rows.append(f"| {t:.3f} | {int((flagged & pair).sum())}/{pair.sum()} | {int((flagged & clean).sum())} of "
+                    f"{clean.sum()} ({(flagged & clean).sum() / clean.sum():.1%}) |")
+    return rows
+
+
+def write_sheet(analysis, plants: dict[str, set[str]], root: Path, out: Path, n_clean: int = 15) -> None:
+    """A contact sheet: the confused-pair plants (top row) and the ``n_clean`` lowest-scored clean
+    items filed under the same class (bottom row), in label-score order, each captioned with its
+    score; red captions are flagged at the default threshold."""
+    from PIL import Image, ImageDraw
+
+    issue = analysis.issue_scores("label")
+    scores, flagged = np.asarray(issue.scores), issue.flagged()
+    ids = np.asarray(analysis.ids, dtype=object)
+    every = set().union(*(v for k, v in plants.items() if k.split()[0] == "label"))
+    pair = [i for i in np.argsort(scores, kind="stable") if ids[i] in _pair_plants(plants)]
+    label = analysis.labels[pair[0]]
+    clean = [i for i in np.argsort(scores, kind="stable")
+             if analysis.labels[i] == label and ids[i] not in every and np.isfinite(scores[i])][:n_clean]
+    size, caption = 128, 18
+    width = max(len(pair), len(clean))
+    sheet = Image.new("RGB", (width * (size + 2), 2 * (size + caption) + 10), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, (row, what) in enumerate(((pair, "planted"), (clean, "clean"))):
+        y = r * (size + caption + 10)
+        for c, i in enumerate(row):
+            with Image.open(root / ids[i]) as img:
+                sheet.paste(img.convert("RGB").resize((size, size), Image.NEAREST), (c * (size + 2), y))
+            draw.text((c * (size + 2) + 2, y + size + 3), f"{what} {scores[i]:.2f}",
+                      fill="red" if flagged[i] else "black")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--classes", default="cat,dog,airplane,ship",
@@ -125,6 +183,8 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=None, help="embedding model (default: the default setting)")
     p.add_argument("--image-size", type=int, default=None, help="image size (default: the model's default)")
     p.add_argument("--candidates", action="store_true", help="also rank candidate label scores (a few more fits)")
+    p.add_argument("--sweep", action="store_true", help="also drag the label threshold over the confused pair")
+    p.add_argument("--sheet", type=Path, default=None, help="write a contact sheet of the confused pair (PNG)")
     p.add_argument("--cifar10", default=None, help="CIFAR-10 zip (default: $OOD_CIFAR10, else ../shared/data/cifar10-jpeg.zip)")
     args = p.parse_args(argv)
     classes = tuple(c.strip() for c in args.classes.split(","))
@@ -139,6 +199,8 @@ def main(argv=None) -> int:
         table = a.issues()
         seconds = time.perf_counter() - start
         counts = planted_counts(a, plants, root, TYPES, table)
+        if args.sheet:
+            write_sheet(a, plants, root, args.sheet)
     print(f"{len(a.ids)} items ({args.n_train} train + {args.n_test} test per class of {', '.join(classes)}, "
           f"seed {args.seed}); {a.embed_config['model']} at {a.embed_config['image_size']} px; classifier C="
           f"{a.classifier.C:g}; analysis and issues in {seconds:.0f} s\n")
@@ -153,6 +215,11 @@ def main(argv=None) -> int:
     if args.candidates:
         print()
         print("\n".join(candidate_rows(a, plants)))
+    if args.sweep:
+        print()
+        print("\n".join(sweep_rows(a, plants)))
+    if args.sheet:
+        print(f"\ncontact sheet: {args.sheet}")
     return 0
 
 
