@@ -23,7 +23,7 @@ h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;
 vertical-align:top}th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .items{display:flex;flex-wrap:wrap;gap:10px}.item{flex:0 0 120px;width:120px;margin:0;font-size:12px;
-word-break:break-all}
+overflow-wrap:anywhere}
 .item img,.item .noimg{width:96px;height:96px;object-fit:contain;background:#eee;display:block;
 image-rendering:pixelated}
 .noimg{display:flex;align-items:center;justify-content:center;color:#888}
@@ -64,7 +64,8 @@ def item_card(analysis, position: int, lines: Iterable[str], badge: str = "", ba
            else '<div class="noimg">no image</div>')
     mark = f' <span class="badge {esc(badge_class)}">{esc(badge)}</span>' if badge else ""
     text = "".join(f"<br>{esc(line)}" for line in lines if line)
-    return f'<figure class="item">{img}<figcaption><b>{esc(item_id)}</b>{mark}{text}</figcaption></figure>'
+    shown = esc(item_id).replace("/", "/<wbr>")  # a long path breaks after a folder, not inside a name
+    return f'<figure class="item">{img}<figcaption><b>{shown}</b>{mark}{text}</figcaption></figure>'
 
 
 def table(header: list[str], rows: list[list[Any]], numeric: set[int] = frozenset(),

@@ -31,7 +31,7 @@ def histogram_svg(series: dict[str, np.ndarray], threshold: float | None = None,
     edges = np.linspace(lo, hi, bins + 1)
     counts = {name: np.histogram(v, bins=edges)[0] for name, v in clean.items()}
     top = max([int(c.max()) for c in counts.values() if len(c)] + [1])
-    left, right, upper, lower = 44, 10, 22, 34
+    left, right, upper, lower = 44, 24, 22, 34  # right: half of the last tick label ("0.000623")
     plot_w, plot_h = width - left - right, height - upper - lower
 
     def x_of(value: float) -> float:

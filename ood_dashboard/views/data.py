@@ -209,3 +209,4 @@ links = st.columns(4)
 links[0].page_link(page_path("feature_scores"), label="Feature scores", icon=":material/arrow_forward:")
 if "prediction" in analysis.scorers:
     links[1].page_link(page_path("prediction_scores"), label="Prediction scores", icon=":material/arrow_forward:")
+links[2].page_link(page_path("issues"), label="Data issues", icon=":material/arrow_forward:")
