@@ -77,6 +77,21 @@ def _neighbour_labels(analysis, y: np.ndarray, k: int) -> np.ndarray:
     return K / k
 
 
+def flagged_at_count(pred_probs: np.ndarray, y: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """The ``n`` lowest of ``score``, where ``n`` is how many rows confident learning counts as
+    confidently another class in ``pred_probs`` (per-class thresholds = mean self-confidence): the
+    label type's default rule, for any score."""
+    from ood_core.scorers import confident_thresholds
+
+    r = np.arange(len(y))
+    conf = np.where(pred_probs >= confident_thresholds(pred_probs, y), pred_probs, -np.inf)
+    likely = conf.argmax(1)
+    n = int((np.isfinite(conf[r, likely]) & (likely != y)).sum())
+    flagged = np.zeros(len(y), bool)
+    flagged[np.argsort(score, kind="stable")[:n]] = True
+    return flagged
+
+
 def candidate_rows(analysis, plants: dict[str, set[str]]) -> list[str]:
     """Markdown rows: candidate label scores on the fit set, ranked against the planted label errors
     (AUROC, average precision) and flagged at the confident-learning count of their own pred_probs."""
@@ -107,12 +122,8 @@ def candidate_rows(analysis, plants: dict[str, set[str]]) -> list[str]:
     rows = [f"| label score (fit set, {bad.sum()} planted of {len(y)}) | AUROC | AP | flagged | found | false |",
             "|---|---|---|---|---|---|"]
     for name, (Q, score) in candidates.items():
-        tq = confident_thresholds(Q, y)
-        conf = np.where(Q >= tq, Q, -np.inf)
-        cc = conf.argmax(1)
-        n = int((np.isfinite(conf[r, cc]) & (cc != y)).sum())
-        flagged = np.zeros(len(y), bool)
-        flagged[np.argsort(score, kind="stable")[:n]] = True
+        flagged = flagged_at_count(Q, y, score)
+        n = int(flagged.sum())
         rows.append(f"| {name} | {roc_auc_score(bad, -score):.3f} | {average_precision_score(bad, -score):.3f} | {n} | "
                     f"{int((flagged & bad).sum())} | {int((flagged & ~bad).sum())} |")
     return rows
