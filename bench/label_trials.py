@@ -36,7 +36,7 @@ for path in (ROOT, ROOT / "bench"):  # `python bench/label_trials.py` puts only 
         sys.path.insert(0, str(path))
 
 import ood_core  # noqa: E402
-from planted import _pair_plants, flagged_at_count  # noqa: E402
+from planted import _label_plants, _pair_plants, flagged_at_count  # noqa: E402
 from tests.planted_folder import write_planted_folder  # noqa: E402
 
 CACHE = ROOT / "bench" / "results" / "cache"
@@ -147,8 +147,7 @@ def main(argv=None) -> int:
         fit = a.fit_index
         fit_ids = np.asarray(a.ids, dtype=object)[fit]
         y = np.searchsorted(a.pred_classes, a.labels[fit])
-        every = set().union(*(v for k, v in plants.items() if k.split()[0] == "label"))
-        bad, pair = np.isin(fit_ids, list(every)), np.isin(fit_ids, list(_pair_plants(plants)))
+        bad, pair = np.isin(fit_ids, list(_label_plants(plants))), np.isin(fit_ids, list(_pair_plants(plants)))
         first, second = (list(a.pred_classes).index(a.class_names.index(c)) for c in classes[:2])
         features = np.asarray(a.features[fit], np.float32)
         where = {k: i for i, k in enumerate(m.ids)}

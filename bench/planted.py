@@ -77,6 +77,16 @@ def _neighbour_labels(analysis, y: np.ndarray, k: int) -> np.ndarray:
     return K / k
 
 
+def _pair_plants(plants: dict[str, set[str]]) -> set[str]:
+    """The confused-pair plants (``label (B as A)``)."""
+    return next(v for k, v in plants.items() if k.startswith("label ("))
+
+
+def _label_plants(plants: dict[str, set[str]]) -> set[str]:
+    """Every planted label error: the confused pair's and the unlike classes'."""
+    return set().union(*(v for k, v in plants.items() if k.split()[0] == "label"))
+
+
 def flagged_at_count(pred_probs: np.ndarray, y: np.ndarray, score: np.ndarray) -> np.ndarray:
     """The ``n`` lowest of ``score``, where ``n`` is how many rows confident learning counts as
     confidently another class in ``pred_probs`` (per-class thresholds = mean self-confidence): the
@@ -102,7 +112,7 @@ def candidate_rows(analysis, plants: dict[str, set[str]]) -> list[str]:
     a = analysis
     fit_ids = np.asarray(a.ids, dtype=object)[a.fit_index]
     y = np.searchsorted(a.pred_classes, a.labels[a.fit_index])
-    bad = np.isin(fit_ids, list(set().union(*(plants[k] for k in plants if k.startswith("label")))))
+    bad = np.isin(fit_ids, list(_label_plants(plants)))
     X = np.asarray(a.features[a.fit_index], dtype=np.float32)
     r = np.arange(len(y))
     held = {C: ood_core.out_of_sample_pred_probs(X, y, Cs=[C])[0] for C in (1e-3, 1e-1)}
@@ -129,18 +139,13 @@ def candidate_rows(analysis, plants: dict[str, set[str]]) -> list[str]:
     return rows
 
 
-def _pair_plants(plants: dict[str, set[str]]) -> set[str]:
-    """The confused-pair plants (``label (B as A)``)."""
-    return next(v for k, v in plants.items() if k.startswith("label ("))
-
-
 def sweep_rows(analysis, plants: dict[str, set[str]]) -> list[str]:
     """Markdown rows: the label threshold dragged until 10, 12, 13, 14 and 15 of the confused pair are
     flagged, with the clean items (no planted label error) flagged at that threshold."""
     scores = np.asarray(analysis.issue_scores("label").scores)
     ids = np.asarray(analysis.ids, dtype=object)
     pair = np.isin(ids, list(_pair_plants(plants)))
-    every = set().union(*(v for k, v in plants.items() if k.split()[0] == "label"))
+    every = _label_plants(plants)
     clean = ~np.isin(ids, list(every)) & np.isfinite(scores)
     default = analysis.issue_scores("label").flagged()
     rows = ["| label threshold | pair plants flagged | clean items flagged |", "|---|---|---|",
@@ -163,7 +168,7 @@ def write_sheet(analysis, plants: dict[str, set[str]], root: Path, out: Path, n_
     issue = analysis.issue_scores("label")
     scores, flagged = np.asarray(issue.scores), issue.flagged()
     ids = np.asarray(analysis.ids, dtype=object)
-    every = set().union(*(v for k, v in plants.items() if k.split()[0] == "label"))
+    every = _label_plants(plants)
     pair = [i for i in np.argsort(scores, kind="stable") if ids[i] in _pair_plants(plants)]
     label = analysis.labels[pair[0]]
     clean = [i for i in np.argsort(scores, kind="stable")
